@@ -1,0 +1,1 @@
+"""Hydra configs of noamt, installed as the package noamt.configs."""

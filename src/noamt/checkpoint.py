@@ -1,0 +1,97 @@
+"""Atomic checkpoint files: save, load, rotate, average.
+
+A checkpoint is one ``torch.save`` file holding a dict: ``model``, ``optimizer``, ``step``,
+``data`` (position in the batch stream), ``rng``, ``config`` (the resolved run config),
+``tokenizer`` (its JSON) and ``metrics``. It is written to a temporary file in the same
+folder, flushed to disk and renamed over the target, so a crash or kill at any moment leaves
+either the old or the new file, never a broken one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+_NUMBERED = re.compile(r"checkpoint_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or lacks what is needed."""
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint; a missing or unreadable file is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated file, not a torch file, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a noamt checkpoint (no 'model' entry)")
+    return state
+
+
+def numbered_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """``checkpoint_<step>.pt`` files in ``folder``, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` numbered checkpoints; returns the deleted paths."""
+    if keep_last <= 0:
+        return []
+    stale = numbered_checkpoints(folder)[:-keep_last]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
+    """Checkpoint whose model weights are the element-wise mean of those in ``paths``.
+
+    theta = (1/n) sum_i theta_i, accumulated in float64; everything else (config, tokenizer,
+    step) is taken from the last checkpoint, and the optimizer state is dropped.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        model = load_checkpoint(path)["model"]
+        if total and model.keys() != total.keys():
+            raise CheckpointError(f"{path} has different parameters from {paths[0]}")
+        for name, tensor in model.items():
+            total[name] = total.get(name, 0) + tensor.to(torch.float64)
+    last = load_checkpoint(paths[-1])
+    reference = last["model"]
+    averaged = {name: (t / len(paths)).to(reference[name].dtype) for name, t in total.items()}
+    keep = {k: v for k, v in last.items() if k not in {"model", "optimizer", "rng", "data"}}
+    return {**keep, "model": averaged, "averaged_from": [str(p) for p in paths]}

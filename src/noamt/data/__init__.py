@@ -1,0 +1,43 @@
+"""Data pipeline: parallel text corpora, the joint BPE tokenizer, and token-budget batches."""
+
+from noamt.data.batching import Batch, EncodedSplit, TokenBudgetBatches, collate, filter_pairs
+from noamt.data.corpus import (
+    DataConfig,
+    DataError,
+    from_hub_dataset,
+    load_corpus,
+    read_lines,
+    resolve_data_dir,
+)
+from noamt.data.tokenizer import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    Tokenizer,
+    TokenizerConfig,
+    load_or_train_tokenizer,
+    train_tokenizer,
+)
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "PAD",
+    "UNK",
+    "Batch",
+    "DataConfig",
+    "DataError",
+    "EncodedSplit",
+    "TokenBudgetBatches",
+    "Tokenizer",
+    "TokenizerConfig",
+    "collate",
+    "filter_pairs",
+    "from_hub_dataset",
+    "load_corpus",
+    "load_or_train_tokenizer",
+    "read_lines",
+    "resolve_data_dir",
+    "train_tokenizer",
+]

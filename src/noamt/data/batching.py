@@ -1,0 +1,282 @@
+"""Token ids of a split, length filtering, padding into tensors, and token-budget batching.
+
+Sequence layout: the encoder reads `source + EOS`; the decoder reads `BOS + target`
+(`tgt_in`) and is trained to predict `target + EOS` (`tgt_out`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import torch
+
+from noamt.data.tokenizer import Tokenizer
+
+
+@dataclass
+class Batch:
+    """Padded tensors of one batch; `indices` are the examples' positions in their split."""
+
+    src: torch.Tensor
+    tgt_in: torch.Tensor
+    tgt_out: torch.Tensor
+    n_tgt_tokens: int
+    indices: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Copy of the batch with every tensor on `device`."""
+        return Batch(
+            src=self.src.to(device, non_blocking=non_blocking),
+            tgt_in=self.tgt_in.to(device, non_blocking=non_blocking),
+            tgt_out=self.tgt_out.to(device, non_blocking=non_blocking),
+            n_tgt_tokens=self.n_tgt_tokens,
+            indices=self.indices.to(device, non_blocking=non_blocking),
+        )
+
+    def pin_memory(self) -> Batch:
+        """Copy in page-locked memory, for asynchronous host-to-GPU copies."""
+        return Batch(
+            src=self.src.pin_memory(),
+            tgt_in=self.tgt_in.pin_memory(),
+            tgt_out=self.tgt_out.pin_memory(),
+            n_tgt_tokens=self.n_tgt_tokens,
+            indices=self.indices.pin_memory(),
+        )
+
+
+@dataclass
+class EncodedSplit:
+    """Token ids of one split: src_ids: List[List[int]], tgt_ids: List[List[int]] (no BOS/EOS)."""
+
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+    def __post_init__(self) -> None:
+        if len(self.src_ids) != len(self.tgt_ids):
+            raise ValueError(
+                f"src has {len(self.src_ids)} sequences but tgt has {len(self.tgt_ids)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    @classmethod
+    def encode(
+        cls,
+        tokenizer: Tokenizer,
+        src: Sequence[str],
+        tgt: Sequence[str],
+        max_src_len: int | None = None,
+        max_tgt_len: int | None = None,
+        truncate: bool = False,
+    ) -> EncodedSplit:
+        """Encode parallel texts. With `truncate`, cut sequences to `max_src_len`/`max_tgt_len`
+        tokens (for evaluation, where no example may be dropped); otherwise the limits are
+        not applied here and training data goes through `filter_pairs`."""
+        src_ids = tokenizer.encode_batch(src)
+        tgt_ids = tokenizer.encode_batch(tgt)
+        if truncate:
+            if max_src_len is not None:
+                src_ids = [ids[:max_src_len] for ids in src_ids]
+            if max_tgt_len is not None:
+                tgt_ids = [ids[:max_tgt_len] for ids in tgt_ids]
+        return cls(src_ids, tgt_ids)
+
+
+def filter_pairs(
+    split: EncodedSplit, max_src_len: int, max_tgt_len: int, max_len_ratio: float = 0.0
+) -> tuple[EncodedSplit, int]:
+    """Drop pairs longer than the limits (in tokens, without BOS/EOS) or, when `max_len_ratio`
+    is positive, whose longer side exceeds `max_len_ratio` times the shorter one.
+    Returns the kept pairs (in their original order) and the number dropped."""
+    keep_src, keep_tgt = [], []
+    for s, t in zip(split.src_ids, split.tgt_ids, strict=True):
+        ls, lt = len(s), len(t)
+        if ls > max_src_len or lt > max_tgt_len:
+            continue
+        if max_len_ratio > 0 and max(ls, lt) > max_len_ratio * max(min(ls, lt), 1):
+            continue
+        keep_src.append(s)
+        keep_tgt.append(t)
+    return EncodedSplit(keep_src, keep_tgt), len(split) - len(keep_src)
+
+
+def collate(
+    src_ids: list[list[int]],
+    tgt_ids: list[list[int]],
+    indices: list[int],
+    pad_id: int,
+    bos_id: int,
+    eos_id: int,
+) -> Batch:
+    """Pad one batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS."""
+    src_lens = torch.tensor([len(s) + 1 for s in src_ids])
+    tgt_lens = torch.tensor([len(t) + 1 for t in tgt_ids])
+    src_flat = list(chain.from_iterable(chain(s, (eos_id,)) for s in src_ids))
+    tgt_in_flat = list(chain.from_iterable(chain((bos_id,), t) for t in tgt_ids))
+    tgt_out_flat = list(chain.from_iterable(chain(t, (eos_id,)) for t in tgt_ids))
+    src = _pad(src_flat, src_lens, pad_id)
+    tgt_in = _pad(tgt_in_flat, tgt_lens, pad_id)
+    tgt_out = _pad(tgt_out_flat, tgt_lens, pad_id)
+    return Batch(
+        src=src,
+        tgt_in=tgt_in,
+        tgt_out=tgt_out,
+        n_tgt_tokens=len(tgt_out_flat),
+        indices=torch.tensor(indices, dtype=torch.long),
+    )
+
+
+def _pad(flat: list[int], lengths: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id`."""
+    width = int(lengths.max()) if len(lengths) else 0
+    out = torch.full((len(lengths), width), pad_id, dtype=torch.long)
+    return out.masked_scatter_(
+        torch.arange(width) < lengths[:, None], torch.tensor(flat, dtype=torch.long)
+    )
+
+
+class TokenBudgetBatches:
+    """Batches whose padded size stays within max_tokens, from length-sorted buckets.
+
+    A batch of B pairs is allowed while B * max(longest source, longest target) <= max_tokens,
+    counting the added EOS/BOS (fairseq's rule), and B <= max_sentences if set. A pair longer
+    than max_tokens on its own gets a batch of one (training data is length-filtered first;
+    evaluation data must not lose examples).
+
+    The pairs are sorted by (target length, source length), ties broken by a random order
+    drawn from `seed` (or by index when `shuffle` is False), and cut greedily into batches;
+    the batches are therefore the same every epoch. With `shuffle`, each epoch visits them
+    in an order drawn from (seed, epoch); without it, in length order.
+
+    With `num_shards > 1` (data parallel), shard k takes batches k, k + num_shards, ... of
+    the epoch's order, after dropping the tail so that every shard has the same count.
+    Evaluation should use a single shard so that no example is dropped.
+
+    Iteration is deterministic given (seed, epoch) and resumable mid-epoch via
+    `state_dict`/`load_state_dict`.
+    """
+
+    def __init__(
+        self,
+        split: EncodedSplit,
+        max_tokens: int,
+        pad_id: int,
+        bos_id: int,
+        eos_id: int,
+        seed: int = 1,
+        shuffle: bool = True,
+        max_sentences: int | None = None,
+        num_shards: int = 1,
+        shard_id: int = 0,
+    ):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if max_sentences is not None and max_sentences < 1:
+            raise ValueError(f"max_sentences must be positive or None, got {max_sentences}")
+        if not 0 <= shard_id < num_shards:
+            raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
+        self.split = split
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_shards = num_shards
+        self.shard_id = shard_id
+        self._batches = self._make_batches(max_tokens, max_sentences)
+        if len(self._batches) < num_shards:
+            raise ValueError(
+                f"split of {len(split)} pairs gives {len(self._batches)} batches, fewer than {num_shards} shards"
+            )
+        self._epoch = 0
+        self._position = 0
+        self._order: list[int] | None = None
+
+    def __len__(self) -> int:
+        """Batches per epoch for this shard."""
+        return len(self._batches) // self.num_shards
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move to the start of `epoch`. Setting the current epoch again keeps the position,
+        so a state restored mid-epoch survives the usual `for epoch ...: set_epoch(epoch)` loop."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._position = 0
+            self._order = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Yield the remaining batches of the current epoch, advancing the position."""
+        order = self._epoch_order()
+        while self._position < len(order):
+            idx = self._batches[order[self._position]]
+            self._position += 1
+            yield collate(
+                [self.split.src_ids[i] for i in idx],
+                [self.split.tgt_ids[i] for i in idx],
+                idx,
+                self.pad_id,
+                self.bos_id,
+                self.eos_id,
+            )
+
+    def state_dict(self) -> dict:
+        """{"epoch": e, "position": number of batches of epoch e already yielded}."""
+        return {"epoch": self._epoch, "position": self._position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict` of an iterator over the same split and settings."""
+        position = int(state["position"])
+        if not 0 <= position <= len(self):
+            raise ValueError(
+                f"batch position {position} is outside this epoch's {len(self)} batches"
+            )
+        self._epoch = int(state["epoch"])
+        self._position = position
+        self._order = None
+
+    def _make_batches(self, max_tokens: int, max_sentences: int | None) -> list[list[int]]:
+        src_lens = np.fromiter(
+            (len(s) + 1 for s in self.split.src_ids), dtype=np.int64, count=len(self.split)
+        )
+        tgt_lens = np.fromiter(
+            (len(t) + 1 for t in self.split.tgt_ids), dtype=np.int64, count=len(self.split)
+        )
+        if self.shuffle:
+            tie_break = np.random.default_rng(self.seed).permutation(len(self.split))
+        else:
+            tie_break = np.arange(len(self.split))
+        order = np.lexsort((tie_break, src_lens, tgt_lens)).tolist()
+        lengths = np.maximum(src_lens, tgt_lens).tolist()
+        cap = max_sentences or len(order)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for i in order:
+            new_longest = max(longest, lengths[i])
+            if current and ((len(current) + 1) * new_longest > max_tokens or len(current) == cap):
+                batches.append(current)
+                current, new_longest = [], lengths[i]
+            current.append(i)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        return batches
+
+    def _epoch_order(self) -> list[int]:
+        """This shard's batch numbers for the current epoch, in visiting order."""
+        if self._order is None:
+            n = len(self._batches)
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, self._epoch]).permutation(n)
+            else:
+                order = np.arange(n)
+            usable = len(self) * self.num_shards
+            self._order = order[self.shard_id : usable : self.num_shards].tolist()
+        return self._order

@@ -1,0 +1,212 @@
+"""Parallel text corpora as a `datasets.DatasetDict` of (src, tgt) string pairs.
+
+Two sources are supported: a folder of line-aligned text files (`{split}.{lang}` or
+`{split}.{lang}.gz`, the layout of the Multi30k release) and a Hugging Face hub dataset.
+The result always has the splits `train`, `valid` and one split per test set, each with
+the string columns `src` and `tgt`. This module deals with text only; tokenisation and
+length filtering happen later on token ids.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "NOAMT_DATA_DIR"
+SOURCES = ("auto", "files", "hub")
+
+
+class DataError(ValueError):
+    """Bad input data; message is one line naming file/line."""
+
+
+@dataclass
+class DataConfig:
+    """Where the parallel corpus comes from and how much of it to use.
+
+    `source="auto"` reads files when a folder is known (`dir` or $NOAMT_DATA_DIR), and the
+    hub dataset otherwise. `hub_split_names` maps our split names to hub split names; keys
+    other than "train" and "valid" are test splits named by the key. `max_src_len`,
+    `max_tgt_len` and `max_len_ratio` are applied by the caller on token ids
+    (`noamt.data.batching.filter_pairs`).
+    """
+
+    name: str = "multi30k_en_de"
+    source: str = "auto"
+    dir: str | None = None
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_splits: list[str] = field(
+        default_factory=lambda: [
+            "test_2016_flickr",
+            "test_2017_flickr",
+            "test_2017_mscoco",
+            "test_2018_flickr",
+        ]
+    )
+    hub_name: str | None = "bentrevett/multi30k"
+    hub_config: str | None = None
+    hub_split_names: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"}
+    )
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    max_src_len: int = 256
+    max_tgt_len: int = 256
+    max_len_ratio: float = 0.0
+
+
+def resolve_data_dir(cfg: DataConfig) -> Path | None:
+    """The data folder: `cfg.dir`, else $NOAMT_DATA_DIR, else None (not checked to exist)."""
+    value = cfg.dir or os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
+    """Load the train, valid and test splits named in `cfg` as (src, tgt) string pairs.
+
+    Training pairs with a whitespace-only side are dropped (the count is logged);
+    evaluation splits keep every line so that every input gets a hypothesis.
+    """
+    if cfg.source not in SOURCES:
+        raise DataError(f"data.source must be one of {', '.join(SOURCES)}, got {cfg.source!r}")
+    data_dir = resolve_data_dir(cfg)
+    if cfg.source == "hub" or (cfg.source == "auto" and data_dir is None):
+        return _load_hub(cfg)
+    if data_dir is None:
+        raise DataError(
+            f"no data folder given for data.source=files (set data.dir or {DATA_DIR_ENV})"
+        )
+    return _load_files(data_dir, cfg)
+
+
+def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
+    """Read `{stem}.{lang}` (or `{stem}.{lang}.gz`; the plain file wins if both exist)."""
+    if not data_dir.is_dir():
+        raise DataError(f"data folder not found: {data_dir} (set data.dir or {DATA_DIR_ENV})")
+    stems = {"train": cfg.train_split, "valid": cfg.valid_split}
+    stems.update({stem: stem for stem in cfg.test_splits})
+    if len(stems) != 2 + len(cfg.test_splits):
+        raise DataError(
+            f"test split names must be unique and differ from train/valid: {cfg.test_splits}"
+        )
+    splits = {}
+    for split, stem in stems.items():
+        src_path = _find_file(data_dir, stem, cfg.src_lang, split)
+        tgt_path = _find_file(data_dir, stem, cfg.tgt_lang, split)
+        src, tgt = read_lines(src_path), read_lines(tgt_path)
+        if len(src) != len(tgt):
+            raise DataError(
+                f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}"
+            )
+        origin = f"{src_path} / {tgt_path}"
+        splits[split] = _make_split(split, src, tgt, cfg, origin)
+    return datasets.DatasetDict(splits)
+
+
+def from_hub_dataset(dsdict: datasets.DatasetDict, cfg: DataConfig) -> datasets.DatasetDict:
+    """Map a hub DatasetDict to our splits and `src`/`tgt` columns.
+
+    The text is taken from columns named by the language codes (e.g. "en", "de") or from
+    a "translation" column holding {lang: text} dicts.
+    """
+    if "train" not in cfg.hub_split_names or "valid" not in cfg.hub_split_names:
+        raise DataError(
+            f"data.hub_split_names needs 'train' and 'valid' keys, got {cfg.hub_split_names}"
+        )
+    splits = {}
+    for split, hub_split in cfg.hub_split_names.items():
+        origin = f"hub dataset {cfg.hub_name} split {hub_split!r}"
+        if hub_split not in dsdict:
+            raise DataError(f"{origin} not found; available: {', '.join(dsdict.keys())}")
+        src, tgt = _hub_columns(dsdict[hub_split], cfg, origin)
+        splits[split] = _make_split(split, src, tgt, cfg, origin)
+    return datasets.DatasetDict(splits)
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file (gzip if the name ends in .gz), without "\\n" or "\\r\\n".
+
+    Only "\\n" separates lines, so other Unicode line separators stay inside a line.
+    """
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot read ({err})") from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})"
+        ) from err
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:
+    if not cfg.hub_name:
+        raise DataError(
+            f"no data folder and no hub dataset given (set data.dir, {DATA_DIR_ENV} or data.hub_name)"
+        )
+    return from_hub_dataset(datasets.load_dataset(cfg.hub_name, cfg.hub_config), cfg)
+
+
+def _find_file(data_dir: Path, stem: str, lang: str, split: str) -> Path:
+    candidates = [data_dir / f"{stem}.{lang}", data_dir / f"{stem}.{lang}.gz"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = " or ".join(str(p) for p in candidates)
+    raise DataError(f"file for split {split!r} not found: tried {tried}")
+
+
+def _hub_columns(ds: datasets.Dataset, cfg: DataConfig, origin: str) -> tuple[list[str], list[str]]:
+    langs = (cfg.src_lang, cfg.tgt_lang)
+    if all(lang in ds.column_names for lang in langs):
+        return list(ds[cfg.src_lang]), list(ds[cfg.tgt_lang])
+    if "translation" in ds.column_names:
+        pairs = list(ds["translation"])
+        if not pairs or all(lang in pairs[0] for lang in langs):
+            return [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
+    raise DataError(
+        f"{origin}: expected columns {cfg.src_lang!r} and {cfg.tgt_lang!r} or a 'translation' "
+        f"column with those keys, got {ds.column_names}"
+    )
+
+
+def _make_split(
+    split: str, src: Sequence[str], tgt: Sequence[str], cfg: DataConfig, origin: str
+) -> datasets.Dataset:
+    """Apply the training-only empty-pair filter and the example limits, then build a Dataset."""
+    if split == "train":
+        kept = [(s, t) for s, t in zip(src, tgt, strict=True) if s.strip() and t.strip()]
+        dropped = len(src) - len(kept)
+        if dropped:
+            log.info(
+                "dropped %d of %d training pairs with an empty side (%s)", dropped, len(src), origin
+            )
+        if not kept:
+            raise DataError(
+                f"{origin}: training set is empty after dropping {dropped} pairs with an empty side"
+            )
+        src, tgt = [s for s, _ in kept], [t for _, t in kept]
+        limit = cfg.max_train_examples
+    else:
+        limit = cfg.max_eval_examples
+    if limit is not None:
+        src, tgt = src[:limit], tgt[:limit]
+    return datasets.Dataset.from_dict({"src": list(src), "tgt": list(tgt)})

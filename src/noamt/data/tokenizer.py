@@ -1,0 +1,193 @@
+"""Joint source/target BPE tokenizer (Hugging Face `tokenizers`), trained once and cached.
+
+Text is NFC-normalised and split SentencePiece-style: every space becomes "▁" and starts
+a new piece, so decoding restores the spacing exactly (runs of spaces, tabs and trailing
+spaces included), except that one leading space of a sentence is dropped: the first word
+gets a "▁" prefixed so that it is encoded like any other word. Characters not seen in
+training are encoded as their UTF-8 bytes (`<0x00>`..`<0xFF>` tokens), so any text
+round-trips (in NFC form) and `<unk>` is never produced.
+
+Vocabulary layout: ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`, ids 4-259 the byte
+tokens, then the learned pieces. None of these are registered as "added tokens", so a
+literal "<s>" in the input is ordinary text and never becomes a control id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+log = logging.getLogger(__name__)
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
+CACHE_DIR_ENV = "NOAMT_CACHE_DIR"
+FORMAT_VERSION = 1  # part of the cache key; bump when the pipeline below changes
+_SPACE = "▁"
+
+
+@dataclass
+class TokenizerConfig:
+    """BPE settings. `vocab_size` counts the 4 specials and the 256 byte tokens.
+
+    `cache_dir` defaults to `$NOAMT_CACHE_DIR/tokenizers`, else `~/.cache/noamt/tokenizers`.
+    """
+
+    vocab_size: int = 8000
+    min_frequency: int = 2
+    cache_dir: str | None = None
+
+
+class Tokenizer:
+    """Joint BPE over source and target text (HF tokenizers)."""
+
+    def __init__(self, hf: tokenizers.Tokenizer):
+        ids = [hf.token_to_id(tok) for tok in SPECIAL_TOKENS]
+        if ids != [0, 1, 2, 3]:
+            raise ValueError(
+                f"tokenizer must have {', '.join(SPECIAL_TOKENS)} at ids 0-3, got {ids}"
+            )
+        self._hf = hf
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+        self._special_ids = frozenset(ids)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids (the embedding table size)."""
+        return self._hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS/EOS."""
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of many texts, encoded in parallel by the Rust library."""
+        return [enc.ids for enc in self._hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids` with the special ids removed; truncating at EOS is the caller's job.
+
+        Byte tokens that do not form valid UTF-8 decode to U+FFFD.
+        """
+        return self._hf.decode(self._strip_specials(ids), skip_special_tokens=False)
+
+    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
+        """`decode` for many id sequences."""
+        return self._hf.decode_batch(
+            [self._strip_specials(ids) for ids in batch], skip_special_tokens=False
+        )
+
+    def to_str(self) -> str:
+        """JSON serialisation, e.g. to store inside a checkpoint."""
+        return self._hf.to_str()
+
+    @classmethod
+    def from_str(cls, s: str) -> Tokenizer:
+        """Inverse of `to_str`."""
+        return cls(tokenizers.Tokenizer.from_str(s))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the JSON serialisation to `path` atomically."""
+        _write_atomic(Path(path), self.to_str())
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        """Load a tokenizer written by `save`."""
+        return cls(tokenizers.Tokenizer.from_file(str(path)))
+
+    def _strip_specials(self, ids: Sequence[int]) -> list[int]:
+        return [i for i in map(int, ids) if i not in self._special_ids]
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train a BPE tokenizer with byte fallback on `texts`."""
+    reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
+    if cfg.vocab_size <= reserved:
+        raise ValueError(
+            f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), got {cfg.vocab_size}"
+        )
+    hf = tokenizers.Tokenizer(models.BPE(unk_token=UNK, byte_fallback=True))
+    hf.normalizer = normalizers.NFC()
+    hf.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="always")
+    hf.decoder = decoders.Sequence(
+        [
+            decoders.Replace(_SPACE, " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=[*SPECIAL_TOKENS, *BYTE_TOKENS],
+        show_progress=False,
+    )
+    hf.train_from_iterator(texts, trainer)
+    # The trainer registers its special tokens as "added tokens", which would match
+    # literal "<s>" or "<0x41>" in input text; keep them as plain vocabulary entries only.
+    spec = json.loads(hf.to_str())
+    spec["added_tokens"] = []
+    return Tokenizer(tokenizers.Tokenizer.from_str(json.dumps(spec)))
+
+
+def load_or_train_tokenizer(
+    train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig
+) -> Tokenizer:
+    """Load the cached tokenizer for this training text and settings, or train and cache it.
+
+    The cache key is a sha256 over the format version, the settings and the text, so a
+    different corpus, slice or vocabulary size trains a new tokenizer.
+    """
+    path = cache_dir(cfg) / f"{_cache_key(train_src, train_tgt, cfg)}.json"
+    if path.is_file():
+        log.info("loaded tokenizer from cache %s", path)
+        return Tokenizer.from_file(path)
+    tokenizer = train_tokenizer([*train_src, *train_tgt], cfg)
+    tokenizer.save(path)
+    log.info("trained tokenizer (vocab %d) and cached it at %s", tokenizer.vocab_size, path)
+    return tokenizer
+
+
+def cache_dir(cfg: TokenizerConfig) -> Path:
+    """Folder holding cached tokenizers."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
+    root = os.environ.get(CACHE_DIR_ENV)
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "noamt") / "tokenizers"
+
+
+def _cache_key(train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig) -> str:
+    h = hashlib.sha256()
+    h.update(
+        f"noamt-bpe v{FORMAT_VERSION} vocab={cfg.vocab_size} minfreq={cfg.min_frequency}".encode()
+    )
+    for texts in (train_src, train_tgt):
+        h.update(len(texts).to_bytes(8, "little"))
+        for text in texts:
+            data = text.encode("utf-8")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,308 @@
+"""The encoder-decoder Transformer of Vaswani et al. (2017), "Attention Is All You Need".
+
+    memory = encode(src)                      # (B, S, d_model)
+    hidden = decode(tgt_in, memory)           # (B, T, d_model)
+    logits = hidden @ E^T                     # (B, T, vocab), E the (shared) embedding
+
+Sinusoidal positions, embeddings scaled by sqrt(d_model), residual sublayers with layer norm
+after (post-norm, the paper) or before (pre-norm) each sublayer, dropout on sublayer outputs,
+attention weights and the feed-forward activation, and attention through
+``torch.nn.functional.scaled_dot_product_attention``. The code is device-agnostic: masks are
+built on the input's device and nothing here chooses a device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Size and regularisation of the Transformer (names as in the paper)."""
+
+    name: str = "small"
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    d_model: int = 256
+    n_heads: int = 4
+    d_ff: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    pre_norm: bool = False
+    share_embeddings: bool = True
+    max_positions: int = 1024
+
+
+def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))."""
+    position = torch.arange(n_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(n_positions, d_model)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
+    return table  # (P, d)
+
+
+class DecoderCache:
+    """Keys and values kept between incremental decoding steps.
+
+    Per decoder layer: the self-attention keys/values of every token fed so far (grown by one
+    position per step) and the cross-attention keys/values of the encoder memory (computed once).
+    """
+
+    def __init__(self, n_layers: int):
+        self.layers: list[dict[str, torch.Tensor]] = [{} for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        """Number of target positions already cached."""
+        first = self.layers[0]
+        return first["self_k"].size(2) if "self_k" in first else 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` of the batch (beam search's surviving hypotheses)."""
+        for layer in self.layers:
+            for key, value in layer.items():
+                layer[key] = value.index_select(0, index)
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, t, d = x.shape
+    return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)  # (B, h, T, d/h)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, dh = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * dh)  # (B, T, d)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused query/key/value projection."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        q, k, v = (_split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        if cache is not None and "self_k" in cache:  # incremental decoding: x is the newest position
+            if q.size(2) != 1:
+                raise ValueError("incremental decoding feeds one new target position per step")
+            k = torch.cat([cache["self_k"], k], dim=2)  # (B, h, t+1, d/h)
+            v = torch.cat([cache["self_v"], v], dim=2)
+            causal = False  # the single new query may see every cached position
+        if cache is not None:
+            cache["self_k"], cache["self_v"] = k, v
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
+        )
+        return self.out(_merge_heads(y))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from decoder positions to the encoder memory."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        q = _split_heads(self.q(x), self.n_heads)
+        if cache is not None and "cross_k" in cache:
+            k, v = cache["cross_k"], cache["cross_v"]
+        else:
+            k, v = (_split_heads(t, self.n_heads) for t in self.kv(memory).chunk(2, dim=-1))
+            if cache is not None:
+                cache["cross_k"], cache["cross_v"] = k, v
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=memory_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(_merge_heads(y))
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W2 dropout(relu(W1 x + b1)) + b2."""
+
+    def __init__(self, d_model: int, d_ff: int, activation_dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class Residual(nn.Module):
+    """A sublayer with dropout, residual connection and layer norm.
+
+    post-norm: LayerNorm(x + Dropout(f(x)));  pre-norm: x + Dropout(f(LayerNorm(x))).
+    """
+
+    def __init__(self, d_model: int, dropout: float, pre_norm: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.self_attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.attn_block = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.ffn_block = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+
+    def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        x = self.attn_block(x, lambda h: self.self_attn(h, mask=src_mask))
+        return self.ffn_block(x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.self_attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.cross_attn = CrossAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.self_block = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.cross_block = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.ffn_block = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        x = self.self_block(x, lambda h: self.self_attn(h, causal=True, cache=cache))
+        x = self.cross_block(x, lambda h: self.cross_attn(h, memory, memory_mask, cache=cache))
+        return self.ffn_block(x, self.ffn)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer; ``encode``, ``decode`` and ``forward`` as in the paper."""
+
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, pad_id: int):
+        super().__init__()
+        if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError("model.share_embeddings=true needs one joint vocabulary for source and target")
+        self.cfg, self.pad_id = cfg, pad_id
+        self.embed_scale = math.sqrt(cfg.d_model)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.d_model, padding_idx=pad_id)
+        self.src_embed = self.tgt_embed if cfg.share_embeddings else nn.Embedding(
+            src_vocab_size, cfg.d_model, padding_idx=pad_id
+        )
+        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.encoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform linear layers, N(0, d_model^-0.5) embeddings, zero pad embedding."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for embed in {self.src_embed, self.tgt_embed}:
+            nn.init.normal_(embed.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+            with torch.no_grad():
+                embed.weight[self.pad_id].zero_()
+
+    def _embed(self, embed: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        length = tokens.size(1)
+        if offset + length > self.cfg.max_positions:
+            raise ValueError(
+                f"sequence of {offset + length} tokens exceeds model.max_positions={self.cfg.max_positions}"
+            )
+        x = embed(tokens) * self.embed_scale + self.positions[offset : offset + length]  # (B, T, d)
+        return self.embed_dropout(x)
+
+    def source_mask(self, src: torch.Tensor) -> torch.Tensor:
+        """Boolean attention mask, True where a key is a real source token: (B, 1, 1, S)."""
+        return (src != self.pad_id)[:, None, None, :]
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """src (B, S) -> memory (B, S, d) and its key mask (B, 1, 1, S)."""
+        mask = self.source_mask(src)
+        x = self._embed(self.src_embed, src)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return self.encoder_norm(x), mask
+
+    def decode(
+        self,
+        tgt_in: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: DecoderCache | None = None,
+    ) -> torch.Tensor:
+        """tgt_in (B, T) -> hidden states (B, T, d). Position t sees target positions <= t only.
+
+        With a ``cache``, ``tgt_in`` holds only the tokens after the cached ones (usually one).
+        """
+        offset = cache.length if cache is not None else 0
+        x = self._embed(self.tgt_embed, tgt_in, offset)
+        for i, layer in enumerate(self.decoder):
+            x = layer(x, memory, memory_mask, cache.layers[i] if cache is not None else None)
+        return self.decoder_norm(x)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix."""
+        return F.linear(hidden, self.tgt_embed.weight)
+
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V); with a boolean ``keep`` (B, T), only those rows (N, V).
+
+        Selecting the non-padding positions before the output projection skips the largest
+        matrix product for padding.
+        """
+        memory, memory_mask = self.encode(src)
+        hidden = self.decode(tgt_in, memory, memory_mask)  # (B, T, d)
+        if keep is not None:
+            hidden = hidden[keep]  # (N, d)
+        return self.project(hidden)
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache(len(self.decoder))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct trainable parameters (a shared embedding counts once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,122 @@
+"""Assemble a training run from plain config dataclasses:
+
+    corpus -> tokenizer -> token ids -> token-budget batches -> model -> optimizer + schedule -> Trainer
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noamt import schedules
+from noamt.data import (
+    DataConfig,
+    EncodedSplit,
+    TokenBudgetBatches,
+    Tokenizer,
+    TokenizerConfig,
+    filter_pairs,
+    load_corpus,
+    load_or_train_tokenizer,
+)
+from noamt.device import DeviceConfig, DeviceManager
+from noamt.model import ModelConfig, Transformer, count_parameters
+from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; each part is its component's own config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: Any = None  # one of noamt.schedules.CONFIGS; None means NoamConfig()
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    run_name: str = "run"
+
+
+@dataclass
+class PreparedData:
+    tokenizer: Tokenizer
+    train: TokenBudgetBatches
+    valid: TokenBudgetBatches
+
+
+def prepare_data(
+    data_cfg: DataConfig,
+    tokenizer_cfg: TokenizerConfig,
+    trainer_cfg: TrainerConfig,
+    dm: DeviceManager,
+    tokenizer: Tokenizer | None = None,
+) -> PreparedData:
+    """Load the corpus, train (or reuse) the BPE model, encode and batch train and valid."""
+    corpus = load_corpus(data_cfg)
+    if tokenizer is None:
+        tokenizer = load_or_train_tokenizer(corpus["train"]["src"], corpus["train"]["tgt"], tokenizer_cfg)
+    train = EncodedSplit.encode(tokenizer, corpus["train"]["src"], corpus["train"]["tgt"])
+    train, dropped = filter_pairs(train, data_cfg.max_src_len, data_cfg.max_tgt_len, data_cfg.max_len_ratio)
+    valid = EncodedSplit.encode(
+        tokenizer, corpus["valid"]["src"], corpus["valid"]["tgt"],
+        max_src_len=data_cfg.max_src_len, max_tgt_len=data_cfg.max_tgt_len, truncate=True,
+    )
+    log.info(
+        "data: %d training pairs (%d dropped by length), %d validation pairs, vocabulary %d",
+        len(train), dropped, len(valid), tokenizer.vocab_size,
+    )
+    ids = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
+    shard = {"num_shards": dm.world_size, "shard_id": dm.rank}
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=TokenBudgetBatches(train, trainer_cfg.max_tokens, *ids, seed=trainer_cfg.seed,
+                                 max_sentences=trainer_cfg.max_sentences, **shard),
+        valid=TokenBudgetBatches(valid, trainer_cfg.max_tokens, *ids, shuffle=False),
+    )
+
+
+def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
+    vocab = tokenizer.vocab_size
+    return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
+
+
+def describe_schedule(schedule_cfg: Any) -> str:
+    params = {k: v for k, v in dataclasses.asdict(schedule_cfg).items() if k != "name"}
+    peak = schedules.peak_lr(schedule_cfg.name, **params)
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"{schedule_cfg.name}({shown}), peak lr {peak:.3e} at update {schedules.peak_step(schedule_cfg.name, **params)}"
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
+    """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``."""
+    run_dir = Path(run_dir)
+    dm = DeviceManager(cfg.device)
+    try:
+        schedule_cfg = cfg.schedule or schedules.NoamConfig()
+        schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
+        dm.seed(cfg.trainer.seed)
+        tokenizer_file = run_dir / "tokenizer.json"
+        resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
+        tokenizer = Tokenizer.from_file(tokenizer_file) if resuming else None
+        data = prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm, tokenizer)
+        if dm.is_main and not resuming:
+            data.tokenizer.save(tokenizer_file)
+        model = build_model(cfg.model, data.tokenizer).to(dm.device)
+        optimizer = build_optimizer(model, cfg.optim)
+        log.info("device: %s", dm.describe())
+        log.info("model: %s, %s parameters", cfg.model.name, f"{count_parameters(model):,}")
+        log.info("schedule: %s", describe_schedule(schedule_cfg))
+        trainer = Trainer(
+            cfg.trainer, model, optimizer, schedule, data.train, data.valid, dm, run_dir,
+            extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
+        )
+        result = trainer.train()
+        return {**result, "step": trainer.step, "interrupted": trainer.stop.signum, "best_val_loss": trainer.best_val}
+    finally:
+        dm.close()

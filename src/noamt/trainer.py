@@ -1,0 +1,333 @@
+"""The training loop: label-smoothed cross-entropy, Adam with a learning-rate schedule,
+gradient accumulation and clipping, validation, checkpoints, resume and clean interruption.
+
+Step k is the k-th optimizer update (k = 1, 2, ...); it uses lr(k) from a pure schedule function,
+so a resumed run restores the learning rate exactly from the saved step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from noamt.checkpoint import BEST, LAST, load_checkpoint, prune_checkpoints, save_checkpoint
+from noamt.data import Batch, TokenBudgetBatches
+from noamt.device import DeviceManager, rng_state, set_rng_state
+from noamt.metrics import MetricsWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    """When to stop, validate, log and save; how to form one update."""
+
+    max_steps: int = 100_000  # optimizer updates; 0 means no limit
+    max_epochs: int = 0  # passes over the training data; 0 means no limit
+    max_tokens: int = 4096  # token budget of one batch (padded source or target, whichever is longer)
+    max_sentences: int | None = None
+    update_freq: int = 1  # batches accumulated into one update
+    clip_norm: float = 0.0  # max global gradient norm; 0 disables clipping
+    label_smoothing: float = 0.1
+    seed: int = 1
+    log_interval: int = 20
+    val_interval: int = 500
+    validate_at_start: bool = True
+    save_interval: int = 500  # write checkpoint_last.pt and checkpoint_<step>.pt
+    keep_last: int = 3  # numbered checkpoints kept (0 keeps all)
+    resume: str = "none"  # none | auto (the run directory's checkpoint_last.pt) | a checkpoint path
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """Adam (Kingma and Ba 2015) as in Vaswani et al.: betas (0.9, 0.98), eps 1e-9."""
+
+    name: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW when ``name == 'adamw'``; lr is set by the schedule before every update."""
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if cfg.name not in kinds:
+        raise ValueError(f"optim.name={cfg.name!r}: expected one of {sorted(kinds)}")
+    device_type = next(model.parameters()).device.type
+    return kinds[cfg.name](
+        model.parameters(),
+        lr=0.0,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=device_type in {"cpu", "cuda"},
+    )
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each update."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class Trainer:
+    """Owns the loop; the model, optimizer, data and schedule are built by the caller."""
+
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Callable[[int], float],
+        train_data: TokenBudgetBatches,
+        valid_data: TokenBudgetBatches | None,
+        device: DeviceManager,
+        run_dir: str | Path,
+        extra_state: dict | None = None,
+    ):
+        self.cfg, self.model, self.optimizer, self.schedule = cfg, model, optimizer, schedule
+        self.train_data, self.valid_data, self.dm = train_data, valid_data, device
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
+        self.wrapped = device.wrap(model)
+        self.scaler = device.grad_scaler()
+        self.step, self.epoch = 0, 1
+        self.best_val = math.inf
+        self._saved_step = -1
+        self.metrics = MetricsWriter(self.run_dir, cfg.tensorboard) if device.is_main else None
+        self.stop = StopRequest()
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_val": self.best_val,
+            "data": self.train_data.state_dict(),
+            "rng": rng_state(),
+            **self.extra_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.best_val = state["step"], state["epoch"], state["best_val"]
+        self.train_data.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+
+    def save(self, best: bool = False) -> None:
+        """checkpoint_last.pt, checkpoint_<step>.pt (rotated) and optionally checkpoint_best.pt."""
+        if not self.dm.is_main or (self._saved_step == self.step and not best):
+            return
+        self._saved_step = self.step
+        state = self.state_dict()
+        save_checkpoint(state, self.ckpt_dir / LAST)
+        if self.cfg.save_interval > 0 and self.step % self.cfg.save_interval == 0:
+            save_checkpoint(state, self.ckpt_dir / f"checkpoint_{self.step}.pt")
+            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last)
+        if best:
+            save_checkpoint(state, self.ckpt_dir / BEST)
+
+    def resume(self) -> bool:
+        """Load the checkpoint named by ``trainer.resume``; False when starting fresh."""
+        if self.cfg.resume == "none":
+            if (self.ckpt_dir / LAST).exists():
+                raise FileExistsError(
+                    f"{self.ckpt_dir / LAST} exists: pass trainer.resume=auto to continue that run, "
+                    "or choose another run_name"
+                )
+            return False
+        path = self.ckpt_dir / LAST if self.cfg.resume == "auto" else Path(self.cfg.resume)
+        if self.cfg.resume == "auto" and not path.exists():
+            log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
+            return False
+        self.load_state_dict(load_checkpoint(path, map_location=self.dm.device))
+        log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
+        return True
+
+    # ----------------------------------------------------------------------------- steps
+    def train_step(self, batches: list[Batch]) -> dict:
+        """One update over ``batches`` (update_freq micro-batches): forward, backward, clip, step.
+
+        The loss is summed over target tokens of all micro-batches (and all processes) and divided
+        by their total count, so accumulation and data parallelism give the per-token mean.
+        """
+        self.wrapped.train()
+        n_tokens = sum(b.n_tgt_tokens for b in batches)
+        total_tokens = self.dm.all_reduce_sum(n_tokens)
+        scale = self.dm.world_size / total_tokens  # DDP averages gradients over processes
+        loss_sum = torch.zeros((), device=self.dm.device)
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.dm.device, non_blocking=True)
+            sync = i == len(batches) - 1 or not self.dm.distributed
+            with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), self.dm.autocast():
+                keep = batch.tgt_out != self.model.pad_id  # (B, T)
+                logits = self.wrapped(batch.src, batch.tgt_in, keep)  # (N, V)
+                loss = F.cross_entropy(
+                    logits.float(), batch.tgt_out[keep], label_smoothing=self.cfg.label_smoothing, reduction="sum"
+                )
+            self.scaler.scale(loss * scale).backward()
+            loss_sum += loss.detach()
+        lr = self.schedule(self.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        grad_norm = None
+        if self.cfg.clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Label-smoothed loss, NLL and perplexity per target token on the validation set.
+
+        Every process scores the whole set, so all of them agree on the best checkpoint.
+        """
+        model = self.model
+        model.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.dm.device)  # loss, nll, tokens
+        self.valid_data.rewind()
+        for batch in self.valid_data:
+            batch = batch.to(self.dm.device)
+            with self.dm.autocast():
+                keep = batch.tgt_out != model.pad_id
+                logits = model(batch.src, batch.tgt_in, keep).float()
+            target = batch.tgt_out[keep]
+            sums[0] += F.cross_entropy(logits, target, label_smoothing=self.cfg.label_smoothing, reduction="sum")
+            sums[1] += F.cross_entropy(logits, target, reduction="sum")
+            sums[2] += target.numel()
+        loss, nll, tokens = sums.tolist()
+        return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
+
+    def _validate_and_record(self) -> None:
+        result = self.validate()
+        improved = result["loss"] < self.best_val
+        self.best_val = min(self.best_val, result["loss"])
+        if self.metrics:
+            self.metrics.write("valid", self.step, **result, best_loss=self.best_val)
+        log.info(
+            "valid | update %d | loss %.4f | nll %.4f | ppl %.2f | best %.4f",
+            self.step, result["loss"], result["nll_loss"], result["ppl"], self.best_val,
+        )
+        if self.step > 0:
+            self.save(best=improved)
+
+    # ----------------------------------------------------------------------------- loop
+    def _updates(self) -> Iterator[list[Batch]]:
+        """Groups of ``update_freq`` batches, epoch after epoch, until max_epochs."""
+        while not self.cfg.max_epochs or self.epoch <= self.cfg.max_epochs:
+            group: list[Batch] = []
+            for batch in self.train_data:
+                group.append(batch)
+                if len(group) == self.cfg.update_freq:
+                    yield group
+                    group = []
+            if group:
+                yield group
+            self.epoch += 1
+            self.train_data.set_epoch(self.epoch)
+
+    def _total_steps(self) -> int | None:
+        per_epoch = math.ceil(len(self.train_data) / self.cfg.update_freq)
+        limits = [n for n in (self.cfg.max_steps, self.cfg.max_epochs * per_epoch) if n]
+        return min(limits) if limits else None
+
+    def _done(self) -> bool:
+        return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
+
+    def train(self) -> dict:
+        """Run until max_steps / max_epochs or a stop signal; returns the last logged values."""
+        if not self.resume():
+            self.train_data.set_epoch(self.epoch)
+        if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
+            self._validate_and_record()
+        total = self._total_steps()
+        bar = tqdm(total=total, initial=self.step, disable=not (self.cfg.progress and self.dm.is_main),
+                   unit="upd", dynamic_ncols=True)
+        window = {"loss": torch.zeros((), device=self.dm.device), "tokens": 0, "start": time.perf_counter()}
+        last: dict = {}
+        with self.stop.installed():
+            for batches in ([] if self._done() else self._updates()):
+                out = self.train_step(batches)
+                window["loss"] += out["loss_sum"]
+                window["tokens"] += out["tokens"]
+                bar.update(1)
+                if self.step % self.cfg.log_interval == 0 or self._done():
+                    last = self._log_window(window, out, bar)
+                if self.valid_data is not None and self.step % self.cfg.val_interval == 0:
+                    self._validate_and_record()
+                elif self.cfg.save_interval > 0 and self.step % self.cfg.save_interval == 0:
+                    self.save()
+                if self._done() or self.stop.signum is not None:
+                    break
+        bar.close()
+        self._finish()
+        return last
+
+    def _log_window(self, window: dict, out: dict, bar: tqdm) -> dict:
+        elapsed = time.perf_counter() - window["start"]
+        tokens = self.dm.all_reduce_sum(window["tokens"])
+        record = {
+            "epoch": self.epoch,
+            "loss": window["loss"].item() / max(window["tokens"], 1),
+            "lr": out["lr"],
+            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+        }
+        if out["grad_norm"] is not None:
+            record["grad_norm"] = float(out["grad_norm"])
+        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                        tok_s=f"{record['tokens_per_s']:.0f}", ep=self.epoch)
+        if self.metrics:
+            self.metrics.write("train", self.step, **record)
+        window.update(loss=torch.zeros((), device=self.dm.device), tokens=0, start=time.perf_counter())
+        return record
+
+    def _finish(self) -> None:
+        interrupted = self.stop.signum is not None
+        if not interrupted and self.valid_data is not None and self.step % self.cfg.val_interval != 0:
+            self._validate_and_record()
+        self.save()
+        if self.metrics:
+            self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted,
+                               best_val_loss=self.best_val)
+            self.metrics.close()
+        log.info("%s at update %d; checkpoints in %s", "stopped" if interrupted else "finished",
+                 self.step, self.ckpt_dir)

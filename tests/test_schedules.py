@@ -1,0 +1,677 @@
+"""Tests of noamt.schedules and scripts/plot_schedules.py.
+
+Expected values are written out from the formulas (each regime resolved by hand), never
+computed by calling the module under test. Public implementations (fairseq, Hugging Face
+transformers, tensor2tensor, OpenNMT-py) are re-implemented here from their formulas to
+test the conversions stated in docs/schedules.md.
+"""
+
+import dataclasses
+import importlib.util
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from noamt import schedules as S
+
+REL = 1e-12
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------
+# Tables: steps 1, 2, warmup-1, warmup, warmup+1, 2*warmup, total-1, total, total+1
+# ---------------------------------------------------------------------------
+
+NOAM = dict(d_model=512, warmup_steps=4000, factor=2.0)
+NOAM_TABLE = [
+    (1, 2.0 * 512**-0.5 * 1 * 4000**-1.5),
+    (2, 2.0 * 512**-0.5 * 2 * 4000**-1.5),
+    (3999, 2.0 * 512**-0.5 * 3999 * 4000**-1.5),
+    (4000, 2.0 * 512**-0.5 * 4000**-0.5),
+    (4001, 2.0 * 512**-0.5 * 4001**-0.5),
+    (8000, 2.0 * 512**-0.5 * 8000**-0.5),
+    (99999, 2.0 * 512**-0.5 * 99999**-0.5),
+    (100000, 2.0 * 512**-0.5 * 100000**-0.5),
+    (100001, 2.0 * 512**-0.5 * 100001**-0.5),
+]
+
+INV = dict(peak_lr=5e-4, warmup_steps=4000, warmup_init_lr=1e-7)
+INV_TABLE = [
+    (1, 1e-7 + (5e-4 - 1e-7) * 1 / 4000),
+    (2, 1e-7 + (5e-4 - 1e-7) * 2 / 4000),
+    (3999, 1e-7 + (5e-4 - 1e-7) * 3999 / 4000),
+    (4000, 5e-4),
+    (4001, 5e-4 * (4000 / 4001) ** 0.5),
+    (8000, 5e-4 * 0.5**0.5),
+    (99999, 5e-4 * (4000 / 99999) ** 0.5),
+    (100000, 1e-4),
+    (100001, 5e-4 * (4000 / 100001) ** 0.5),
+]
+
+CONST = dict(peak_lr=1e-3, warmup_steps=100)
+CONST_TABLE = [
+    (1, 1e-5),
+    (2, 2e-5),
+    (99, 9.9e-4),
+    (100, 1e-3),
+    (101, 1e-3),
+    (200, 1e-3),
+    (999, 1e-3),
+    (1000, 1e-3),
+    (1001, 1e-3),
+]
+
+DECAY = dict(peak_lr=1e-3, warmup_steps=100, total_steps=1000, min_lr=1e-5)
+WARMUP_ROWS = [(1, 1e-5), (2, 2e-5), (99, 9.9e-4), (100, 1e-3)]
+END_ROWS = [(1000, 1e-5), (1001, 1e-5), (5000, 1e-5)]
+
+
+def _cos_row(step: int, done: float, span: float) -> tuple[int, float]:
+    return step, 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * done / span))
+
+
+COSINE_TABLE = [
+    *WARMUP_ROWS,
+    _cos_row(101, 1, 900),
+    _cos_row(200, 100, 900),
+    (550, 1e-5 + (1e-3 - 1e-5) * 0.5),
+    _cos_row(999, 899, 900),
+    *END_ROWS,
+]
+
+LINEAR_TABLE = [
+    *WARMUP_ROWS,
+    (101, 1e-5 + (1e-3 - 1e-5) * 899 / 900),
+    (200, 1e-5 + (1e-3 - 1e-5) * 800 / 900),
+    (550, 1e-5 + (1e-3 - 1e-5) * 0.5),
+    (999, 1e-5 + (1e-3 - 1e-5) * 1 / 900),
+    *END_ROWS,
+]
+
+# decay_fraction 0.2 of 1000 -> 200 decay updates, stable through k = 800.
+WSD = dict(DECAY, decay_fraction=0.2)
+WSD_STABLE_ROWS = [*WARMUP_ROWS, (101, 1e-3), (200, 1e-3), (799, 1e-3), (800, 1e-3)]
+WSD_SQRT_TABLE = [
+    *WSD_STABLE_ROWS,
+    (801, 1e-5 + (1e-3 - 1e-5) * (1 - (1 / 200) ** 0.5)),
+    (900, 1e-5 + (1e-3 - 1e-5) * (1 - 0.5**0.5)),
+    (999, 1e-5 + (1e-3 - 1e-5) * (1 - (199 / 200) ** 0.5)),
+    *END_ROWS,
+]
+WSD_LINEAR_TABLE = [
+    *WSD_STABLE_ROWS,
+    (801, 1e-5 + (1e-3 - 1e-5) * 199 / 200),
+    (900, 1e-5 + (1e-3 - 1e-5) * 0.5),
+    (999, 1e-5 + (1e-3 - 1e-5) * 1 / 200),
+    *END_ROWS,
+]
+WSD_COSINE_TABLE = [
+    *WSD_STABLE_ROWS,
+    _cos_row(801, 1, 200),
+    (900, 1e-5 + (1e-3 - 1e-5) * 0.5),
+    _cos_row(999, 199, 200),
+    *END_ROWS,
+]
+
+TABLES = [
+    ("noam", NOAM, NOAM_TABLE),
+    ("inverse_sqrt", INV, INV_TABLE),
+    ("constant", CONST, CONST_TABLE),
+    ("cosine", DECAY, COSINE_TABLE),
+    ("linear", DECAY, LINEAR_TABLE),
+    ("wsd", WSD, WSD_SQRT_TABLE),
+    ("wsd", dict(WSD, decay_shape="1-sqrt"), WSD_SQRT_TABLE),
+    ("wsd", dict(WSD, decay_shape="linear"), WSD_LINEAR_TABLE),
+    ("wsd", dict(WSD, decay_shape="cosine"), WSD_COSINE_TABLE),
+]
+
+ZERO_WARMUP_TABLES = [
+    ("noam", dict(d_model=256, warmup_steps=1), [(1, 256**-0.5), (2, 256**-0.5 * 2**-0.5)]),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=5e-4, warmup_steps=0),
+        [(1, 5e-4), (2, 5e-4 * 2**-0.5), (100, 5e-5), (10000, 5e-6)],
+    ),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=5e-4, warmup_steps=0, warmup_init_lr=1e-7),
+        [(1, 5e-4), (4, 2.5e-4)],
+    ),
+    ("constant", dict(peak_lr=1e-3), [(1, 1e-3), (2, 1e-3), (10**6, 1e-3)]),
+    (
+        "cosine",
+        dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000),
+        [(1, 1e-3), (2, 1e-3 * 0.5 * (1 + math.cos(math.pi / 999))), (1000, 0.0)],
+    ),
+    (
+        "linear",
+        dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000),
+        [(1, 1e-3), (2, 1e-3 * 998 / 999), (999, 1e-3 / 999), (1000, 0.0)],
+    ),
+    (
+        "wsd",
+        dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000),
+        [(1, 1e-3), (800, 1e-3), (801, 1e-3 * (1 - (1 / 200) ** 0.5)), (1000, 0.0)],
+    ),
+    (
+        "wsd",
+        dict(
+            peak_lr=1e-3, warmup_steps=0, total_steps=10, decay_fraction=1.0, decay_shape="linear"
+        ),
+        [(1, 1e-3), (2, 1e-3 * 8 / 9), (9, 1e-3 / 9), (10, 0.0)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "table"), TABLES + ZERO_WARMUP_TABLES)
+def test_table(name, params, table):
+    lr = S.make_schedule(name, **params)
+    for step, expected in table:
+        assert lr(step) == pytest.approx(expected, rel=REL, abs=0.0), (name, step)
+        assert S.SCHEDULES[name](step, **params) == lr(step)
+
+
+def test_noam_peak_decimal():
+    # 1 / sqrt(512 * 4000) = 1 / sqrt(2048000) = 1 / 1431.0835055998654...
+    lr = S.make_schedule("noam", d_model=512, warmup_steps=4000)
+    assert lr(4000) == pytest.approx(6.987712429686844e-4, rel=REL)
+    assert S.peak_lr("noam", d_model=512, warmup_steps=4000) == pytest.approx(
+        6.987712429686844e-4, rel=REL
+    )
+
+
+@pytest.mark.parametrize("name", sorted(S.SCHEDULES))
+@pytest.mark.parametrize("step", [0, -1])
+def test_step_below_one_raises(name, step):
+    params = {"noam": NOAM, "inverse_sqrt": INV, "constant": CONST}.get(name, DECAY)
+    with pytest.raises(ValueError, match=r"step must be >= 1"):
+        S.make_schedule(name, **params)(step)
+
+
+# ---------------------------------------------------------------------------
+# Noam == inverse_sqrt with peak_lr = factor * (d_model * warmup)^-0.5
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("d_model", "warmup", "factor", "stride"),
+    [(512, 4000, 1.0, 1), (1024, 8000, 2.0, 7), (256, 1, 0.5, 7), (512, 37, 1.3, 7)],
+)
+def test_noam_equals_inverse_sqrt(d_model, warmup, factor, stride):
+    noam = S.make_schedule("noam", d_model=d_model, warmup_steps=warmup, factor=factor)
+    inv = S.make_schedule(
+        "inverse_sqrt", peak_lr=factor * (d_model * warmup) ** -0.5, warmup_steps=warmup
+    )
+    steps = sorted({*range(1, 50001, stride), warmup - 1 or 1, warmup, warmup + 1, 50000})
+    for k in steps:
+        assert inv(k) == pytest.approx(noam(k), rel=REL), k
+
+
+# ---------------------------------------------------------------------------
+# Warmup monotonicity, peaks
+# ---------------------------------------------------------------------------
+
+PEAK_CASES = [
+    ("noam", NOAM),
+    ("noam", dict(d_model=512, warmup_steps=1)),
+    ("inverse_sqrt", INV),
+    ("inverse_sqrt", dict(peak_lr=5e-4, warmup_steps=0, warmup_init_lr=1e-7)),
+    ("constant", CONST),
+    ("constant", dict(peak_lr=1e-3)),
+    ("cosine", DECAY),
+    ("cosine", dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000)),
+    ("linear", DECAY),
+    ("linear", dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000)),
+    ("wsd", WSD),
+    ("wsd", dict(WSD, decay_fraction=1.0, decay_shape="cosine")),
+    ("wsd", dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000)),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), PEAK_CASES)
+def test_warmup_is_monotonic_and_positive(name, params):
+    lr = S.make_schedule(name, **params)
+    peak_at = S.peak_step(name, **params)
+    values = [lr(k) for k in range(1, peak_at + 1)]
+    assert values[0] > 0
+    assert all(a <= b for a, b in zip(values, values[1:], strict=False))
+
+
+@pytest.mark.parametrize(("name", "params"), PEAK_CASES)
+def test_peak_is_max_over_steps(name, params):
+    lr = S.make_schedule(name, **params)
+    resolved = S.validate(name, **params)
+    horizon = max(resolved.get("total_steps", 0), resolved["warmup_steps"]) + 2000
+    values = [lr(k) for k in range(1, horizon + 1)]
+    best = max(values)
+    assert S.peak_lr(name, **params) == pytest.approx(best, rel=REL)
+    assert values.index(best) + 1 == S.peak_step(name, **params)
+    assert lr(S.peak_step(name, **params)) == pytest.approx(S.peak_lr(name, **params), rel=REL)
+
+
+def test_warmup_end_is_exactly_peak():
+    assert S.inverse_sqrt(4000, **INV) == 5e-4
+    assert S.constant(100, **CONST) == 1e-3
+    assert S.cosine(100, **DECAY) == 1e-3
+    assert S.wsd(100, **WSD) == 1e-3
+
+
+# ---------------------------------------------------------------------------
+# WSD decay start
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("warmup", "total", "fraction", "start"),
+    [
+        (100, 1000, 0.2, 800),
+        (0, 1001, 0.5, 500),  # 500.5 rounds half up to 501 decay updates
+        (0, 1001, 0.25, 751),  # 250.25 -> 250
+        (0, 10, 0.7, 3),  # 0.7 * 10 == 7.000000000000001 -> 7
+        (0, 100, 0.29, 71),  # 0.29 * 100 == 28.999999999999996 -> 29
+        (0, 2, 0.1, 1),  # at least one decay update
+        (500, 1000, 1.0, 500),  # decay never reaches into the warmup
+        (900, 1000, 0.5, 900),
+    ],
+)
+def test_wsd_decay_start(warmup, total, fraction, start):
+    assert S.wsd_decay_start(warmup, total, fraction) == start
+    lr = S.make_schedule(
+        "wsd", peak_lr=1e-3, warmup_steps=warmup, total_steps=total, decay_fraction=fraction
+    )
+    assert lr(start) == 1e-3
+    assert lr(start + 1) < 1e-3
+    assert lr(total) == 0.0
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_wsd_full_decay_is_linear_or_cosine(shape):
+    wsd = S.make_schedule("wsd", **dict(WSD, decay_fraction=1.0, decay_shape=shape))
+    other = S.make_schedule(shape, **DECAY)
+    for k in range(1, 1101):
+        assert wsd(k) == pytest.approx(other(k), rel=REL)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+INVALID = [
+    ("noam", dict(d_model=512, warmup_steps=0), r"^noam: warmup_steps must be an integer >= 1"),
+    ("noam", dict(d_model=0, warmup_steps=4000), r"^noam: d_model must be a positive"),
+    (
+        "noam",
+        dict(d_model=512, warmup_steps=4000, factor=-1.0),
+        r"^noam: factor must be a positive",
+    ),
+    (
+        "noam",
+        dict(d_model=512, warmup_steps=4000, peak_lr=1e-3),
+        r"^noam: unknown parameter\(s\) peak_lr; accepted: d_model, warmup_steps, factor$",
+    ),
+    ("noam", dict(warmup_steps=4000), r"^noam: missing parameter\(s\) d_model$"),
+    ("inverse_sqrt", dict(peak_lr=0.0, warmup_steps=10), r"^inverse_sqrt: peak_lr must be a pos"),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=1e-3, warmup_steps=-1),
+        r"^inverse_sqrt: warmup_steps must be an integer >= 0, got -1$",
+    ),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=1e-3, warmup_steps=10, warmup_init_lr=-1e-7),
+        r"^inverse_sqrt: warmup_init_lr must be in \[0, peak_lr\]",
+    ),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=1e-3, warmup_steps=10, warmup_init_lr=2e-3),
+        r"^inverse_sqrt: warmup_init_lr must be in \[0, peak_lr\]",
+    ),
+    ("constant", dict(peak_lr=1e-3, warmup_steps=2.5), r"^constant: warmup_steps must be an int"),
+    ("constant", dict(peak_lr=float("nan")), r"^constant: peak_lr must be a positive finite"),
+    ("constant", dict(peak_lr=True), r"^constant: peak_lr must be a positive finite"),
+    (
+        "cosine",
+        dict(peak_lr=1e-3, warmup_steps=100, total_steps=100),
+        r"^cosine: total_steps must be an integer > warmup_steps",
+    ),
+    (
+        "linear",
+        dict(peak_lr=1e-3, warmup_steps=0, total_steps=1),
+        r"^linear: total_steps must be an integer > warmup_steps and >= 2",
+    ),
+    (
+        "cosine",
+        dict(peak_lr=1e-3, warmup_steps=100),
+        r"^cosine: missing parameter\(s\) total_steps",
+    ),
+    (
+        "cosine",
+        dict(DECAY, min_lr=2e-3),
+        r"^cosine: min_lr must be in \[0, peak_lr\]",
+    ),
+    ("wsd", dict(WSD, decay_fraction=0.0), r"^wsd: decay_fraction must be in \(0, 1\], got 0.0$"),
+    ("wsd", dict(WSD, decay_fraction=1.5), r"^wsd: decay_fraction must be in \(0, 1\]"),
+    (
+        "wsd",
+        dict(WSD, decay_shape="exp"),
+        r"^wsd: decay_shape must be one of '1-sqrt', 'linear', 'cosine', got 'exp'$",
+    ),
+    (
+        "warmup_cosine",
+        {},
+        r"^unknown schedule 'warmup_cosine'; known: constant, cosine, inverse_sqrt, linear, noam, "
+        r"wsd$",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "message"), INVALID)
+@pytest.mark.parametrize("entry", [S.validate, S.make_schedule, S.peak_lr, S.peak_step])
+def test_invalid_parameters(entry, name, params, message):
+    with pytest.raises(ValueError, match=message) as info:
+        entry(name, **params)
+    assert "\n" not in str(info.value)
+
+
+def test_validate_fills_defaults():
+    assert S.validate("constant", peak_lr=1e-3) == {"peak_lr": 1e-3, "warmup_steps": 0}
+    assert S.validate("wsd", peak_lr=1e-3, warmup_steps=10, total_steps=100) == {
+        "peak_lr": 1e-3,
+        "warmup_steps": 10,
+        "total_steps": 100,
+        "decay_fraction": 0.2,
+        "decay_shape": "1-sqrt",
+        "min_lr": 0.0,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(S.SCHEDULES))
+def test_config_fields_match_function(name):
+    config = S.CONFIGS[name]()
+    fields = [f.name for f in dataclasses.fields(config)]
+    params = [p for p in inspect.signature(S.SCHEDULES[name]).parameters if p != "step"]
+    assert config.name == name
+    assert fields == ["name", *params]
+    lr = S.schedule_from_config(config)
+    values = {f: getattr(config, f) for f in params}
+    assert lr(1234) == S.SCHEDULES[name](1234, **values)
+
+
+def test_schedule_from_mapping():
+    lr = S.schedule_from_config(
+        {
+            "name": "cosine",
+            "peak_lr": 1e-3,
+            "warmup_steps": 100,
+            "total_steps": 1000,
+            "min_lr": 1e-5,
+        }
+    )
+    assert lr(200) == pytest.approx(COSINE_TABLE[5][1], rel=REL)
+
+
+def test_schedule_from_config_errors():
+    with pytest.raises(ValueError, match=r"no 'name' key"):
+        S.schedule_from_config({"peak_lr": 1e-3})
+    with pytest.raises(ValueError, match=r"^cosine: total_steps"):
+        S.schedule_from_config(S.CosineConfig(warmup_steps=4000, total_steps=4000))
+    with pytest.raises(TypeError):
+        S.schedule_from_config(["noam"])
+
+
+def test_schedule_from_omegaconf():
+    omegaconf = pytest.importorskip("omegaconf")
+    structured = omegaconf.OmegaConf.structured(S.WSDConfig)
+    assert S.schedule_from_config(structured)(4000) == 7e-4
+    cfg = omegaconf.OmegaConf.create(
+        {
+            "trainer": {"max_steps": 1000},
+            "schedule": {
+                "name": "linear",
+                "peak_lr": 1e-3,
+                "warmup_steps": 100,
+                "total_steps": "${trainer.max_steps}",
+                "min_lr": 1e-5,
+            },
+        }
+    )
+    lr = S.schedule_from_config(cfg.schedule)
+    assert lr(200) == pytest.approx(LINEAR_TABLE[5][1], rel=REL)
+
+
+# ---------------------------------------------------------------------------
+# LambdaLR alignment: update k uses lr(k)
+# ---------------------------------------------------------------------------
+
+
+def _lrs_used_by_updates(lr_lambda, n_updates, base_lr=1.0, state=None):
+    """Run SGD on one parameter with gradient 1 and return the lr each update applied."""
+    param = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=base_lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    if state is not None:
+        optimizer.load_state_dict(state[0])
+        scheduler.load_state_dict(state[1])
+    used = []
+    for _ in range(n_updates):
+        with torch.no_grad():
+            param.zero_()
+        param.grad = torch.ones_like(param)
+        optimizer.step()
+        used.append(-param.item())
+        scheduler.step()
+    return used, (optimizer.state_dict(), scheduler.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("noam", dict(d_model=512, warmup_steps=4)),
+        ("wsd", dict(peak_lr=1e-3, warmup_steps=3, total_steps=8, decay_fraction=0.5)),
+    ],
+)
+def test_lambda_lr_alignment(name, params):
+    lr = S.make_schedule(name, **params)
+    used, _ = _lrs_used_by_updates(S.lr_lambda(lr), 10)
+    assert used == [lr(k) for k in range(1, 11)]
+
+
+def test_lambda_lr_resume():
+    lr = S.make_schedule("noam", d_model=512, warmup_steps=4)
+    first, state = _lrs_used_by_updates(S.lr_lambda(lr), 5)
+    rest, _ = _lrs_used_by_updates(S.lr_lambda(lr), 5, state=state)
+    assert first + rest == [lr(k) for k in range(1, 11)]
+
+
+# ---------------------------------------------------------------------------
+# Public implementations, re-implemented from their formulas
+# ---------------------------------------------------------------------------
+
+
+def fairseq_inverse_sqrt(num_updates, *, lr, warmup_updates, warmup_init_lr=-1.0):
+    """fairseq InverseSquareRootSchedule.step_update(num_updates)."""
+    if warmup_init_lr < 0:
+        warmup_init_lr = 0.0 if warmup_updates > 0 else lr
+    if num_updates < warmup_updates:
+        return warmup_init_lr + num_updates * (lr - warmup_init_lr) / warmup_updates
+    return lr * warmup_updates**0.5 * num_updates**-0.5
+
+
+def fairseq_update_lr(k, **kw):
+    """fairseq's k-th update runs with the lr set after update k-1 (num_updates = k-1)."""
+    return fairseq_inverse_sqrt(k - 1, **kw)
+
+
+@pytest.mark.parametrize("init", [-1.0, 0.0, 1e-7])
+def test_fairseq_formula_equals_inverse_sqrt(init):
+    ours = S.make_schedule(
+        "inverse_sqrt", peak_lr=5e-4, warmup_steps=4000, warmup_init_lr=max(init, 0.0)
+    )
+    fairseq = dict(lr=5e-4, warmup_updates=4000, warmup_init_lr=init)
+    for n in sorted({*range(1, 50001, 3), 3999, 4000, 4001}):
+        assert fairseq_inverse_sqrt(n, **fairseq) == pytest.approx(ours(n), rel=REL), n
+    # The k-th fairseq update uses num_updates = k - 1: one step behind noamt.
+    assert fairseq_update_lr(1, **fairseq) == max(init, 0.0)
+    for k in range(2, 12001, 7):
+        assert fairseq_update_lr(k, **fairseq) == pytest.approx(ours(k - 1), rel=REL), k
+        assert fairseq_update_lr(k, **fairseq) != pytest.approx(ours(k), rel=1e-9), k
+
+
+def hf_inverse_sqrt_lambda(current_step, *, num_warmup_steps, timescale=None):
+    """transformers.get_inverse_sqrt_schedule's multiplier of the optimizer's lr."""
+    if timescale is None:
+        timescale = num_warmup_steps or 10_000
+    if current_step < num_warmup_steps:
+        return current_step / max(1, num_warmup_steps)
+    return (timescale / (current_step + timescale - num_warmup_steps)) ** 0.5
+
+
+@pytest.mark.parametrize("timescale", [None, 4000])
+def test_hf_inverse_sqrt_conversion(timescale):
+    ours = S.make_schedule("inverse_sqrt", peak_lr=5e-4, warmup_steps=4000)
+    for s in sorted({*range(1, 50001, 3), 3999, 4000, 4001}):
+        hf = 5e-4 * hf_inverse_sqrt_lambda(s, num_warmup_steps=4000, timescale=timescale)
+        assert hf == pytest.approx(ours(s), rel=REL), s
+
+
+def test_hf_inverse_sqrt_is_one_update_behind():
+    ours = S.make_schedule("inverse_sqrt", peak_lr=5e-4, warmup_steps=5)
+    hf_used, _ = _lrs_used_by_updates(
+        lambda s: hf_inverse_sqrt_lambda(s, num_warmup_steps=5), 20, base_lr=5e-4
+    )
+    ours_used, _ = _lrs_used_by_updates(S.lr_lambda(ours), 20)
+    assert hf_used[0] == 0.0
+    for k in range(2, 21):
+        assert hf_used[k - 1] == pytest.approx(ours(k - 1), rel=REL)
+        assert ours_used[k - 1] == ours(k)
+
+
+def t2t_rsqrt(step_num, *, constant, warmup_steps, hidden_size):
+    """tensor2tensor "constant*linear_warmup*rsqrt_decay*rsqrt_hidden_size"."""
+    linear_warmup = min(1.0, step_num / warmup_steps)
+    rsqrt_decay = max(step_num, warmup_steps) ** -0.5
+    return constant * linear_warmup * rsqrt_decay * hidden_size**-0.5
+
+
+def t2t_legacy_noam(global_step, *, learning_rate, warmup_steps, hidden_size):
+    """tensor2tensor legacy schedule, learning_rate_decay_scheme="noam", an Adam optimizer."""
+    g = global_step + 1
+    noam = 5000.0 * hidden_size**-0.5 * min(g * warmup_steps**-1.5, g**-0.5)
+    return noam * 0.002 * learning_rate
+
+
+def test_t2t_rsqrt_conversion():
+    t2t = dict(constant=2.0, warmup_steps=8000, hidden_size=512)
+    ours = S.make_schedule("noam", d_model=512, warmup_steps=8000, factor=2.0)
+    steps = sorted({*range(1, 50001, 3), 7999, 8000, 8001})
+    for s in steps:
+        assert t2t_rsqrt(s, **t2t) == pytest.approx(ours(s), rel=REL), s
+    # Update k runs at global_step k - 1, so the first update has lr 0.
+    assert t2t_rsqrt(0, **t2t) == 0.0
+
+
+def test_t2t_legacy_noam_is_exact():
+    ours = S.make_schedule("noam", d_model=512, warmup_steps=4000, factor=10 * 0.2)
+    for k in sorted({*range(1, 50001, 3), 3999, 4000, 4001}):
+        t2t = t2t_legacy_noam(k - 1, learning_rate=0.2, warmup_steps=4000, hidden_size=512)
+        assert t2t == pytest.approx(ours(k), rel=REL), k
+
+
+def test_opennmt_noam_is_exact():
+    def noam_decay(step, warmup_steps, model_size):
+        return model_size**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+    ours = S.make_schedule("noam", d_model=512, warmup_steps=8000, factor=2.0)
+    # OpenNMT-py's decay step starts at 1 and the k-th update uses learning_rate * decay(k).
+    for k in sorted({*range(1, 50001, 3), 7999, 8000, 8001}):
+        assert 2.0 * noam_decay(k, 8000, 512) == pytest.approx(ours(k), rel=REL), k
+
+
+# ---------------------------------------------------------------------------
+# scripts/plot_schedules.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plot_script():
+    spec = importlib.util.spec_from_file_location(
+        "plot_schedules", ROOT / "scripts/plot_schedules.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parse_spec(plot_script):
+    assert plot_script.parse_spec("noam") == ("noam", {})
+    assert plot_script.parse_spec("cosine:peak_lr=7e-4,warmup_steps=4000,total_steps=1e5") == (
+        "cosine",
+        {"peak_lr": 7e-4, "warmup_steps": 4000, "total_steps": 100000},
+    )
+    assert plot_script.parse_spec("wsd:decay_shape=1-sqrt,decay_fraction=0.1") == (
+        "wsd",
+        {"decay_shape": "1-sqrt", "decay_fraction": 0.1},
+    )
+    with pytest.raises(ValueError, match="key=value"):
+        plot_script.parse_spec("cosine:peak_lr")
+    with pytest.raises(ValueError, match="unknown schedule 'foo'"):
+        plot_script.parse_spec("foo:a=1")
+
+
+def test_same_peak(plot_script):
+    params = plot_script.schedule_params(
+        "cosine", {}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True
+    )
+    assert params["peak_lr"] == pytest.approx((512 * 4000) ** -0.5, rel=REL)
+    assert params["total_steps"] == 100000
+    params = plot_script.schedule_params(
+        "cosine", {"peak_lr": 1e-3}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True
+    )
+    assert params["peak_lr"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [],
+        [
+            "noam:factor=2",
+            "inverse_sqrt:warmup_init_lr=1e-7",
+            "wsd:decay_shape=cosine,decay_fraction=0.3",
+            "linear:peak_lr=1e-3,total_steps=2500,warmup_steps=0",
+            "--log",
+            "--no-same-peak",
+        ],
+    ],
+)
+def test_plot_writes_png_and_svg(plot_script, tmp_path, specs):
+    out = tmp_path / "sub" / "curves"
+    argv = [
+        *specs,
+        "--steps",
+        "3000",
+        "--warmup-steps",
+        "300",
+        "--d-model",
+        "256",
+        "--out",
+        str(out),
+    ]
+    assert plot_script.main(argv) == 0
+    for suffix in (".png", ".svg"):
+        path = out.with_suffix(suffix)
+        assert path.is_file() and path.stat().st_size > 0
+
+
+def test_plot_rejects_bad_spec(plot_script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        plot_script.main(["cosine:total_steps=10", "--out", str(tmp_path / "x")])
+    assert "cosine: total_steps" in capsys.readouterr().err
