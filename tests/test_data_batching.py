@@ -214,7 +214,8 @@ def test_shards_disjoint_and_equal(train_split: EncodedSplit) -> None:
         assert len(shards[-1]) == len(it) == len(all_batches) // 3
     examples = [set(i for idx in shard for i in idx) for shard in shards]
     assert not (examples[0] & examples[1] or examples[0] & examples[2] or examples[1] & examples[2])
-    assert [b for shard in zip(*shards, strict=True) for b in shard] == all_batches[: 3 * len(shards[0])]
+    interleaved = [b for shard in zip(*shards, strict=True) for b in shard]
+    assert interleaved == all_batches[: 3 * len(shards[0])]
 
 
 def test_max_sentences() -> None:
@@ -236,6 +237,8 @@ def test_eval_order_is_length_sorted_and_restorable() -> None:
     keys = [(len(split.tgt_ids[i]), len(split.src_ids[i]), i) for i in order]
     assert keys == sorted(keys)
     assert sorted(order) == list(range(len(split)))
+    it.rewind()
+    assert [i for idx in index_lists(it) for i in idx] == order
     it.set_epoch(1)
     assert [i for idx in index_lists(it) for i in idx] == order
 

@@ -188,7 +188,8 @@ class TokenBudgetBatches:
         self._batches = self._make_batches(max_tokens, max_sentences)
         if len(self._batches) < num_shards:
             raise ValueError(
-                f"split of {len(split)} pairs gives {len(self._batches)} batches, fewer than {num_shards} shards"
+                f"split of {len(split)} pairs gives {len(self._batches)} batches, "
+                f"fewer than {num_shards} shards"
             )
         self._epoch = 0
         self._position = 0
@@ -210,6 +211,10 @@ class TokenBudgetBatches:
             self._epoch = epoch
             self._position = 0
             self._order = None
+
+    def rewind(self) -> None:
+        """Go back to the first batch of the current epoch, e.g. before each validation pass."""
+        self._position = 0
 
     def __iter__(self) -> Iterator[Batch]:
         """Yield the remaining batches of the current epoch, advancing the position."""

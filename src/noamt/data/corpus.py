@@ -160,7 +160,8 @@ def read_lines(path: Path) -> list[str]:
 def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:
     if not cfg.hub_name:
         raise DataError(
-            f"no data folder and no hub dataset given (set data.dir, {DATA_DIR_ENV} or data.hub_name)"
+            "no data folder and no hub dataset given "
+            f"(set data.dir, {DATA_DIR_ENV} or data.hub_name)"
         )
     return from_hub_dataset(datasets.load_dataset(cfg.hub_name, cfg.hub_config), cfg)
 

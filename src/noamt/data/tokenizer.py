@@ -114,7 +114,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
     if cfg.vocab_size <= reserved:
         raise ValueError(
-            f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), got {cfg.vocab_size}"
+            f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), "
+            f"got {cfg.vocab_size}"
         )
     hf = tokenizers.Tokenizer(models.BPE(unk_token=UNK, byte_fallback=True))
     hf.normalizer = normalizers.NFC()

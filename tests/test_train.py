@@ -1,0 +1,120 @@
+"""End-to-end training on a Multi30k slice: the loss falls, resuming is exact, signals save."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from noamt import pipeline, schedules
+from noamt.checkpoint import load_checkpoint
+from noamt.data import DataConfig, TokenizerConfig
+from noamt.device import DeviceConfig
+from noamt.metrics import read_metrics
+from noamt.model import ModelConfig
+from noamt.trainer import TrainerConfig
+
+
+@pytest.fixture()
+def small_run(multi30k_dir, tmp_path_factory):
+    """A config that trains a 2+2-layer d_model 64 model on 1,500 Multi30k pairs."""
+    cache = tmp_path_factory.getbasetemp() / "tokenizers"
+
+    def make(**trainer_overrides) -> pipeline.TrainConfig:
+        trainer = dict(max_steps=30, max_tokens=1024, val_interval=10, save_interval=10, log_interval=5,
+                       progress=False, tensorboard=False, seed=3)
+        trainer.update(trainer_overrides)
+        return pipeline.TrainConfig(
+            data=DataConfig(dir=str(multi30k_dir), max_train_examples=1500, max_eval_examples=100),
+            tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(cache)),
+            model=ModelConfig(name="test", encoder_layers=2, decoder_layers=2, d_model=64, n_heads=4,
+                              d_ff=128, dropout=0.1),
+            schedule=schedules.NoamConfig(d_model=64, warmup_steps=15, factor=1.0),
+            trainer=TrainerConfig(**trainer),
+            device=DeviceConfig(device="cpu"),
+        )
+
+    return make
+
+
+def run(cfg: pipeline.TrainConfig, run_dir) -> dict:
+    return pipeline.train(cfg, run_dir, resolved_config=dataclasses.asdict(cfg))
+
+
+def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run, tmp_path):
+    result = run(small_run(), tmp_path)
+    assert result["step"] == 30 and not result["interrupted"]
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    valid = [r["loss"] for r in records if r["kind"] == "valid"]
+    assert len(valid) == 4  # updates 0, 10, 20, 30
+    assert valid[-1] < valid[0] - 1.5
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
+    assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
+    ckpts = tmp_path / "checkpoints"
+    assert {p.name for p in ckpts.iterdir()} == {
+        "checkpoint_last.pt", "checkpoint_best.pt", "checkpoint_10.pt", "checkpoint_20.pt", "checkpoint_30.pt"
+    }
+    state = load_checkpoint(ckpts / "checkpoint_last.pt")
+    assert state["step"] == 30
+    assert {"model", "optimizer", "data", "rng", "config", "tokenizer"} <= state.keys()
+    assert (tmp_path / "tokenizer.json").is_file()
+
+
+def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_path):
+    run(small_run(max_steps=12, val_interval=100, save_interval=0), tmp_path / "straight")
+    run(small_run(max_steps=6, val_interval=100, save_interval=0), tmp_path / "resumed")
+    run(small_run(max_steps=12, val_interval=100, save_interval=0, resume="auto"), tmp_path / "resumed")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "checkpoint_last.pt")
+    assert a["step"] == b["step"] == 12
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+    for key, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"])
+    assert a["data"] == b["data"]
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl") if r["kind"] == "train"}
+    assert lrs[10] == schedules.noam(10, d_model=64, warmup_steps=15)
+
+
+def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
+    run(small_run(max_steps=2, val_interval=100), tmp_path)
+    with pytest.raises(FileExistsError, match="trainer.resume=auto"):
+        run(small_run(max_steps=4), tmp_path)
+
+
+def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
+    """The console entry point: SIGTERM mid-run saves a checkpoint; resume=auto continues it."""
+    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "noamt.cli.train", f"data.dir={multi30k_dir}", "data.max_train_examples=2000",
+            "data.max_eval_examples=50", "tokenizer.vocab_size=1000", "model=tiny", "run_name=sig",
+            "trainer.max_tokens=1024", "trainer.log_interval=1", "trainer.val_interval=1000",
+            "trainer.save_interval=1000", "device=cpu", "trainer.progress=false", "trainer.tensorboard=false"]
+    proc = subprocess.Popen([*args, "trainer.max_steps=100000"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    metrics = tmp_path / "sig" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and '"train"' in metrics.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "received SIGTERM: saving a checkpoint" in output
+    stopped = load_checkpoint(tmp_path / "sig" / "checkpoints" / "checkpoint_last.pt")
+    assert stopped["step"] >= 1
+    end = read_metrics(metrics)[-1]
+    assert end["kind"] == "end" and end["interrupted"] is True
+
+    target = stopped["step"] + 2
+    done = subprocess.run([*args, f"trainer.max_steps={target}", "trainer.resume=auto"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert f"at update {stopped['step']} (epoch" in done.stdout
+    records = read_metrics(metrics)
+    assert [r["step"] for r in records if r["kind"] == "train"][-2:] == [target - 1, target]
+    assert records[-1]["kind"] == "end" and records[-1]["interrupted"] is False
