@@ -118,3 +118,39 @@ def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
     records = read_metrics(metrics)
     assert [r["step"] for r in records if r["kind"] == "train"][-2:] == [target - 1, target]
     assert records[-1]["kind"] == "end" and records[-1]["interrupted"] is False
+
+
+def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, multi30k_dir, tmp_path):
+    """torchrun with 2 CPU processes (gloo): rank r takes batches r, r+2, ... so each update sees
+    the same two batches as one process with update_freq=2; without dropout the weights agree."""
+    single = small_run(max_steps=4, update_freq=2, val_interval=100, save_interval=0)
+    single.model.dropout = 0.0
+    run(single, tmp_path / "single")
+    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noamt.cli.train",
+           f"data.dir={multi30k_dir}", "data.max_train_examples=1500", "data.max_eval_examples=100",
+           "tokenizer.vocab_size=1000", "model.encoder_layers=2", "model.decoder_layers=2", "model.d_model=64",
+           "model.d_ff=128", "model.dropout=0.0", "schedule.warmup_steps=15", "trainer.max_steps=4",
+           "trainer.max_tokens=1024", "trainer.seed=3", "trainer.val_interval=100", "trainer.save_interval=0",
+           "trainer.progress=false", "trainer.tensorboard=false", "device=cpu", "device.num_threads=1",
+           "run_name=ddp"]
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    a = load_checkpoint(tmp_path / "single" / "checkpoints" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "checkpoint_last.pt")
+    assert a["step"] == b["step"] == 4
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(without_key_bias(name, b["model"][name]), without_key_bias(name, tensor),
+                                   rtol=1e-4, atol=1e-5, msg=name)
+
+
+def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Drop the key-projection bias: softmax ignores it, so its gradient is pure rounding noise,
+    which Adam scales up to +-lr per update whatever the summation order."""
+    d = 64
+    if name.endswith("qkv.bias"):
+        return torch.cat([tensor[:d], tensor[2 * d :]])
+    if name.endswith("kv.bias"):
+        return tensor[d:]
+    return tensor

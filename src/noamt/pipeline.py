@@ -86,17 +86,23 @@ def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
     return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
 
 
-def describe_schedule(schedule_cfg: Any) -> str:
+def schedule_summary(schedule_cfg: Any) -> dict:
+    """Name, parameters, peak lr and the update that reaches it."""
     params = {k: v for k, v in dataclasses.asdict(schedule_cfg).items() if k != "name"}
-    peak = schedules.peak_lr(schedule_cfg.name, **params)
-    shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    return f"{schedule_cfg.name}({shown}), peak lr {peak:.3e} at update {schedules.peak_step(schedule_cfg.name, **params)}"
+    return {
+        "schedule": schedule_cfg.name,
+        "schedule_params": params,
+        "peak_lr": schedules.peak_lr(schedule_cfg.name, **params),
+        "peak_step": schedules.peak_step(schedule_cfg.name, **params),
+    }
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
     """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``."""
     run_dir = Path(run_dir)
     dm = DeviceManager(cfg.device)
+    if not dm.is_main:  # one log for the whole job
+        logging.getLogger("noamt").setLevel(logging.WARNING)
     try:
         schedule_cfg = cfg.schedule or schedules.NoamConfig()
         schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
@@ -109,12 +115,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
             data.tokenizer.save(tokenizer_file)
         model = build_model(cfg.model, data.tokenizer).to(dm.device)
         optimizer = build_optimizer(model, cfg.optim)
-        log.info("device: %s", dm.describe())
-        log.info("model: %s, %s parameters", cfg.model.name, f"{count_parameters(model):,}")
-        log.info("schedule: %s", describe_schedule(schedule_cfg))
+        info = {"device": dm.describe(), "parameters": count_parameters(model), **schedule_summary(schedule_cfg)}
+        log.info("device: %s", info["device"])
+        log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")
+        log.info("schedule: %s %s, peak lr %.3e at update %d", info["schedule"], info["schedule_params"],
+                 info["peak_lr"], info["peak_step"])
         trainer = Trainer(
             cfg.trainer, model, optimizer, schedule, data.train, data.valid, dm, run_dir,
             extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
+            run_info=info,
         )
         result = trainer.train()
         return {**result, "step": trainer.step, "interrupted": trainer.stop.signum, "best_val_loss": trainer.best_val}

@@ -113,12 +113,14 @@ class Trainer:
         device: DeviceManager,
         run_dir: str | Path,
         extra_state: dict | None = None,
+        run_info: dict | None = None,
     ):
         self.cfg, self.model, self.optimizer, self.schedule = cfg, model, optimizer, schedule
         self.train_data, self.valid_data, self.dm = train_data, valid_data, device
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
+        self.run_info = run_info or {}  # written to metrics.jsonl as the "run" record
         self.wrapped = device.wrap(model)
         self.scaler = device.grad_scaler()
         self.step, self.epoch = 0, 1
@@ -275,8 +277,11 @@ class Trainer:
 
     def train(self) -> dict:
         """Run until max_steps / max_epochs or a stop signal; returns the last logged values."""
-        if not self.resume():
+        resumed = self.resume()
+        if not resumed:
             self.train_data.set_epoch(self.epoch)
+        if self.metrics:
+            self.metrics.write("run", self.step, resumed=resumed, **self.run_info)
         if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
             self._validate_and_record()
         total = self._total_steps()

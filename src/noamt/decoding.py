@@ -1,0 +1,311 @@
+"""Greedy and beam search over a trained :class:`~noamt.model.Transformer`, and text translation.
+
+Both searches decode incrementally: the encoder runs once, the decoder is fed one new token per
+step, and a :class:`~noamt.model.DecoderCache` keeps the keys and values of earlier positions
+(``use_cache=False`` recomputes the whole prefix every step instead and gives the same output).
+Sentences leave the batch as soon as they are finished, so the batch shrinks as decoding goes.
+
+Output length. A sentence whose source has |x| tokens (without padding, counting the EOS the
+batcher appends) may emit at most ``L = min(floor(a * |x| + b), max_positions - 1)`` tokens
+before EOS; at step L (0-based) EOS is forced. Every hypothesis therefore ends in EOS, which is
+stripped together with BOS from the returned ids. The padding and BOS ids are never emitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
+from noamt.model import DecoderCache, Transformer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodingConfig:
+    """Search settings. ``beam_size=1`` is greedy search; output length as in the module doc."""
+
+    beam_size: int = 5
+    length_penalty: float = 1.0
+    max_len_a: float = 1.2
+    max_len_b: int = 10
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module):
+    """eval() mode and no autograd for the block; the previous train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def max_output_lengths(
+    src: torch.Tensor, pad_id: int, max_positions: int, max_len_a: float, max_len_b: float
+) -> torch.Tensor:
+    """L_i = min(floor(a * |x_i| + b), max_positions - 1), |x_i| = non-padding tokens of row i: (B,)."""
+    src_len = (src != pad_id).sum(dim=1).to(torch.float64)  # (B,)
+    limits = torch.floor(max_len_a * src_len + max_len_b).long()
+    return limits.clamp(min=0, max=max_positions - 1)
+
+
+def _next_log_probs(
+    model: Transformer,
+    tokens: torch.Tensor,
+    memory: torch.Tensor,
+    memory_mask: torch.Tensor,
+    cache: DecoderCache | None,
+    bos_id: int,
+) -> torch.Tensor:
+    """log p(y_t | y_<t, x) for the last position of each row of ``tokens`` (N, t+1): (N, V).
+
+    With a cache only the newest token is fed; PAD and BOS get log-probability -inf.
+    """
+    tgt_in = tokens[:, -1:] if cache is not None else tokens  # (N, 1) or (N, t+1)
+    hidden = model.decode(tgt_in, memory, memory_mask, cache)[:, -1]  # (N, d)
+    lprobs = F.log_softmax(model.project(hidden).float(), dim=-1)  # (N, V)
+    lprobs[:, [model.pad_id, bos_id]] = -math.inf
+    return lprobs
+
+
+def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Rows whose length limit is reached (step >= L) may only emit EOS; lprobs (N, ..., V)."""
+    at_limit = (step >= limits).view(-1, *([1] * (lprobs.dim() - 1)))  # (N, 1, ..., 1)
+    only_eos = torch.full_like(lprobs, -math.inf)
+    only_eos[..., eos_id] = lprobs[..., eos_id]
+    return torch.where(at_limit, only_eos, lprobs)
+
+
+def _keep_rows(
+    rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Select batch rows ``rows`` of the cache (in place) and of each tensor."""
+    if cache is not None:
+        cache.reorder(rows)
+    return tuple(t.index_select(0, rows) for t in tensors)
+
+
+def greedy_search(
+    model: Transformer,
+    src: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len_a: float = 1.2,
+    max_len_b: float = 10,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """y_t = argmax_v log p(v | y_<t, x) until EOS; src (B, S) -> B lists of ids without BOS/EOS."""
+    outputs: list[list[int]] = [[] for _ in range(src.size(0))]
+    with _inference(model):
+        memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
+        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
+        sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
+        tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
+        cache = model.new_cache() if use_cache else None
+        for step in range(int(limits.max()) + 1):
+            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)  # (N, V)
+            next_tokens = _force_eos(lprobs, step, limits, eos_id).argmax(dim=-1)  # (N,)
+            tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)  # (N, t+2)
+            finished = next_tokens == eos_id
+            for row in finished.nonzero().flatten().tolist():
+                outputs[int(sentence[row])] = tokens[row, 1:-1].tolist()
+            if finished.all():
+                break
+            if finished.any():
+                live = (~finished).nonzero().flatten()
+                tokens, memory, memory_mask, sentence, limits = _keep_rows(
+                    live, cache, tokens, memory, memory_mask, sentence, limits
+                )
+    return outputs
+
+
+def _top_candidates(
+    scores: torch.Tensor, lprobs: torch.Tensor, n_cand: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The n_cand best one-token extensions per sentence, best first.
+
+    scores (N, K) are the beams' sums of log-probs, lprobs (N, K, V) the next-token log-probs;
+    candidate (k, v) scores scores[k] + lprobs[k, v]. Returns scores, beam and token ids (N, n_cand).
+    A stable sort over per-beam top lists keeps ties in per-beam order, so beam 1 = greedy.
+    """
+    n, k, vocab = lprobs.shape
+    top_lp, top_tok = lprobs.topk(min(n_cand, vocab), dim=2)  # (N, K, c), best first per beam
+    total = (scores[:, :, None] + top_lp).view(n, -1)  # (N, K*c)
+    order = total.sort(dim=1, descending=True, stable=True).indices[:, :n_cand]  # (N, n_cand)
+    return total.gather(1, order), order // top_lp.size(2), top_tok.view(n, -1).gather(1, order)
+
+
+
+Finished = list[list[tuple[float, list[int]]]]  # per input sentence: (normalised score, ids)
+
+
+def _finalize(
+    finished: Finished,
+    sentence: torch.Tensor,
+    tokens: torch.Tensor,
+    candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    step: int,
+    k: int,
+    length_penalty: float,
+    eos_id: int,
+) -> None:
+    """Store every finite EOS candidate among the best k as a finished hypothesis.
+
+    Its score is sum log p / (step + 1)^alpha, step + 1 being its length including the EOS.
+    A sentence keeps at most K finished hypotheses, the first ones found.
+    """
+    cand_scores, cand_beams, cand_tokens = (c[:, :k] for c in candidates)  # (N, K)
+    is_final = (cand_tokens == eos_id) & torch.isfinite(cand_scores)
+    for n, j in is_final.nonzero().tolist():
+        hypotheses = finished[int(sentence[n])]
+        if len(hypotheses) < k:
+            row = n * k + int(cand_beams[n, j])
+            score = float(cand_scores[n, j]) / (step + 1) ** length_penalty
+            hypotheses.append((score, tokens[row, 1:].tolist()))
+
+
+def _next_beams(
+    candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor], live: torch.Tensor, k: int, eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k best non-EOS candidates of each sentence in ``live`` (N',).
+
+    Returns their scores (N', K), the rows of the current batch they extend (N'*K,) and their
+    new tokens (N'*K, 1).
+    """
+    cand_scores, cand_beams, cand_tokens = (c.index_select(0, live) for c in candidates)  # (N', 2K)
+    not_eos_first = (cand_tokens == eos_id).to(torch.uint8).sort(dim=1, stable=True).indices
+    pick = not_eos_first[:, :k]  # (N', K), positions in score order
+    rows = (live[:, None] * k + cand_beams.gather(1, pick)).view(-1)  # (N'*K,)
+    return cand_scores.gather(1, pick), rows, cand_tokens.gather(1, pick).view(-1, 1)
+
+
+def beam_search(
+    model: Transformer,
+    src: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+    max_len_a: float = 1.2,
+    max_len_b: float = 10,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Beam search as in fairseq; src (B, S) -> B lists of ids without BOS/EOS.
+
+    Each step extends the K live beams of a sentence by every token and ranks the 2K best
+    candidates by sum log p. EOS candidates among the best K become finished hypotheses, scored
+    sum log p / |y|^alpha with |y| counting the EOS (alpha = ``length_penalty``; 0 compares raw
+    sums, 1 per-token averages); the K best others stay live. A sentence stops once it has K
+    finished hypotheses (or at its length limit, where EOS is forced) and returns the best one.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    k, batch_size = beam_size, src.size(0)
+    finished: Finished = [[] for _ in range(batch_size)]
+    with _inference(model):
+        memory, memory_mask = model.encode(src)
+        memory = memory.repeat_interleave(k, dim=0)  # (B*K, S, d)
+        memory_mask = memory_mask.repeat_interleave(k, dim=0)  # (B*K, 1, 1, S)
+        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
+        sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
+        tokens = src.new_full((batch_size * k, 1), bos_id)  # (N*K, 1)
+        scores = torch.full((batch_size, k), -math.inf, device=src.device)
+        scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not repeat each other
+        cache = model.new_cache() if use_cache else None
+        for step in range(int(limits.max()) + 1):
+            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)
+            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id)  # (N, K, V)
+            candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
+            _finalize(finished, sentence, tokens, candidates, step, k, length_penalty, eos_id)
+            n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
+            live = ((n_finished < k) & (step < limits)).nonzero().flatten()  # (N',)
+            if live.numel() == 0:
+                break
+            scores, rows, next_tokens = _next_beams(candidates, live, k, eos_id)
+            tokens = torch.cat([tokens.index_select(0, rows), next_tokens], dim=1)  # (N'*K, t+2)
+            memory, memory_mask = _keep_rows(rows, cache, memory, memory_mask)
+            sentence, limits = sentence.index_select(0, live), limits.index_select(0, live)
+    return [max(hypotheses, key=lambda h: h[0])[1] for hypotheses in finished]
+
+
+def translate_batches(
+    model: Transformer,
+    batches: Iterable[Batch],
+    tokenizer: Tokenizer,
+    *,
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+    max_len_a: float = 1.2,
+    max_len_b: float = 10,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Translate every batch (greedy search for beam_size 1) and detokenize.
+
+    Returns the strings ordered by ``Batch.indices`` (the input order for a whole split);
+    ``on_batch(n)`` is called after each batch with its number of sentences.
+    """
+    device = next(model.parameters()).device
+    ids_by_index: dict[int, list[int]] = {}
+    for batch in batches:
+        src = batch.src.to(device)
+        if beam_size == 1:
+            ids = greedy_search(model, src, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                                max_len_a=max_len_a, max_len_b=max_len_b)
+        else:
+            ids = beam_search(model, src, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                              beam_size=beam_size, length_penalty=length_penalty,
+                              max_len_a=max_len_a, max_len_b=max_len_b)
+        ids_by_index.update(zip(batch.indices.tolist(), ids, strict=True))
+        if on_batch is not None:
+            on_batch(len(ids))
+    return tokenizer.decode_batch([ids_by_index[i] for i in sorted(ids_by_index)])
+
+
+def translate_texts(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    decoding: DecodingConfig,
+    *,
+    max_tokens: int = 4096,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """One translation per text, in input order.
+
+    Blank texts translate to "" without running the model. A text longer than the model's
+    ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning gives the count.
+    Batches hold at most ``max_tokens`` source tokens, padding included.
+    """
+    outputs = [""] * len(texts)
+    keep = [i for i, text in enumerate(texts) if text.strip()]
+    if on_batch is not None and len(keep) < len(texts):
+        on_batch(len(texts) - len(keep))
+    if not keep:
+        return outputs
+    limit = model.cfg.max_positions - 1
+    src_ids = tokenizer.encode_batch([texts[i] for i in keep])
+    n_long = sum(len(ids) > limit for ids in src_ids)
+    if n_long:
+        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
+    split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
+    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id,
+                                 tokenizer.eos_id, shuffle=False)
+    translations = translate_batches(model, batches, tokenizer, beam_size=decoding.beam_size,
+                                     length_penalty=decoding.length_penalty,
+                                     max_len_a=decoding.max_len_a, max_len_b=decoding.max_len_b,
+                                     on_batch=on_batch)
+    for i, translation in zip(keep, translations, strict=True):
+        outputs[i] = translation
+    return outputs
