@@ -8,8 +8,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from noamt import schedules
 from noamt.data import (
@@ -23,6 +26,7 @@ from noamt.data import (
     load_or_train_tokenizer,
 )
 from noamt.device import DeviceConfig, DeviceManager
+from noamt.evaluation import validation_bleu
 from noamt.model import ModelConfig, Transformer, count_parameters
 from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
 
@@ -48,6 +52,7 @@ class PreparedData:
     tokenizer: Tokenizer
     train: TokenBudgetBatches
     valid: TokenBudgetBatches
+    valid_references: list[str]  # target text of the validation pairs, in split order
 
 
 def prepare_data(
@@ -78,7 +83,23 @@ def prepare_data(
         train=TokenBudgetBatches(train, trainer_cfg.max_tokens, *ids, seed=trainer_cfg.seed,
                                  max_sentences=trainer_cfg.max_sentences, **shard),
         valid=TokenBudgetBatches(valid, trainer_cfg.max_tokens, *ids, shuffle=False),
+        valid_references=list(corpus["valid"]["tgt"]),
     )
+
+
+def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callable[[nn.Module], float]:
+    """model -> greedy sacreBLEU on the validation set (its first ``val_bleu_max_examples`` pairs)."""
+    n = trainer_cfg.val_bleu_max_examples or len(data.valid_references)
+    split = EncodedSplit(data.valid.split.src_ids[:n], data.valid.split.tgt_ids[:n])
+    tok = data.tokenizer
+    batches = TokenBudgetBatches(split, trainer_cfg.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, shuffle=False)
+    references = data.valid_references[:n]
+
+    def bleu(model: nn.Module) -> float:
+        batches.rewind()
+        return validation_bleu(model, batches, tok, references)[0]
+
+    return bleu
 
 
 def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
@@ -124,8 +145,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
             cfg.trainer, model, optimizer, schedule, data.train, data.valid, dm, run_dir,
             extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
             run_info=info,
+            bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
         )
         result = trainer.train()
-        return {**result, "step": trainer.step, "interrupted": trainer.stop.signum, "best_val_loss": trainer.best_val}
+        return {**result, "step": trainer.step, "interrupted": trainer.stop.signum, "best": trainer.best}
     finally:
         dm.close()

@@ -44,6 +44,10 @@ class TrainerConfig:
     log_interval: int = 20
     val_interval: int = 500
     validate_at_start: bool = True
+    val_bleu: bool = True  # greedy sacreBLEU on the validation set at every validation
+    val_bleu_max_examples: int | None = None  # score only the first N validation pairs
+    best_metric: str = "loss"  # checkpoint_best.pt by lowest validation "loss" or highest "bleu"
+    patience: int = 0  # stop after this many validations without a better best_metric; 0: never
     save_interval: int = 500  # write checkpoint_last.pt and checkpoint_<step>.pt
     keep_last: int = 3  # numbered checkpoints kept (0 keeps all)
     resume: str = "none"  # none | auto (the run directory's checkpoint_last.pt) | a checkpoint path
@@ -114,17 +118,24 @@ class Trainer:
         run_dir: str | Path,
         extra_state: dict | None = None,
         run_info: dict | None = None,
+        bleu: Callable[[nn.Module], float] | None = None,
     ):
+        if cfg.best_metric not in {"loss", "bleu"}:
+            raise ValueError(f"trainer.best_metric={cfg.best_metric!r}: expected 'loss' or 'bleu'")
+        if cfg.best_metric == "bleu" and bleu is None:
+            raise ValueError("trainer.best_metric=bleu needs trainer.val_bleu=true")
         self.cfg, self.model, self.optimizer, self.schedule = cfg, model, optimizer, schedule
         self.train_data, self.valid_data, self.dm = train_data, valid_data, device
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
         self.run_info = run_info or {}  # written to metrics.jsonl as the "run" record
+        self.bleu = bleu  # model -> validation BLEU
         self.wrapped = device.wrap(model)
         self.scaler = device.grad_scaler()
         self.step, self.epoch = 0, 1
-        self.best_val = math.inf
+        self.best = {"loss": math.inf, "bleu": -math.inf}
+        self.validations_without_improvement = 0
         self._saved_step = -1
         self.metrics = MetricsWriter(self.run_dir, cfg.tensorboard) if device.is_main else None
         self.stop = StopRequest()
@@ -137,7 +148,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            "best_val": self.best_val,
+            "best": dict(self.best),
+            "validations_without_improvement": self.validations_without_improvement,
             "data": self.train_data.state_dict(),
             "rng": rng_state(),
             **self.extra_state,
@@ -147,7 +159,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.best_val = state["step"], state["epoch"], state["best_val"]
+        self.step, self.epoch, self.best = state["step"], state["epoch"], dict(state["best"])
+        self.validations_without_improvement = state["validations_without_improvement"]
         self.train_data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
 
@@ -240,17 +253,29 @@ class Trainer:
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 
     def _validate_and_record(self) -> None:
+        """Validate, update the bests and the patience count, save (checkpoint_best if better)."""
         result = self.validate()
-        improved = result["loss"] < self.best_val
-        self.best_val = min(self.best_val, result["loss"])
+        if self.bleu is not None:
+            result["bleu"] = self.bleu(self.model)
+        key = self.cfg.best_metric
+        improved = result[key] < self.best[key] if key == "loss" else result[key] > self.best[key]
+        self.best["loss"] = min(self.best["loss"], result["loss"])
+        if "bleu" in result:
+            self.best["bleu"] = max(self.best["bleu"], result["bleu"])
+        self.validations_without_improvement = 0 if improved else self.validations_without_improvement + 1
         if self.metrics:
-            self.metrics.write("valid", self.step, **result, best_loss=self.best_val)
+            bests = {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
+            self.metrics.write("valid", self.step, **result, **bests)
+        bleu = f" | bleu {result['bleu']:.2f}" if "bleu" in result else ""
         log.info(
-            "valid | update %d | loss %.4f | nll %.4f | ppl %.2f | best %.4f",
-            self.step, result["loss"], result["nll_loss"], result["ppl"], self.best_val,
+            "valid | update %d | loss %.4f | nll %.4f | ppl %.2f%s | best %s %.4f",
+            self.step, result["loss"], result["nll_loss"], result["ppl"], bleu, key, self.best[key],
         )
         if self.step > 0:
             self.save(best=improved)
+
+    def _out_of_patience(self) -> bool:
+        return self.cfg.patience > 0 and self.validations_without_improvement >= self.cfg.patience
 
     # ----------------------------------------------------------------------------- loop
     def _updates(self) -> Iterator[list[Batch]]:
@@ -303,6 +328,10 @@ class Trainer:
                     self.save()
                 if self._done() or self.stop.signum is not None:
                     break
+                if self._out_of_patience():
+                    log.info("no better validation %s for %d validations: stopping early",
+                             self.cfg.best_metric, self.cfg.patience)
+                    break
         bar.close()
         self._finish()
         return last
@@ -327,12 +356,13 @@ class Trainer:
 
     def _finish(self) -> None:
         interrupted = self.stop.signum is not None
-        if not interrupted and self.valid_data is not None and self.step % self.cfg.val_interval != 0:
+        validated = self.step % self.cfg.val_interval == 0
+        if not interrupted and not validated and self.valid_data is not None and not self._out_of_patience():
             self._validate_and_record()
         self.save()
         if self.metrics:
-            self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted,
-                               best_val_loss=self.best_val)
+            bests = {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
+            self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted, **bests)
             self.metrics.close()
         log.info("%s at update %d; checkpoints in %s", "stopped" if interrupted else "finished",
                  self.step, self.ckpt_dir)
