@@ -1,4 +1,4 @@
-"""Greedy and beam search: exactness on a learnt task, invariances, and beam logic on a toy model."""
+"""Greedy and beam search: exact on a learnt task, invariances, beam logic on a toy model."""
 
 import copy
 import math
@@ -27,12 +27,28 @@ def sources(seqs: list[list[int]]) -> torch.Tensor:
     return collate(seqs, seqs, list(range(len(seqs))), PAD, BOS, EOS).src
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one thread avoids oversubscribing a shared CPU (10x slower otherwise)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reverse_models() -> dict[str, Transformer]:
     """A tiny Transformer trained for 300 Adam steps to reverse sequences, and its step-40 copy."""
     torch.manual_seed(0)
-    cfg = ModelConfig(encoder_layers=2, decoder_layers=2, d_model=64, n_heads=4, d_ff=128,
-                      dropout=0.0, max_positions=32)
+    cfg = ModelConfig(
+        encoder_layers=2,
+        decoder_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_ff=128,
+        dropout=0.0,
+        max_positions=32,
+    )
     model = Transformer(cfg, VOCAB, VOCAB, PAD)
     steps = 300
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
@@ -83,8 +99,12 @@ def test_cached_and_uncached_decoding_agree(reverse_models):
 
 def test_partly_trained_model_gives_varied_lengths(reverse_models):
     """The invariance tests above need outputs that stop at different steps."""
-    outputs = greedy_search(reverse_models["partly_trained"], sources(random_sequences(24, seed=3)),
-                            bos_id=BOS, eos_id=EOS)
+    outputs = greedy_search(
+        reverse_models["partly_trained"],
+        sources(random_sequences(24, seed=3)),
+        bos_id=BOS,
+        eos_id=EOS,
+    )
     assert len({len(o) for o in outputs}) > 3
 
 
@@ -94,8 +114,9 @@ def test_batch_order_does_not_change_outputs(reverse_models, beam_size):
     seqs = random_sequences(16, seed=4)
     perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0)).tolist()
     out = beam_search(model, sources(seqs), bos_id=BOS, eos_id=EOS, beam_size=beam_size)
-    out_perm = beam_search(model, sources([seqs[i] for i in perm]), bos_id=BOS, eos_id=EOS,
-                           beam_size=beam_size)
+    out_perm = beam_search(
+        model, sources([seqs[i] for i in perm]), bos_id=BOS, eos_id=EOS, beam_size=beam_size
+    )
     assert out_perm == [out[i] for i in perm]
 
 
@@ -165,7 +186,13 @@ def test_beam_search_finds_the_more_probable_sentence():
 
 def test_length_penalty_divides_by_length_including_eos():
     # [a]: log(0.55 * 0.6) = -1.109 over 2 tokens; [a, b]: log(0.55 * 0.4) = -1.514 over 3
-    table = {BOS: {A: 0.55, C: 0.45}, A: {EOS: 0.6, B: 0.4}, B: {EOS: 1.0}, C: {D: 1.0}, D: {C: 1.0}}
+    table = {
+        BOS: {A: 0.55, C: 0.45},
+        A: {EOS: 0.6, B: 0.4},
+        B: {EOS: 1.0},
+        C: {D: 1.0},
+        D: {C: 1.0},
+    }
     model, src = BigramModel(table, 8), torch.tensor([[A, B, EOS]])
     kw = {"bos_id": BOS, "eos_id": EOS, "beam_size": 2}
     assert beam_search(model, src, **kw, length_penalty=0.0) == [[A]]  # -1.109 > -1.514

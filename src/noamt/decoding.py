@@ -14,6 +14,7 @@ stripped together with BOS from the returned ids. The padding and BOS ids are ne
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DecodingConfig:
-    """Search settings. ``beam_size=1`` is greedy search; output length as in the module doc."""
+    """Search settings (see :func:`beam_search`); ``beam_size=1`` runs greedy search.
+
+    ``length_penalty`` is alpha in sum log p / |y|^alpha; ``max_len_a`` and ``max_len_b`` bound
+    the output length as in the module docstring.
+    """
 
     beam_size: int = 5
     length_penalty: float = 1.0
@@ -53,7 +58,10 @@ def _inference(model: torch.nn.Module):
 def max_output_lengths(
     src: torch.Tensor, pad_id: int, max_positions: int, max_len_a: float, max_len_b: float
 ) -> torch.Tensor:
-    """L_i = min(floor(a * |x_i| + b), max_positions - 1), |x_i| = non-padding tokens of row i: (B,)."""
+    """L_i = min(floor(a * |x_i| + b), max_positions - 1); |x_i| = non-padding tokens of row i.
+
+    src (B, S) -> limits (B,).
+    """
     src_len = (src != pad_id).sum(dim=1).to(torch.float64)  # (B,)
     limits = torch.floor(max_len_a * src_len + max_len_b).long()
     return limits.clamp(min=0, max=max_positions - 1)
@@ -109,7 +117,9 @@ def greedy_search(
     outputs: list[list[int]] = [[] for _ in range(src.size(0))]
     with _inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
-        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
+        limits = max_output_lengths(
+            src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b
+        )
         sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
         tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
         cache = model.new_cache() if use_cache else None
@@ -136,15 +146,15 @@ def _top_candidates(
     """The n_cand best one-token extensions per sentence, best first.
 
     scores (N, K) are the beams' sums of log-probs, lprobs (N, K, V) the next-token log-probs;
-    candidate (k, v) scores scores[k] + lprobs[k, v]. Returns scores, beam and token ids (N, n_cand).
-    A stable sort over per-beam top lists keeps ties in per-beam order, so beam 1 = greedy.
+    candidate (k, v) scores scores[k] + lprobs[k, v]. Returns the candidates' scores, beams and
+    tokens, each (N, n_cand). A stable sort over the per-beam top lists keeps ties in per-beam
+    order, so that beam size 1 picks what greedy search picks.
     """
     n, k, vocab = lprobs.shape
     top_lp, top_tok = lprobs.topk(min(n_cand, vocab), dim=2)  # (N, K, c), best first per beam
     total = (scores[:, :, None] + top_lp).view(n, -1)  # (N, K*c)
     order = total.sort(dim=1, descending=True, stable=True).indices[:, :n_cand]  # (N, n_cand)
     return total.gather(1, order), order // top_lp.size(2), top_tok.view(n, -1).gather(1, order)
-
 
 
 Finished = list[list[tuple[float, list[int]]]]  # per input sentence: (normalised score, ids)
@@ -163,7 +173,7 @@ def _finalize(
     """Store every finite EOS candidate among the best k as a finished hypothesis.
 
     Its score is sum log p / (step + 1)^alpha, step + 1 being its length including the EOS.
-    A sentence keeps at most K finished hypotheses, the first ones found.
+    A sentence keeps at most k finished hypotheses, the first ones found.
     """
     cand_scores, cand_beams, cand_tokens = (c[:, :k] for c in candidates)  # (N, K)
     is_final = (cand_tokens == eos_id) & torch.isfinite(cand_scores)
@@ -176,7 +186,10 @@ def _finalize(
 
 
 def _next_beams(
-    candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor], live: torch.Tensor, k: int, eos_id: int
+    candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    live: torch.Tensor,
+    k: int,
+    eos_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k best non-EOS candidates of each sentence in ``live`` (N',).
 
@@ -218,7 +231,9 @@ def beam_search(
         memory, memory_mask = model.encode(src)
         memory = memory.repeat_interleave(k, dim=0)  # (B*K, S, d)
         memory_mask = memory_mask.repeat_interleave(k, dim=0)  # (B*K, 1, 1, S)
-        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
+        limits = max_output_lengths(
+            src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b
+        )
         sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
         tokens = src.new_full((batch_size * k, 1), bos_id)  # (N*K, 1)
         scores = torch.full((batch_size, k), -math.inf, device=src.device)
@@ -226,10 +241,14 @@ def beam_search(
         cache = model.new_cache() if use_cache else None
         for step in range(int(limits.max()) + 1):
             lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)
-            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id)  # (N, K, V)
+            lprobs = _force_eos(
+                lprobs.view(sentence.size(0), k, -1), step, limits, eos_id
+            )  # (N, K, V)
             candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
             _finalize(finished, sentence, tokens, candidates, step, k, length_penalty, eos_id)
-            n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
+            n_finished = torch.tensor(
+                [len(finished[s]) for s in sentence.tolist()], device=src.device
+            )
             live = ((n_finished < k) & (step < limits)).nonzero().flatten()  # (N',)
             if live.numel() == 0:
                 break
@@ -257,16 +276,21 @@ def translate_batches(
     ``on_batch(n)`` is called after each batch with its number of sentences.
     """
     device = next(model.parameters()).device
+    common = {
+        "bos_id": tokenizer.bos_id,
+        "eos_id": tokenizer.eos_id,
+        "max_len_a": max_len_a,
+        "max_len_b": max_len_b,
+    }
+    if beam_size == 1:
+        search = functools.partial(greedy_search, **common)
+    else:
+        search = functools.partial(
+            beam_search, beam_size=beam_size, length_penalty=length_penalty, **common
+        )
     ids_by_index: dict[int, list[int]] = {}
     for batch in batches:
-        src = batch.src.to(device)
-        if beam_size == 1:
-            ids = greedy_search(model, src, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                                max_len_a=max_len_a, max_len_b=max_len_b)
-        else:
-            ids = beam_search(model, src, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                              beam_size=beam_size, length_penalty=length_penalty,
-                              max_len_a=max_len_a, max_len_b=max_len_b)
+        ids = search(model, batch.src.to(device))
         ids_by_index.update(zip(batch.indices.tolist(), ids, strict=True))
         if on_batch is not None:
             on_batch(len(ids))
@@ -298,14 +322,23 @@ def translate_texts(
     src_ids = tokenizer.encode_batch([texts[i] for i in keep])
     n_long = sum(len(ids) > limit for ids in src_ids)
     if n_long:
-        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
+        log.warning(
+            "%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit
+        )
     split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
-    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id,
-                                 tokenizer.eos_id, shuffle=False)
-    translations = translate_batches(model, batches, tokenizer, beam_size=decoding.beam_size,
-                                     length_penalty=decoding.length_penalty,
-                                     max_len_a=decoding.max_len_a, max_len_b=decoding.max_len_b,
-                                     on_batch=on_batch)
+    batches = TokenBudgetBatches(
+        split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False
+    )
+    translations = translate_batches(
+        model,
+        batches,
+        tokenizer,
+        beam_size=decoding.beam_size,
+        length_penalty=decoding.length_penalty,
+        max_len_a=decoding.max_len_a,
+        max_len_b=decoding.max_len_b,
+        on_batch=on_batch,
+    )
     for i, translation in zip(keep, translations, strict=True):
         outputs[i] = translation
     return outputs

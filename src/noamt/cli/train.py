@@ -1,8 +1,8 @@
 """``noamt-train``: compose the config, build the run, train.
 
-    noamt-train                                   # defaults of configs/train.yaml
-    noamt-train model=tiny schedule=cosine trainer.max_steps=3000
-    noamt-train run_name=my-run trainer.resume=auto   # continue a stopped run
+noamt-train                                   # defaults of configs/train.yaml
+noamt-train model=tiny schedule=cosine trainer.max_steps=3000
+noamt-train run_name=my-run trainer.resume=auto   # continue a stopped run
 """
 
 from __future__ import annotations

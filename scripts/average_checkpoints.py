@@ -1,0 +1,70 @@
+"""Average the weights of several checkpoints into one: theta = (1/n) sum_i theta_i.
+
+    python scripts/average_checkpoints.py --run-dir runs/my-run --last 5
+    python scripts/average_checkpoints.py --inputs a.pt b.pt --output avg.pt
+
+With ``--run-dir`` the last N numbered checkpoints (``checkpoints/checkpoint_<step>.pt``, by
+step) are averaged. The output defaults to ``checkpoint_avg.pt`` in the inputs' folder
+(``<run>/checkpoints/`` for a run). The result keeps the config and tokenizer of the last
+input, so ``noamt-translate`` and ``noamt-evaluate`` accept it.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from noamt.checkpoint import (
+    CheckpointError,
+    average_checkpoints,
+    numbered_checkpoints,
+    save_checkpoint,
+)
+
+AVERAGE = "checkpoint_avg.pt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", type=Path, help="run directory holding checkpoints/")
+    source.add_argument("--inputs", type=Path, nargs="+", help="checkpoint files to average")
+    parser.add_argument("--last", type=int, default=5, help="with --run-dir: how many (default 5)")
+    parser.add_argument(
+        "--output", type=Path, help=f"default: {AVERAGE} in the folder of the (last) inputs"
+    )
+    args = parser.parse_args(argv)
+    if args.last < 1:
+        parser.error(f"--last must be at least 1, got {args.last}")
+    return args
+
+
+def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
+    """The checkpoints to average and the output path."""
+    if args.inputs:
+        inputs = list(args.inputs)
+    else:
+        folder = args.run_dir / "checkpoints"
+        inputs = numbered_checkpoints(folder)[-args.last :]
+        if len(inputs) < args.last:
+            raise CheckpointError(
+                f"--last {args.last}: {folder} has only {len(inputs)} checkpoint_<step>.pt files"
+            )
+    return inputs, args.output or inputs[-1].parent / AVERAGE
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        inputs, output = select_inputs(args)
+        averaged = average_checkpoints(inputs)
+        save_checkpoint(averaged, output)
+    except CheckpointError as err:
+        sys.exit(f"average_checkpoints: {err}")
+    print(f"averaged {len(inputs)} checkpoints (step {averaged.get('step')}):")
+    for path in inputs:
+        print(f"  {path}")
+    print(f"-> {output}")
+
+
+if __name__ == "__main__":
+    main()

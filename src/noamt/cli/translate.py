@@ -1,0 +1,114 @@
+"""``noamt-translate``: translate text, one sentence per line, with a trained checkpoint.
+
+    noamt-translate checkpoint=runs/my-run input=test.en output=test.hyp.de
+    echo "A man rides a bike." | noamt-translate checkpoint=runs/run/checkpoints/checkpoint_avg.pt
+    noamt-translate checkpoint=runs/my-run beam_size=1 max_tokens=2048 device=cpu < in.txt > out.txt
+
+``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
+checkpoint_last.pt); ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
+``device=cpu device.num_threads=2``). Every input line gives exactly one output line, in input
+order; blank lines give blank lines. Logs and the progress bar go to stderr, so stdout holds
+translations only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from tqdm import tqdm
+
+from noamt.checkpoint import CheckpointError
+from noamt.data import DataError, read_lines
+from noamt.decoding import DecodingConfig, translate_texts
+from noamt.device import DeviceConfig, DeviceManager
+from noamt.evaluation import as_line, load_model
+
+log = logging.getLogger("noamt")
+
+
+@dataclass
+class TranslateConfig(DecodingConfig):
+    """Decoding settings plus where the model, the input and the output are."""
+
+    checkpoint: str = MISSING
+    input: str = "-"  # a UTF-8 text file, or - for stdin
+    output: str = "-"  # a file, or - for stdout
+    max_tokens: int = 4096  # source tokens per batch, padding included
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
+
+
+ConfigStore.instance().store(name="translate_schema", node=TranslateConfig)
+
+
+def read_input(name: str) -> list[str]:
+    """Lines of a UTF-8 file, or of stdin for ``-``; only "\\n" ends a line ("\\r\\n" too)."""
+    if name != "-":
+        return read_lines(Path(name))
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"input=- (stdin): not valid UTF-8 ({err.reason} at byte {err.start})"
+        ) from err
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def write_output(name: str, lines: list[str]) -> None:
+    """One line per translation, UTF-8, to a file or to stdout for ``-``."""
+    data = "".join(as_line(line) + "\n" for line in lines).encode("utf-8")
+    if name == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(name).write_bytes(data)
+
+
+def device_manager(cfg: DeviceConfig) -> DeviceManager:
+    """The device manager for ``device=...``; an absent CUDA or MPS device is a ValueError."""
+    try:
+        return DeviceManager(cfg)
+    except RuntimeError as err:
+        raise ValueError(str(err)) from err
+
+
+def translate(cfg: TranslateConfig) -> None:
+    dm = device_manager(cfg.device)
+    loaded = load_model(cfg.checkpoint, dm.device)
+    log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
+    lines = read_input(cfg.input)
+    bar = tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-")
+    with bar, dm.autocast():
+        translations = translate_texts(
+            loaded.model,
+            loaded.tokenizer,
+            lines,
+            cfg,
+            max_tokens=cfg.max_tokens,
+            on_batch=bar.update,
+        )
+    write_output(cfg.output, translations)
+    log.info("translated %d lines", len(lines))
+
+
+@hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="translate")
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        translate(OmegaConf.to_object(cfg))
+    except (CheckpointError, DataError, OSError, ValueError) as err:
+        sys.exit(f"noamt-translate: {err}")
+
+
+if __name__ == "__main__":
+    main()

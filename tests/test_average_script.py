@@ -1,0 +1,60 @@
+"""scripts/average_checkpoints.py: the mean of the weights, usable by noamt-evaluate."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli_translate_evaluate import make_checkpoint, run_cli
+
+from noamt.checkpoint import load_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "average_checkpoints.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("average_checkpoints", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, multi30k_dir) -> Path:
+    """A run with checkpoints at steps 10, 20 and 30 from different random initialisations."""
+    run = tmp_path_factory.mktemp("run")
+    for seed, step in enumerate((10, 20, 30)):
+        make_checkpoint(run / "checkpoints" / f"checkpoint_{step}.pt", multi30k_dir, seed, step)
+    return run
+
+
+def test_average_of_the_last_two_is_the_mean_and_evaluates(script, run_dir, tmp_path, capsys):
+    script.main(["--run-dir", str(run_dir), "--last", "2"])
+    output = run_dir / "checkpoints" / "checkpoint_avg.pt"
+    assert f"-> {output}" in capsys.readouterr().out
+    a, b = (load_checkpoint(run_dir / "checkpoints" / f"checkpoint_{s}.pt") for s in (20, 30))
+    averaged = load_checkpoint(output)
+    assert averaged["step"] == 30 and averaged["tokenizer"] == b["tokenizer"]
+    for name, value in averaged["model"].items():
+        torch.testing.assert_close(value, (a["model"][name] + b["model"][name]) / 2)
+
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={output}", "splits=[test_2016_flickr]",
+                     "beam_size=1", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    saved = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert saved["checkpoint"] == str(output) and saved["step"] == 30
+
+
+def test_explicit_inputs_and_output(script, run_dir, tmp_path):
+    inputs = [run_dir / "checkpoints" / f"checkpoint_{s}.pt" for s in (10, 30)]
+    script.main(["--inputs", *map(str, inputs), "--output", str(tmp_path / "avg.pt")])
+    assert load_checkpoint(tmp_path / "avg.pt")["averaged_from"] == [str(p) for p in inputs]
+
+
+def test_too_few_checkpoints_is_a_one_line_error(script, run_dir):
+    with pytest.raises(
+        SystemExit, match=r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt"
+    ):
+        script.main(["--run-dir", str(run_dir), "--last", "5"])

@@ -1,0 +1,149 @@
+"""noamt-translate and noamt-evaluate end to end, on an untrained tiny checkpoint."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from noamt.checkpoint import save_checkpoint
+from noamt.cli.evaluate import EvaluateConfig, evaluate
+from noamt.cli.translate import TranslateConfig
+from noamt.data import DataConfig, DataError, TokenizerConfig, read_lines, train_tokenizer
+from noamt.device import DeviceConfig
+from noamt.model import ModelConfig, Transformer
+from noamt.pipeline import TrainConfig
+
+SPLITS = ["test_2016_flickr", "test_2018_flickr"]  # the 2018 set has no official tokenized refs
+N_EVAL = 5
+MAX_POSITIONS = 64
+
+AWKWARD_LINES = [
+    "A man in a blue shirt is standing on a ladder.",
+    "",
+    "   ",
+    "dog " * 400,  # far beyond max_positions: truncated
+    "日本語のテキスト",
+    "Ωμέγα και άλφα",
+    "🙂🚀 emoji 👩‍👩‍👧",
+    "<s> </s> <pad> <unk> <0x41> literal specials",
+    "\ttab\tseparated",
+    "line\u2028separator and next\x85line",
+    "Two dogs play in the snow.",
+]
+
+
+def make_checkpoint(path: Path, data_dir: Path, seed: int = 0, step: int = 0) -> Path:
+    """An untrained tiny Transformer and a BPE tokenizer of 300 Multi30k pairs, saved in the
+    trainer's format: {"model", "config" (the resolved TrainConfig), "tokenizer", "step"}."""
+    src = read_lines(data_dir / "train.en.gz")[:300]
+    tgt = read_lines(data_dir / "train.de.gz")[:300]
+    tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
+    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2,
+                            d_ff=64, dropout=0.0, max_positions=MAX_POSITIONS)  # fmt: skip
+    data_cfg = DataConfig(dir=str(data_dir), test_splits=SPLITS, max_eval_examples=N_EVAL)
+    torch.manual_seed(seed)
+    model = Transformer(model_cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id)
+    config = dataclasses.asdict(TrainConfig(data=data_cfg, model=model_cfg))
+    state = {
+        "model": model.state_dict(),
+        "config": config,
+        "tokenizer": tokenizer.to_str(),
+        "step": step,
+    }
+    return save_checkpoint(state, path)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, multi30k_dir) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    make_checkpoint(run / "checkpoints" / "checkpoint_best.pt", multi30k_dir, step=40)
+    return run
+
+
+def run_cli(module: str, *overrides: str, cwd: Path, stdin: str | None = None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides, "device=cpu", "device.num_threads=1"],
+        input=stdin.encode() if stdin is not None else None,
+        capture_output=True, cwd=cwd, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_translate_keeps_one_output_line_per_input_line(run_dir, tmp_path):
+    src = tmp_path / "input.txt"
+    src.write_text("".join(line + "\n" for line in AWKWARD_LINES), encoding="utf-8")
+    ckpt = run_dir / "checkpoints" / "checkpoint_best.pt"
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_cli("noamt.cli.translate", f"checkpoint={ckpt}", f"input={src}",
+                     f"output={tmp_path / 'out.txt'}", "beam_size=2", cwd=work)  # fmt: skip
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    out = (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(AWKWARD_LINES)
+    assert [out[i] for i, line in enumerate(AWKWARD_LINES) if not line.strip()] == ["", ""]
+    assert stderr.count(f"exceed {MAX_POSITIONS - 1} tokens and were truncated") == 1
+    assert list(work.iterdir()) == []  # no Hydra output folders or logs
+
+    piped = run_cli("noamt.cli.translate", f"checkpoint={run_dir}", "beam_size=2", cwd=work,
+                    stdin="".join(line + "\n" for line in AWKWARD_LINES))  # fmt: skip
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout.decode("utf-8").split("\n") == out  # stdout holds translations only
+
+
+def test_evaluate_writes_hypotheses_results_and_a_table(run_dir, tmp_path):
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={run_dir}", f"splits=[{','.join(SPLITS)}]",
+                     "beam_size=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    eval_dir = run_dir / "eval"
+    saved = json.loads((eval_dir / "results.json").read_text())
+    assert saved["checkpoint"].endswith("checkpoint_best.pt") and saved["step"] == 40
+    assert saved["decoding"] == {
+        "beam_size": 2,
+        "length_penalty": 1.0,
+        "max_len_a": 1.2,
+        "max_len_b": 10,
+    }
+    for split in SPLITS:
+        scores = saved["splits"][split]
+        assert scores["n_sentences"] == N_EVAL
+        assert 0.0 <= scores["bleu"] <= 100.0 and scores["signatures"]["bleu"].startswith("nrefs:1")
+        hyps = (eval_dir / f"{split}.hyp.de").read_text(encoding="utf-8").split("\n")
+        assert len(hyps) == N_EVAL + 1
+    assert "tokenized_bleu" in saved["splits"]["test_2016_flickr"]
+    assert "tokenized_bleu" not in saved["splits"]["test_2018_flickr"]
+    table = result.stdout.decode()
+    assert "test_2016_flickr" in table and "tok-BLEU" in table
+    assert saved["splits"]["test_2016_flickr"]["signatures"]["bleu"] in table
+
+
+def test_evaluate_rejects_an_unknown_split(run_dir):
+    cfg = EvaluateConfig(checkpoint=str(run_dir), splits=["test_2099"], device=DeviceConfig("cpu"))
+    with pytest.raises(
+        DataError, match=r"splits: \['test_2099'\] not in data config multi30k_en_de"
+    ):
+        evaluate(cfg)
+
+
+def compose_app(name: str, overrides: list[str]):
+    with initialize_config_module(config_module="noamt.configs", version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "name, schema", [("translate", TranslateConfig), ("evaluate", EvaluateConfig)]
+)
+def test_configs_compose_and_reject_misspelt_keys(name, schema):
+    cfg = OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt", "beam_size=3"]))
+    assert isinstance(cfg, schema) and cfg.beam_size == 3 and cfg.max_len_b == 10
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_app(name, ["checkpoint=ck.pt", "beam_sise=3"])
+    assert f"Key 'beam_sise' not in '{schema.__name__}'" in str(err.value.__cause__ or err.value)
