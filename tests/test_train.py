@@ -26,7 +26,7 @@ def small_run(multi30k_dir, tmp_path_factory):
 
     def make(**trainer_overrides) -> pipeline.TrainConfig:
         trainer = dict(max_steps=30, max_tokens=1024, val_interval=10, save_interval=10, log_interval=5,
-                       progress=False, tensorboard=False, seed=3)
+                       progress=False, tensorboard=False, seed=3, val_bleu=False)
         trainer.update(trainer_overrides)
         return pipeline.TrainConfig(
             data=DataConfig(dir=str(multi30k_dir), max_train_examples=1500, max_eval_examples=100),
@@ -46,12 +46,14 @@ def run(cfg: pipeline.TrainConfig, run_dir) -> dict:
 
 
 def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run, tmp_path):
-    result = run(small_run(), tmp_path)
+    result = run(small_run(val_bleu=True, val_bleu_max_examples=20), tmp_path)
     assert result["step"] == 30 and not result["interrupted"]
     records = read_metrics(tmp_path / "metrics.jsonl")
     valid = [r["loss"] for r in records if r["kind"] == "valid"]
     assert len(valid) == 4  # updates 0, 10, 20, 30
     assert valid[-1] < valid[0] - 1.5
+    bleu = [r["bleu"] for r in records if r["kind"] == "valid"]
+    assert all(0.0 <= b <= 100.0 for b in bleu)
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
     assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
@@ -94,7 +96,8 @@ def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
     args = [sys.executable, "-m", "noamt.cli.train", f"data.dir={multi30k_dir}", "data.max_train_examples=2000",
             "data.max_eval_examples=50", "tokenizer.vocab_size=1000", "model=tiny", "run_name=sig",
             "trainer.max_tokens=1024", "trainer.log_interval=1", "trainer.val_interval=1000",
-            "trainer.save_interval=1000", "device=cpu", "trainer.progress=false", "trainer.tensorboard=false"]
+            "trainer.save_interval=1000", "device=cpu", "trainer.progress=false", "trainer.tensorboard=false",
+            "trainer.val_bleu=false"]
     proc = subprocess.Popen([*args, "trainer.max_steps=100000"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     metrics = tmp_path / "sig" / "metrics.jsonl"
@@ -133,8 +136,8 @@ def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, 
            "tokenizer.vocab_size=1000", "model.encoder_layers=2", "model.decoder_layers=2", "model.d_model=64",
            "model.d_ff=128", "model.dropout=0.0", "schedule.warmup_steps=15", "trainer.max_steps=4",
            "trainer.max_tokens=1024", "trainer.seed=3", "trainer.val_interval=100", "trainer.save_interval=0",
-           "trainer.progress=false", "trainer.tensorboard=false", "device=cpu", "device.num_threads=1",
-           "run_name=ddp"]
+           "trainer.progress=false", "trainer.tensorboard=false", "trainer.val_bleu=false", "device=cpu",
+           "device.num_threads=1", "run_name=ddp"]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     a = load_checkpoint(tmp_path / "single" / "checkpoints" / "checkpoint_last.pt")

@@ -255,7 +255,7 @@ class Trainer:
     def _validate_and_record(self) -> None:
         """Validate, update the bests and the patience count, save (checkpoint_best if better)."""
         result = self.validate()
-        if self.bleu is not None:
+        if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
             result["bleu"] = self.bleu(self.model)
         key = self.cfg.best_metric
         improved = result[key] < self.best[key] if key == "loss" else result[key] > self.best[key]

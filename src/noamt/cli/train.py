@@ -16,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from noamt import pipeline
+from noamt.checkpoint import CheckpointError
 from noamt.cli.config import register_configs, to_train_config
+from noamt.data import DataError
 
 log = logging.getLogger("noamt")
 
@@ -29,7 +31,10 @@ def main(cfg: DictConfig) -> None:
     train_cfg = to_train_config(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     log.info("run directory: %s", run_dir)
-    result = pipeline.train(train_cfg, run_dir, resolved)
+    try:
+        result = pipeline.train(train_cfg, run_dir, resolved)
+    except (DataError, CheckpointError, FileExistsError, ValueError) as err:
+        sys.exit(f"noamt-train: {err}")
     if result["interrupted"]:
         sys.exit(128 + signal.Signals(result["interrupted"]).value)
 
