@@ -29,9 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--run-dir", type=Path, help="run directory holding checkpoints/")
     source.add_argument("--inputs", type=Path, nargs="+", help="checkpoint files to average")
     parser.add_argument("--last", type=int, default=5, help="with --run-dir: how many (default 5)")
-    parser.add_argument(
-        "--output", type=Path, help=f"default: {AVERAGE} in the folder of the (last) inputs"
-    )
+    parser.add_argument("--output", type=Path, help=f"default: {AVERAGE} in the folder of the (last) inputs")
     args = parser.parse_args(argv)
     if args.last < 1:
         parser.error(f"--last must be at least 1, got {args.last}")
@@ -46,9 +44,7 @@ def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
         folder = args.run_dir / "checkpoints"
         inputs = numbered_checkpoints(folder)[-args.last :]
         if len(inputs) < args.last:
-            raise CheckpointError(
-                f"--last {args.last}: {folder} has only {len(inputs)} checkpoint_<step>.pt files"
-            )
+            raise CheckpointError(f"--last {args.last}: {folder} has only {len(inputs)} checkpoint_<step>.pt files")
     return inputs, args.output or inputs[-1].parent / AVERAGE
 
 

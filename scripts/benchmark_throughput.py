@@ -38,8 +38,12 @@ def matmul_flops(model_cfg, batch) -> float:
     t = batch.tgt_in.shape[1]
     src_tokens, tgt_tokens, real_tgt = b * s, b * t, batch.n_tgt_tokens
     enc_layer = 2 * (4 * d * d + 2 * d * ff) * src_tokens + 2 * 2 * b * s * s * d
-    dec_layer = (2 * (4 * d * d + 2 * d * d + 2 * d * ff) * tgt_tokens + 2 * 2 * d * d * src_tokens
-                 + 2 * 2 * b * t * t * d + 2 * 2 * b * t * s * d)
+    dec_layer = (
+        2 * (4 * d * d + 2 * d * d + 2 * d * ff) * tgt_tokens
+        + 2 * 2 * d * d * src_tokens
+        + 2 * 2 * b * t * t * d
+        + 2 * 2 * b * t * s * d
+    )
     return 3 * (model_cfg.encoder_layers * enc_layer + model_cfg.decoder_layers * dec_layer), real_tgt
 
 
@@ -60,8 +64,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = pipeline.build_model(cfg.model, data.tokenizer).to(dm.device)
     vocab = data.tokenizer.vocab_size
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg.trainer, model, build_optimizer(model, cfg.optim), lambda k: 1e-4,
-                          data.train, None, dm, run_dir)
+        trainer = Trainer(
+            cfg.trainer,
+            model,
+            build_optimizer(model, cfg.optim),
+            lambda k: 1e-4,
+            data.train,
+            None,
+            dm,
+            run_dir,
+        )
         data.train.set_epoch(1)
         batches = iter(data.train)
         for _ in range(args.warmup):

@@ -90,9 +90,7 @@ def _label(name: str, params: dict[str, Any]) -> str:
     return f"{name} ({', '.join(parts)})"
 
 
-def plot(
-    curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, out: str
-) -> list[Path]:
+def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, out: str) -> list[Path]:
     """Draw the curves over updates 1..steps and save ``<out>.png`` and ``<out>.svg``."""
     grid = np.unique(np.linspace(1, steps, POINTS).round().astype(int))
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -130,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SPEC",
         help="name[:key=value,...] (default: noam constant cosine)",
     )
-    parser.add_argument(
-        "--steps", type=int, default=100_000, help="x range and default total_steps"
-    )
+    parser.add_argument("--steps", type=int, default=100_000, help="x range and default total_steps")
     parser.add_argument("--log", action="store_true", help="log-scale y axis")
     parser.add_argument(
         "--same-peak",

@@ -54,7 +54,5 @@ def test_explicit_inputs_and_output(script, run_dir, tmp_path):
 
 
 def test_too_few_checkpoints_is_a_one_line_error(script, run_dir):
-    with pytest.raises(
-        SystemExit, match=r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt"
-    ):
+    with pytest.raises(SystemExit, match=r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt"):
         script.main(["--run-dir", str(run_dir), "--last", "5"])

@@ -49,13 +49,24 @@ def test_prune_keeps_the_newest_numbered_checkpoints(tmp_path):
         save_checkpoint({"model": {}}, tmp_path / f"checkpoint_{step}.pt")
     save_checkpoint({"model": {}}, tmp_path / "checkpoint_last.pt")
     prune_checkpoints(tmp_path, keep_last=2)
-    assert [p.name for p in numbered_checkpoints(tmp_path)] == ["checkpoint_40.pt", "checkpoint_100.pt"]
+    assert [p.name for p in numbered_checkpoints(tmp_path)] == [
+        "checkpoint_40.pt",
+        "checkpoint_100.pt",
+    ]
     assert (tmp_path / "checkpoint_last.pt").exists()
 
 
 def test_average_of_two_checkpoints_is_the_mean(tmp_path):
-    a = {"model": {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.5])}, "step": 1, "optimizer": {}}
-    b = {"model": {"w": torch.tensor([3.0, 6.0]), "b": torch.tensor([1.5])}, "step": 2, "optimizer": {}}
+    a = {
+        "model": {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.5])},
+        "step": 1,
+        "optimizer": {},
+    }
+    b = {
+        "model": {"w": torch.tensor([3.0, 6.0]), "b": torch.tensor([1.5])},
+        "step": 2,
+        "optimizer": {},
+    }
     paths = [save_checkpoint(a, tmp_path / "a.pt"), save_checkpoint(b, tmp_path / "b.pt")]
     avg = average_checkpoints(paths)
     torch.testing.assert_close(avg["model"]["w"], torch.tensor([2.0, 4.0]))

@@ -127,9 +127,7 @@ def test_evaluate_writes_hypotheses_results_and_a_table(run_dir, tmp_path):
 
 def test_evaluate_rejects_an_unknown_split(run_dir):
     cfg = EvaluateConfig(checkpoint=str(run_dir), splits=["test_2099"], device=DeviceConfig("cpu"))
-    with pytest.raises(
-        DataError, match=r"splits: \['test_2099'\] not in data config multi30k_en_de"
-    ):
+    with pytest.raises(DataError, match=r"splits: \['test_2099'\] not in data config multi30k_en_de"):
         evaluate(cfg)
 
 
@@ -138,9 +136,7 @@ def compose_app(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides)
 
 
-@pytest.mark.parametrize(
-    "name, schema", [("translate", TranslateConfig), ("evaluate", EvaluateConfig)]
-)
+@pytest.mark.parametrize("name, schema", [("translate", TranslateConfig), ("evaluate", EvaluateConfig)])
 def test_configs_compose_and_reject_misspelt_keys(name, schema):
     cfg = OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt", "beam_size=3"]))
     assert isinstance(cfg, schema) and cfg.beam_size == 3 and cfg.max_len_b == 10

@@ -58,9 +58,7 @@ def test_collate_layout() -> None:
     assert batch.tgt_out.tolist() == [[9, 2, 0, 0, 0], [10, 11, 12, 13, 2]]
     assert batch.n_tgt_tokens == 7 == int((batch.tgt_out != PAD).sum())
     assert batch.indices.tolist() == [4, 0]
-    assert all(
-        t.dtype == torch.long for t in (batch.src, batch.tgt_in, batch.tgt_out, batch.indices)
-    )
+    assert all(t.dtype == torch.long for t in (batch.src, batch.tgt_in, batch.tgt_out, batch.indices))
 
 
 def test_collate_empty_sequences() -> None:
@@ -86,9 +84,7 @@ def test_encode_and_truncate(small_text_tokenizer: Tokenizer) -> None:
     tok = small_text_tokenizer
     src, tgt = ["the big dog runs", "a"], ["der Hund", "b c d e f g"]
     full = EncodedSplit.encode(tok, src, tgt)
-    assert full.src_ids == [tok.encode(s) for s in src] and full.tgt_ids == [
-        tok.encode(t) for t in tgt
-    ]
+    assert full.src_ids == [tok.encode(s) for s in src] and full.tgt_ids == [tok.encode(t) for t in tgt]
     cut = EncodedSplit.encode(tok, src, tgt, max_src_len=2, max_tgt_len=3, truncate=True)
     assert cut.src_ids == [ids[:2] for ids in full.src_ids]
     assert cut.tgt_ids == [ids[:3] for ids in full.tgt_ids]
@@ -97,9 +93,7 @@ def test_encode_and_truncate(small_text_tokenizer: Tokenizer) -> None:
 
 @pytest.fixture(scope="module")
 def small_text_tokenizer() -> Tokenizer:
-    return train_tokenizer(
-        ["the big dog runs", "der große Hund läuft"] * 20, TokenizerConfig(vocab_size=280)
-    )
+    return train_tokenizer(["the big dog runs", "der große Hund läuft"] * 20, TokenizerConfig(vocab_size=280))
 
 
 def test_filter_pairs() -> None:
@@ -143,9 +137,7 @@ def test_batch_content_matches_split(train_split: EncodedSplit) -> None:
         assert batch.tgt_in[row, : len(tgt) + 1].tolist() == [BOS, *tgt]
         assert batch.tgt_out[row, : len(tgt) + 1].tolist() == [*tgt, EOS]
         assert (batch.tgt_out[row, len(tgt) + 1 :] == PAD).all()
-    assert batch.n_tgt_tokens == sum(
-        len(train_split.tgt_ids[i]) + 1 for i in batch.indices.tolist()
-    )
+    assert batch.n_tgt_tokens == sum(len(train_split.tgt_ids[i]) + 1 for i in batch.indices.tolist())
 
 
 def test_order_depends_on_seed_and_epoch(train_split: EncodedSplit) -> None:

@@ -224,8 +224,6 @@ def test_real_multi30k(multi30k_dir: Path) -> None:
     assert first["src"] == "Two young, White males are outside near many bushes."
     assert first["tgt"].startswith("Zwei junge weiße Männer")
 
-    sliced = load_corpus(
-        DataConfig(dir=str(multi30k_dir), max_train_examples=100, max_eval_examples=10)
-    )
+    sliced = load_corpus(DataConfig(dir=str(multi30k_dir), max_train_examples=100, max_eval_examples=10))
     assert sliced["train"].num_rows == 100 and sliced["valid"].num_rows == 10
     assert sliced["train"]["tgt"][:] == corpus["train"]["tgt"][:100]

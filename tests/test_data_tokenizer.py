@@ -18,13 +18,8 @@ from noamt.data import (
 )
 from noamt.data.corpus import read_lines
 
-SMALL_SRC = [
-    f"the {w} dog number {i} runs." for i, w in enumerate(["big", "small", "red", "old"] * 10)
-]
-SMALL_TGT = [
-    f"der {w} Hund Nummer {i} läuft."
-    for i, w in enumerate(["große", "kleine", "rote", "alte"] * 10)
-]
+SMALL_SRC = [f"the {w} dog number {i} runs." for i, w in enumerate(["big", "small", "red", "old"] * 10)]
+SMALL_TGT = [f"der {w} Hund Nummer {i} läuft." for i, w in enumerate(["große", "kleine", "rote", "alte"] * 10)]
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +88,7 @@ def test_decode_strips_specials(small_tokenizer: Tokenizer) -> None:
     assert tok.decode_batch([[tok.bos_id, *ids], [tok.pad_id]]) == ["the big dog", ""]
 
 
-def test_serialisation_keeps_encodings(
-    tokenizer: Tokenizer, multi30k_train, tmp_path: Path
-) -> None:
+def test_serialisation_keeps_encodings(tokenizer: Tokenizer, multi30k_train, tmp_path: Path) -> None:
     sentences = multi30k_train[1][:50] + ["日本語 😀 Ωmega"]
     expected = tokenizer.encode_batch(sentences)
     assert Tokenizer.from_str(tokenizer.to_str()).encode_batch(sentences) == expected
@@ -130,9 +123,7 @@ def test_cache_reused_and_keyed_by_settings_and_text(tmp_path: Path, caplog) -> 
         assert second.to_str() == first.to_str()
 
         caplog.clear()
-        bigger = load_or_train_tokenizer(
-            SMALL_SRC, SMALL_TGT, TokenizerConfig(vocab_size=320, cache_dir=str(tmp_path))
-        )
+        bigger = load_or_train_tokenizer(SMALL_SRC, SMALL_TGT, TokenizerConfig(vocab_size=320, cache_dir=str(tmp_path)))
         assert "trained tokenizer" in caplog.text
         assert bigger.vocab_size != first.vocab_size
 

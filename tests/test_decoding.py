@@ -52,9 +52,7 @@ def reverse_models() -> dict[str, Transformer]:
     model = Transformer(cfg, VOCAB, VOCAB, PAD)
     steps = 300
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 30) * (1 - s / steps)
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30) * (1 - s / steps))
     models = {}
     for step in range(steps):
         seqs = random_sequences(64, seed=100 + step)
@@ -92,9 +90,7 @@ def test_cached_and_uncached_decoding_agree(reverse_models):
     src = sources(random_sequences(24, seed=3))
     kw = {"bos_id": BOS, "eos_id": EOS}
     assert greedy_search(model, src, **kw, use_cache=False) == greedy_search(model, src, **kw)
-    assert beam_search(model, src, **kw, beam_size=4, use_cache=False) == beam_search(
-        model, src, **kw, beam_size=4
-    )
+    assert beam_search(model, src, **kw, beam_size=4, use_cache=False) == beam_search(model, src, **kw, beam_size=4)
 
 
 def test_partly_trained_model_gives_varied_lengths(reverse_models):
@@ -114,9 +110,7 @@ def test_batch_order_does_not_change_outputs(reverse_models, beam_size):
     seqs = random_sequences(16, seed=4)
     perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0)).tolist()
     out = beam_search(model, sources(seqs), bos_id=BOS, eos_id=EOS, beam_size=beam_size)
-    out_perm = beam_search(
-        model, sources([seqs[i] for i in perm]), bos_id=BOS, eos_id=EOS, beam_size=beam_size
-    )
+    out_perm = beam_search(model, sources([seqs[i] for i in perm]), bos_id=BOS, eos_id=EOS, beam_size=beam_size)
     assert out_perm == [out[i] for i in perm]
 
 

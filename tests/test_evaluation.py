@@ -52,17 +52,13 @@ def test_identical_hypotheses_score_100_with_signatures():
 def test_bleu_of_a_known_small_case():
     # p1..p4 = 5/6, 3/5, 1/4 and 0/3, smoothed by sacreBLEU's "exp" method to 1/(2*3); BP = 1
     result = score(["the cat sat on the mat"], ["the cat is on the mat"])
-    expected = 100 * math.exp(
-        (math.log(5 / 6) + math.log(3 / 5) + math.log(1 / 4) + math.log(1 / 6)) / 4
-    )
+    expected = 100 * math.exp((math.log(5 / 6) + math.log(3 / 5) + math.log(1 / 4) + math.log(1 / 6)) / 4)
     assert result["bleu"] == pytest.approx(expected, abs=1e-6)  # 37.99
 
 
 def test_brevity_penalty_of_a_short_hypothesis():
     # every n-gram precision is 1; BP = exp(1 - 5/4)
-    assert score(["a b c d"], ["a b c d e"])["bleu"] == pytest.approx(
-        100 * math.exp(-0.25), abs=1e-6
-    )
+    assert score(["a b c d"], ["a b c d e"])["bleu"] == pytest.approx(100 * math.exp(-0.25), abs=1e-6)
 
 
 def test_mismatched_lengths_are_an_error():
@@ -97,9 +93,7 @@ def test_validation_bleu_translates_greedily_in_split_order(multi30k_dir):
     tgt = read_lines(multi30k_dir / "val.de.gz")[:12]
     tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=300, min_frequency=1))
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64, max_positions=128
-    )
+    cfg = ModelConfig(encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64, max_positions=128)
     model = Transformer(cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id).train()
     split = EncodedSplit.encode(tokenizer, src, tgt)
     specials = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
@@ -119,12 +113,8 @@ def test_validation_bleu_translates_greedily_in_split_order(multi30k_dir):
 def test_results_file_hypotheses_and_table(tmp_path):
     hyps = {"test_a": ["Hallo Welt.", "Zweite\nZeile"]}
     result = {**score(hyps["test_a"], ["Hallo Welt.", "Zweite Zeile"]), "n_sentences": 2}
-    result["tokenized_bleu"] = tokenized_bleu(
-        hyps["test_a"], ["hallo welt .", "zweite zeile"], "de"
-    )
-    path = write_results(
-        tmp_path, hyps, {"test_a": result}, "de", {"checkpoint": "ck.pt", "step": 7}
-    )
+    result["tokenized_bleu"] = tokenized_bleu(hyps["test_a"], ["hallo welt .", "zweite zeile"], "de")
+    path = write_results(tmp_path, hyps, {"test_a": result}, "de", {"checkpoint": "ck.pt", "step": 7})
     saved = json.loads(path.read_text())
     assert saved["checkpoint"] == "ck.pt" and saved["step"] == 7
     assert saved["splits"]["test_a"]["signatures"]["bleu"].startswith("nrefs:1")

@@ -11,8 +11,18 @@ VOCAB = 50
 
 def tiny_model(pre_norm: bool = False, **overrides) -> Transformer:
     torch.manual_seed(0)
-    cfg = ModelConfig(name="test", encoder_layers=2, decoder_layers=2, d_model=32, n_heads=4, d_ff=64,
-                      dropout=0.1, pre_norm=pre_norm, max_positions=64, **overrides)
+    cfg = ModelConfig(
+        name="test",
+        encoder_layers=2,
+        decoder_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        dropout=0.1,
+        pre_norm=pre_norm,
+        max_positions=64,
+        **overrides,
+    )
     return Transformer(cfg, VOCAB, VOCAB, pad_id=PAD).eval()
 
 

@@ -158,9 +158,7 @@ ZERO_WARMUP_TABLES = [
     ),
     (
         "wsd",
-        dict(
-            peak_lr=1e-3, warmup_steps=0, total_steps=10, decay_fraction=1.0, decay_shape="linear"
-        ),
+        dict(peak_lr=1e-3, warmup_steps=0, total_steps=10, decay_fraction=1.0, decay_shape="linear"),
         [(1, 1e-3), (2, 1e-3 * 8 / 9), (9, 1e-3 / 9), (10, 0.0)],
     ),
 ]
@@ -178,9 +176,7 @@ def test_noam_peak_decimal():
     # 1 / sqrt(512 * 4000) = 1 / sqrt(2048000) = 1 / 1431.0835055998654...
     lr = S.make_schedule("noam", d_model=512, warmup_steps=4000)
     assert lr(4000) == pytest.approx(6.987712429686844e-4, rel=REL)
-    assert S.peak_lr("noam", d_model=512, warmup_steps=4000) == pytest.approx(
-        6.987712429686844e-4, rel=REL
-    )
+    assert S.peak_lr("noam", d_model=512, warmup_steps=4000) == pytest.approx(6.987712429686844e-4, rel=REL)
 
 
 @pytest.mark.parametrize("name", sorted(S.SCHEDULES))
@@ -202,9 +198,7 @@ def test_step_below_one_raises(name, step):
 )
 def test_noam_equals_inverse_sqrt(d_model, warmup, factor, stride):
     noam = S.make_schedule("noam", d_model=d_model, warmup_steps=warmup, factor=factor)
-    inv = S.make_schedule(
-        "inverse_sqrt", peak_lr=factor * (d_model * warmup) ** -0.5, warmup_steps=warmup
-    )
+    inv = S.make_schedule("inverse_sqrt", peak_lr=factor * (d_model * warmup) ** -0.5, warmup_steps=warmup)
     steps = sorted({*range(1, 50001, stride), warmup - 1 or 1, warmup, warmup + 1, 50000})
     for k in steps:
         assert inv(k) == pytest.approx(noam(k), rel=REL), k
@@ -279,9 +273,7 @@ def test_warmup_end_is_exactly_peak():
 )
 def test_wsd_decay_start(warmup, total, fraction, start):
     assert S.wsd_decay_start(warmup, total, fraction) == start
-    lr = S.make_schedule(
-        "wsd", peak_lr=1e-3, warmup_steps=warmup, total_steps=total, decay_fraction=fraction
-    )
+    lr = S.make_schedule("wsd", peak_lr=1e-3, warmup_steps=warmup, total_steps=total, decay_fraction=fraction)
     assert lr(start) == 1e-3
     assert lr(start + 1) < 1e-3
     assert lr(total) == 0.0
@@ -512,9 +504,7 @@ def fairseq_update_lr(k, **kw):
 
 @pytest.mark.parametrize("init", [-1.0, 0.0, 1e-7])
 def test_fairseq_formula_equals_inverse_sqrt(init):
-    ours = S.make_schedule(
-        "inverse_sqrt", peak_lr=5e-4, warmup_steps=4000, warmup_init_lr=max(init, 0.0)
-    )
+    ours = S.make_schedule("inverse_sqrt", peak_lr=5e-4, warmup_steps=4000, warmup_init_lr=max(init, 0.0))
     fairseq = dict(lr=5e-4, warmup_updates=4000, warmup_init_lr=init)
     for n in sorted({*range(1, 50001, 3), 3999, 4000, 4001}):
         assert fairseq_inverse_sqrt(n, **fairseq) == pytest.approx(ours(n), rel=REL), n
@@ -544,9 +534,7 @@ def test_hf_inverse_sqrt_conversion(timescale):
 
 def test_hf_inverse_sqrt_is_one_update_behind():
     ours = S.make_schedule("inverse_sqrt", peak_lr=5e-4, warmup_steps=5)
-    hf_used, _ = _lrs_used_by_updates(
-        lambda s: hf_inverse_sqrt_lambda(s, num_warmup_steps=5), 20, base_lr=5e-4
-    )
+    hf_used, _ = _lrs_used_by_updates(lambda s: hf_inverse_sqrt_lambda(s, num_warmup_steps=5), 20, base_lr=5e-4)
     ours_used, _ = _lrs_used_by_updates(S.lr_lambda(ours), 20)
     assert hf_used[0] == 0.0
     for k in range(2, 21):
@@ -602,9 +590,7 @@ def test_opennmt_noam_is_exact():
 
 @pytest.fixture(scope="module")
 def plot_script():
-    spec = importlib.util.spec_from_file_location(
-        "plot_schedules", ROOT / "scripts/plot_schedules.py"
-    )
+    spec = importlib.util.spec_from_file_location("plot_schedules", ROOT / "scripts/plot_schedules.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -627,9 +613,7 @@ def test_parse_spec(plot_script):
 
 
 def test_same_peak(plot_script):
-    params = plot_script.schedule_params(
-        "cosine", {}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True
-    )
+    params = plot_script.schedule_params("cosine", {}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True)
     assert params["peak_lr"] == pytest.approx((512 * 4000) ** -0.5, rel=REL)
     assert params["total_steps"] == 100000
     params = plot_script.schedule_params(

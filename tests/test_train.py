@@ -25,14 +25,30 @@ def small_run(multi30k_dir, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "tokenizers"
 
     def make(**trainer_overrides) -> pipeline.TrainConfig:
-        trainer = dict(max_steps=30, max_tokens=1024, val_interval=10, save_interval=10, log_interval=5,
-                       progress=False, tensorboard=False, seed=3, val_bleu=False)
+        trainer = dict(
+            max_steps=30,
+            max_tokens=1024,
+            val_interval=10,
+            save_interval=10,
+            log_interval=5,
+            progress=False,
+            tensorboard=False,
+            seed=3,
+            val_bleu=False,
+        )
         trainer.update(trainer_overrides)
         return pipeline.TrainConfig(
             data=DataConfig(dir=str(multi30k_dir), max_train_examples=1500, max_eval_examples=100),
             tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(cache)),
-            model=ModelConfig(name="test", encoder_layers=2, decoder_layers=2, d_model=64, n_heads=4,
-                              d_ff=128, dropout=0.1),
+            model=ModelConfig(
+                name="test",
+                encoder_layers=2,
+                decoder_layers=2,
+                d_model=64,
+                n_heads=4,
+                d_ff=128,
+                dropout=0.1,
+            ),
             schedule=schedules.NoamConfig(d_model=64, warmup_steps=15, factor=1.0),
             trainer=TrainerConfig(**trainer),
             device=DeviceConfig(device="cpu"),
@@ -59,7 +75,11 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run,
     assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
     ckpts = tmp_path / "checkpoints"
     assert {p.name for p in ckpts.iterdir()} == {
-        "checkpoint_last.pt", "checkpoint_best.pt", "checkpoint_10.pt", "checkpoint_20.pt", "checkpoint_30.pt"
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+        "checkpoint_10.pt",
+        "checkpoint_20.pt",
+        "checkpoint_30.pt",
     }
     state = load_checkpoint(ckpts / "checkpoint_last.pt")
     assert state["step"] == 30
@@ -70,7 +90,10 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run,
 def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_path):
     run(small_run(max_steps=12, val_interval=100, save_interval=0), tmp_path / "straight")
     run(small_run(max_steps=6, val_interval=100, save_interval=0), tmp_path / "resumed")
-    run(small_run(max_steps=12, val_interval=100, save_interval=0, resume="auto"), tmp_path / "resumed")
+    run(
+        small_run(max_steps=12, val_interval=100, save_interval=0, resume="auto"),
+        tmp_path / "resumed",
+    )
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "checkpoint_last.pt")
     assert a["step"] == b["step"] == 12
@@ -92,14 +115,37 @@ def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
 
 def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
     """The console entry point: SIGTERM mid-run saves a checkpoint; resume=auto continues it."""
-    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "noamt.cli.train", f"data.dir={multi30k_dir}", "data.max_train_examples=2000",
-            "data.max_eval_examples=50", "tokenizer.vocab_size=1000", "model=tiny", "run_name=sig",
-            "trainer.max_tokens=1024", "trainer.log_interval=1", "trainer.val_interval=1000",
-            "trainer.save_interval=1000", "device=cpu", "trainer.progress=false", "trainer.tensorboard=false",
-            "trainer.val_bleu=false"]
-    proc = subprocess.Popen([*args, "trainer.max_steps=100000"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "NOAMT_RUNS_DIR": str(tmp_path),
+        "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "noamt.cli.train",
+        f"data.dir={multi30k_dir}",
+        "data.max_train_examples=2000",
+        "data.max_eval_examples=50",
+        "tokenizer.vocab_size=1000",
+        "model=tiny",
+        "run_name=sig",
+        "trainer.max_tokens=1024",
+        "trainer.log_interval=1",
+        "trainer.val_interval=1000",
+        "trainer.save_interval=1000",
+        "device=cpu",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.val_bleu=false",
+    ]
+    proc = subprocess.Popen(
+        [*args, "trainer.max_steps=100000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     metrics = tmp_path / "sig" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"train"' in metrics.read_text()):
@@ -114,8 +160,14 @@ def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
     assert end["kind"] == "end" and end["interrupted"] is True
 
     target = stopped["step"] + 2
-    done = subprocess.run([*args, f"trainer.max_steps={target}", "trainer.resume=auto"], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    done = subprocess.run(
+        [*args, f"trainer.max_steps={target}", "trainer.resume=auto"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     assert f"at update {stopped['step']} (epoch" in done.stdout
     records = read_metrics(metrics)
@@ -129,23 +181,55 @@ def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, 
     single = small_run(max_steps=4, update_freq=2, val_interval=100, save_interval=0)
     single.model.dropout = 0.0
     run(single, tmp_path / "single")
-    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noamt.cli.train",
-           f"data.dir={multi30k_dir}", "data.max_train_examples=1500", "data.max_eval_examples=100",
-           "tokenizer.vocab_size=1000", "model.encoder_layers=2", "model.decoder_layers=2", "model.d_model=64",
-           "model.d_ff=128", "model.dropout=0.0", "schedule.warmup_steps=15", "trainer.max_steps=4",
-           "trainer.max_tokens=1024", "trainer.seed=3", "trainer.val_interval=100", "trainer.save_interval=0",
-           "trainer.progress=false", "trainer.tensorboard=false", "trainer.val_bleu=false", "device=cpu",
-           "device.num_threads=1", "run_name=ddp"]
+    env = {
+        **os.environ,
+        "NOAMT_RUNS_DIR": str(tmp_path),
+        "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "noamt.cli.train",
+        f"data.dir={multi30k_dir}",
+        "data.max_train_examples=1500",
+        "data.max_eval_examples=100",
+        "tokenizer.vocab_size=1000",
+        "model.encoder_layers=2",
+        "model.decoder_layers=2",
+        "model.d_model=64",
+        "model.d_ff=128",
+        "model.dropout=0.0",
+        "schedule.warmup_steps=15",
+        "trainer.max_steps=4",
+        "trainer.max_tokens=1024",
+        "trainer.seed=3",
+        "trainer.val_interval=100",
+        "trainer.save_interval=0",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.val_bleu=false",
+        "device=cpu",
+        "device.num_threads=1",
+        "run_name=ddp",
+    ]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     a = load_checkpoint(tmp_path / "single" / "checkpoints" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "checkpoint_last.pt")
     assert a["step"] == b["step"] == 4
     for name, tensor in a["model"].items():
-        torch.testing.assert_close(without_key_bias(name, b["model"][name]), without_key_bias(name, tensor),
-                                   rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            without_key_bias(name, b["model"][name]),
+            without_key_bias(name, tensor),
+            rtol=1e-4,
+            atol=1e-5,
+            msg=name,
+        )
 
 
 def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:

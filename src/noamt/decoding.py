@@ -94,9 +94,7 @@ def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: in
     return torch.where(at_limit, only_eos, lprobs)
 
 
-def _keep_rows(
-    rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Select batch rows ``rows`` of the cache (in place) and of each tensor."""
     if cache is not None:
         cache.reorder(rows)
@@ -117,9 +115,7 @@ def greedy_search(
     outputs: list[list[int]] = [[] for _ in range(src.size(0))]
     with _inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
-        limits = max_output_lengths(
-            src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b
-        )
+        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
         sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
         tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
         cache = model.new_cache() if use_cache else None
@@ -231,9 +227,7 @@ def beam_search(
         memory, memory_mask = model.encode(src)
         memory = memory.repeat_interleave(k, dim=0)  # (B*K, S, d)
         memory_mask = memory_mask.repeat_interleave(k, dim=0)  # (B*K, 1, 1, S)
-        limits = max_output_lengths(
-            src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b
-        )
+        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
         sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
         tokens = src.new_full((batch_size * k, 1), bos_id)  # (N*K, 1)
         scores = torch.full((batch_size, k), -math.inf, device=src.device)
@@ -241,14 +235,10 @@ def beam_search(
         cache = model.new_cache() if use_cache else None
         for step in range(int(limits.max()) + 1):
             lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)
-            lprobs = _force_eos(
-                lprobs.view(sentence.size(0), k, -1), step, limits, eos_id
-            )  # (N, K, V)
+            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id)  # (N, K, V)
             candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
             _finalize(finished, sentence, tokens, candidates, step, k, length_penalty, eos_id)
-            n_finished = torch.tensor(
-                [len(finished[s]) for s in sentence.tolist()], device=src.device
-            )
+            n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
             live = ((n_finished < k) & (step < limits)).nonzero().flatten()  # (N',)
             if live.numel() == 0:
                 break
@@ -285,9 +275,7 @@ def translate_batches(
     if beam_size == 1:
         search = functools.partial(greedy_search, **common)
     else:
-        search = functools.partial(
-            beam_search, beam_size=beam_size, length_penalty=length_penalty, **common
-        )
+        search = functools.partial(beam_search, beam_size=beam_size, length_penalty=length_penalty, **common)
     ids_by_index: dict[int, list[int]] = {}
     for batch in batches:
         ids = search(model, batch.src.to(device))
@@ -322,13 +310,9 @@ def translate_texts(
     src_ids = tokenizer.encode_batch([texts[i] for i in keep])
     n_long = sum(len(ids) > limit for ids in src_ids)
     if n_long:
-        log.warning(
-            "%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit
-        )
+        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
     split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
-    batches = TokenBudgetBatches(
-        split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False
-    )
+    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False)
     translations = translate_batches(
         model,
         batches,

@@ -97,7 +97,10 @@ class DeviceManager:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.dtype = PRECISIONS[cfg.precision]
         if self.device.type == "cpu" and self.dtype != torch.float32:
-            log.warning("device.precision=%s on CPU: autocast is disabled, training runs in fp32", cfg.precision)
+            log.warning(
+                "device.precision=%s on CPU: autocast is disabled, training runs in fp32",
+                cfg.precision,
+            )
             self.dtype = torch.float32
 
     @property

@@ -37,8 +37,7 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     _check_lengths(hypotheses, references)
     metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER()}
     result: dict = {
-        name: float(metric.corpus_score(list(hypotheses), [list(references)]).score)
-        for name, metric in metrics.items()
+        name: float(metric.corpus_score(list(hypotheses), [list(references)]).score) for name, metric in metrics.items()
     }
     result["signatures"] = {name: str(metric.get_signature()) for name, metric in metrics.items()}
     return result
@@ -85,9 +84,7 @@ def validation_bleu(
     ``batches`` must cover the whole split once (rewind a TokenBudgetBatches first); the model
     is put in eval mode for the search and its train/eval mode restored afterwards.
     """
-    hyps = translate_batches(
-        model, batches, tokenizer, beam_size=1, max_len_a=max_len_a, max_len_b=max_len_b
-    )
+    hyps = translate_batches(model, batches, tokenizer, beam_size=1, max_len_a=max_len_a, max_len_b=max_len_b)
     _check_lengths(hyps, references)
     return float(BLEU().corpus_score(hyps, [list(references)]).score), hyps
 
@@ -97,8 +94,7 @@ def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None
         raise ValueError("no references to score against")
     if len(hypotheses) != len(references):
         raise ValueError(
-            f"need one hypothesis per reference: got {len(hypotheses)} hypotheses "
-            f"and {len(references)} references"
+            f"need one hypothesis per reference: got {len(hypotheses)} hypotheses and {len(references)} references"
         )
 
 
@@ -132,9 +128,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
     state = load_checkpoint(path)
     for key in ("config", "tokenizer"):
         if key not in state:
-            raise CheckpointError(
-                f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)"
-            )
+            raise CheckpointError(f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)")
     try:
         model_cfg = ModelConfig(**state["config"]["model"])
     except (KeyError, TypeError) as err:
@@ -175,9 +169,7 @@ def evaluate_split(
 ) -> tuple[list[str], dict]:
     """Translate ``sources`` and score them: (hypotheses, {n_sentences, bleu, chrf, ter,
     signatures[, tokenized_bleu]}); tokenized BLEU when ``tok_references`` are given."""
-    hyps = translate_texts(
-        model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch
-    )
+    hyps = translate_texts(model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch)
     result = {"n_sentences": len(hyps), **score(hyps, references)}
     if tok_references is not None:
         result["tokenized_bleu"] = tokenized_bleu(hyps, tok_references, tgt_lang)
@@ -196,9 +188,7 @@ def write_results(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, hyps in hypotheses.items():
-        (out_dir / f"{split}.hyp.{tgt_lang}").write_text(
-            "".join(as_line(h) + "\n" for h in hyps), encoding="utf-8"
-        )
+        (out_dir / f"{split}.hyp.{tgt_lang}").write_text("".join(as_line(h) + "\n" for h in hyps), encoding="utf-8")
     path = out_dir / "results.json"
     path.write_text(
         json.dumps({**meta, "splits": results}, indent=2, ensure_ascii=False) + "\n",
@@ -216,8 +206,7 @@ def format_table(results: dict[str, dict]) -> str:
         tok = r.get("tokenized_bleu")
         tok_text = f"{tok['score']:8.2f}" if tok else f"{'-':>8}"
         lines.append(
-            f"{split:<{width}}  {r['n_sentences']:>5}  {r['bleu']:6.2f}  {r['chrf']:6.2f}  "
-            f"{r['ter']:6.2f}  {tok_text}"
+            f"{split:<{width}}  {r['n_sentences']:>5}  {r['bleu']:6.2f}  {r['chrf']:6.2f}  {r['ter']:6.2f}  {tok_text}"
         )
         signatures.update(
             {

@@ -110,7 +110,12 @@ class SelfAttention(nn.Module):
         if cache is not None:
             cache["self_k"], cache["self_v"] = k, v
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
         )
         return self.out(_merge_heads(y))
 
@@ -221,8 +226,8 @@ class Transformer(nn.Module):
         self.cfg, self.pad_id = cfg, pad_id
         self.embed_scale = math.sqrt(cfg.d_model)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.d_model, padding_idx=pad_id)
-        self.src_embed = self.tgt_embed if cfg.share_embeddings else nn.Embedding(
-            src_vocab_size, cfg.d_model, padding_idx=pad_id
+        self.src_embed = (
+            self.tgt_embed if cfg.share_embeddings else nn.Embedding(src_vocab_size, cfg.d_model, padding_idx=pad_id)
         )
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
         self.embed_dropout = nn.Dropout(cfg.dropout)
@@ -285,9 +290,7 @@ class Transformer(nn.Module):
         """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix."""
         return F.linear(hidden, self.tgt_embed.weight)
 
-    def forward(
-        self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits (B, T, V); with a boolean ``keep`` (B, T), only those rows (N, V).
 
         Selecting the non-padding positions before the output projection skips the largest

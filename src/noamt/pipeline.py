@@ -1,14 +1,14 @@
 """Assemble a training run from plain config dataclasses:
 
-    corpus -> tokenizer -> token ids -> token-budget batches -> model -> optimizer + schedule -> Trainer
+corpus -> tokenizer -> token ids -> token-budget batches -> model -> optimizer + schedule -> Trainer
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +69,32 @@ def prepare_data(
     train = EncodedSplit.encode(tokenizer, corpus["train"]["src"], corpus["train"]["tgt"])
     train, dropped = filter_pairs(train, data_cfg.max_src_len, data_cfg.max_tgt_len, data_cfg.max_len_ratio)
     valid = EncodedSplit.encode(
-        tokenizer, corpus["valid"]["src"], corpus["valid"]["tgt"],
-        max_src_len=data_cfg.max_src_len, max_tgt_len=data_cfg.max_tgt_len, truncate=True,
+        tokenizer,
+        corpus["valid"]["src"],
+        corpus["valid"]["tgt"],
+        max_src_len=data_cfg.max_src_len,
+        max_tgt_len=data_cfg.max_tgt_len,
+        truncate=True,
     )
     log.info(
         "data: %d training pairs (%d dropped by length), %d validation pairs, vocabulary %d",
-        len(train), dropped, len(valid), tokenizer.vocab_size,
+        len(train),
+        dropped,
+        len(valid),
+        tokenizer.vocab_size,
     )
     ids = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
     shard = {"num_shards": dm.world_size, "shard_id": dm.rank}
     return PreparedData(
         tokenizer=tokenizer,
-        train=TokenBudgetBatches(train, trainer_cfg.max_tokens, *ids, seed=trainer_cfg.seed,
-                                 max_sentences=trainer_cfg.max_sentences, **shard),
+        train=TokenBudgetBatches(
+            train,
+            trainer_cfg.max_tokens,
+            *ids,
+            seed=trainer_cfg.seed,
+            max_sentences=trainer_cfg.max_sentences,
+            **shard,
+        ),
         valid=TokenBudgetBatches(valid, trainer_cfg.max_tokens, *ids, shuffle=False),
         valid_references=list(corpus["valid"]["tgt"]),
     )
@@ -136,18 +149,39 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
             data.tokenizer.save(tokenizer_file)
         model = build_model(cfg.model, data.tokenizer).to(dm.device)
         optimizer = build_optimizer(model, cfg.optim)
-        info = {"device": dm.describe(), "parameters": count_parameters(model), **schedule_summary(schedule_cfg)}
+        info = {
+            "device": dm.describe(),
+            "parameters": count_parameters(model),
+            **schedule_summary(schedule_cfg),
+        }
         log.info("device: %s", info["device"])
         log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")
-        log.info("schedule: %s %s, peak lr %.3e at update %d", info["schedule"], info["schedule_params"],
-                 info["peak_lr"], info["peak_step"])
+        log.info(
+            "schedule: %s %s, peak lr %.3e at update %d",
+            info["schedule"],
+            info["schedule_params"],
+            info["peak_lr"],
+            info["peak_step"],
+        )
         trainer = Trainer(
-            cfg.trainer, model, optimizer, schedule, data.train, data.valid, dm, run_dir,
+            cfg.trainer,
+            model,
+            optimizer,
+            schedule,
+            data.train,
+            data.valid,
+            dm,
+            run_dir,
             extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
             run_info=info,
             bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
         )
         result = trainer.train()
-        return {**result, "step": trainer.step, "interrupted": trainer.stop.signum, "best": trainer.best}
+        return {
+            **result,
+            "step": trainer.step,
+            "interrupted": trainer.stop.signum,
+            "best": trainer.best,
+        }
     finally:
         dm.close()

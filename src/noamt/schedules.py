@@ -122,9 +122,7 @@ def noam(step: int, *, d_model: int, warmup_steps: int, factor: float = 1.0) -> 
     return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
 
 
-def inverse_sqrt(
-    step: int, *, peak_lr: float, warmup_steps: int, warmup_init_lr: float = 0.0
-) -> float:
+def inverse_sqrt(step: int, *, peak_lr: float, warmup_steps: int, warmup_init_lr: float = 0.0) -> float:
     """Linear warmup, then inverse square-root decay (fairseq's ``inverse_sqrt`` shape).
 
     With w = max(warmup_steps, 1):
@@ -154,9 +152,7 @@ def constant(step: int, *, peak_lr: float, warmup_steps: int = 0) -> float:
     return peak_lr
 
 
-def cosine(
-    step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
-) -> float:
+def cosine(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
     """Linear warmup, then half a cosine from peak_lr to min_lr.
 
     With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
@@ -165,14 +161,10 @@ def cosine(
         lr(k) = min_lr                                                  for k >= total_steps
     """
     _check_step(step)
-    return _warmup_stable_decay(
-        step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _cosine_shape
-    )
+    return _warmup_stable_decay(step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _cosine_shape)
 
 
-def linear(
-    step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
-) -> float:
+def linear(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
     """Linear warmup, then linear decay from peak_lr to min_lr.
 
     With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
@@ -181,9 +173,7 @@ def linear(
         lr(k) = min_lr                                      for k >= total_steps
     """
     _check_step(step)
-    return _warmup_stable_decay(
-        step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _linear_shape
-    )
+    return _warmup_stable_decay(step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _linear_shape)
 
 
 def wsd_decay_start(warmup_steps: int, total_steps: int, decay_fraction: float) -> int:
@@ -264,9 +254,7 @@ def _check_values(name: str, params: Mapping[str, Any]) -> None:
     warmup = params["warmup_steps"]
     least_warmup = 1 if name == "noam" else 0
     if not (_is_int(warmup) and warmup >= least_warmup):
-        raise ValueError(
-            f"{name}: warmup_steps must be an integer >= {least_warmup}, got {warmup!r}"
-        )
+        raise ValueError(f"{name}: warmup_steps must be an integer >= {least_warmup}, got {warmup!r}")
     for key in ("warmup_init_lr", "min_lr"):
         if key in params:
             _require_between_zero_and_peak(name, key, params)
@@ -274,8 +262,7 @@ def _check_values(name: str, params: Mapping[str, Any]) -> None:
         total, least_total = params["total_steps"], max(warmup, 1) + 1
         if not (_is_int(total) and total >= least_total):
             raise ValueError(
-                f"{name}: total_steps must be an integer > warmup_steps and >= 2"
-                f" (here >= {least_total}), got {total!r}"
+                f"{name}: total_steps must be an integer > warmup_steps and >= 2 (here >= {least_total}), got {total!r}"
             )
     if "decay_fraction" in params:
         fraction = params["decay_fraction"]
@@ -283,9 +270,7 @@ def _check_values(name: str, params: Mapping[str, Any]) -> None:
             raise ValueError(f"{name}: decay_fraction must be in (0, 1], got {fraction!r}")
     if "decay_shape" in params and params["decay_shape"] not in DECAY_SHAPES:
         known = ", ".join(repr(s) for s in DECAY_SHAPES)
-        raise ValueError(
-            f"{name}: decay_shape must be one of {known}, got {params['decay_shape']!r}"
-        )
+        raise ValueError(f"{name}: decay_shape must be one of {known}, got {params['decay_shape']!r}")
 
 
 def validate(name: str, **params: Any) -> dict[str, Any]:
@@ -299,9 +284,7 @@ def validate(name: str, **params: Any) -> dict[str, Any]:
     accepted = {key: p.default for key, p in signature.items() if key != "step"}
     unknown = [key for key in params if key not in accepted]
     if unknown:
-        raise ValueError(
-            f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
-        )
+        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
     missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in params]
     if missing:
         raise ValueError(f"{name}: missing parameter(s) {', '.join(missing)}")

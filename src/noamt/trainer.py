@@ -209,11 +209,14 @@ class Trainer:
         for i, batch in enumerate(batches):
             batch = batch.to(self.dm.device, non_blocking=True)
             sync = i == len(batches) - 1 or not self.dm.distributed
-            with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), self.dm.autocast():
+            with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
                 keep = batch.tgt_out != self.model.pad_id  # (B, T)
                 logits = self.wrapped(batch.src, batch.tgt_in, keep)  # (N, V)
                 loss = F.cross_entropy(
-                    logits.float(), batch.tgt_out[keep], label_smoothing=self.cfg.label_smoothing, reduction="sum"
+                    logits.float(),
+                    batch.tgt_out[keep],
+                    label_smoothing=self.cfg.label_smoothing,
+                    reduction="sum",
                 )
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
@@ -269,7 +272,13 @@ class Trainer:
         bleu = f" | bleu {result['bleu']:.2f}" if "bleu" in result else ""
         log.info(
             "valid | update %d | loss %.4f | nll %.4f | ppl %.2f%s | best %s %.4f",
-            self.step, result["loss"], result["nll_loss"], result["ppl"], bleu, key, self.best[key],
+            self.step,
+            result["loss"],
+            result["nll_loss"],
+            result["ppl"],
+            bleu,
+            key,
+            self.best[key],
         )
         if self.step > 0:
             self.save(best=improved)
@@ -310,12 +319,21 @@ class Trainer:
         if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
             self._validate_and_record()
         total = self._total_steps()
-        bar = tqdm(total=total, initial=self.step, disable=not (self.cfg.progress and self.dm.is_main),
-                   unit="upd", dynamic_ncols=True)
-        window = {"loss": torch.zeros((), device=self.dm.device), "tokens": 0, "start": time.perf_counter()}
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (self.cfg.progress and self.dm.is_main),
+            unit="upd",
+            dynamic_ncols=True,
+        )
+        window = {
+            "loss": torch.zeros((), device=self.dm.device),
+            "tokens": 0,
+            "start": time.perf_counter(),
+        }
         last: dict = {}
         with self.stop.installed():
-            for batches in ([] if self._done() else self._updates()):
+            for batches in [] if self._done() else self._updates():
                 out = self.train_step(batches)
                 window["loss"] += out["loss_sum"]
                 window["tokens"] += out["tokens"]
@@ -329,8 +347,11 @@ class Trainer:
                 if self._done() or self.stop.signum is not None:
                     break
                 if self._out_of_patience():
-                    log.info("no better validation %s for %d validations: stopping early",
-                             self.cfg.best_metric, self.cfg.patience)
+                    log.info(
+                        "no better validation %s for %d validations: stopping early",
+                        self.cfg.best_metric,
+                        self.cfg.patience,
+                    )
                     break
         bar.close()
         self._finish()
@@ -347,8 +368,12 @@ class Trainer:
         }
         if out["grad_norm"] is not None:
             record["grad_norm"] = float(out["grad_norm"])
-        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                        tok_s=f"{record['tokens_per_s']:.0f}", ep=self.epoch)
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}",
+            lr=f"{record['lr']:.2e}",
+            tok_s=f"{record['tokens_per_s']:.0f}",
+            ep=self.epoch,
+        )
         if self.metrics:
             self.metrics.write("train", self.step, **record)
         window.update(loss=torch.zeros((), device=self.dm.device), tokens=0, start=time.perf_counter())
@@ -364,5 +389,9 @@ class Trainer:
             bests = {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
             self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted, **bests)
             self.metrics.close()
-        log.info("%s at update %d; checkpoints in %s", "stopped" if interrupted else "finished",
-                 self.step, self.ckpt_dir)
+        log.info(
+            "%s at update %d; checkpoints in %s",
+            "stopped" if interrupted else "finished",
+            self.step,
+            self.ckpt_dir,
+        )

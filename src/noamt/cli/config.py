@@ -36,7 +36,5 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
     """The composed config as dataclasses (interpolations resolved)."""
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, TrainConfig):
-        raise TypeError(
-            "the composed config is not a TrainConfig (is train_schema first in its defaults?)"
-        )
+        raise TypeError("the composed config is not a TrainConfig (is train_schema first in its defaults?)")
     return obj

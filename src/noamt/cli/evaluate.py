@@ -126,9 +126,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
 
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         evaluate(OmegaConf.to_object(cfg))
     except (CheckpointError, DataError, OSError, ValueError) as err:

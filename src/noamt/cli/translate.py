@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
-from noamt.data import DataError, read_lines
+from noamt.data import DataError, decode_lines, read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig, DeviceManager
 from noamt.evaluation import as_line, load_model
@@ -47,19 +47,10 @@ ConfigStore.instance().store(name="translate_schema", node=TranslateConfig)
 
 
 def read_input(name: str) -> list[str]:
-    """Lines of a UTF-8 file, or of stdin for ``-``; only "\\n" ends a line ("\\r\\n" too)."""
-    if name != "-":
-        return read_lines(Path(name))
-    try:
-        text = sys.stdin.buffer.read().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"input=- (stdin): not valid UTF-8 ({err.reason} at byte {err.start})"
-        ) from err
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    """Lines of a UTF-8 file, or of stdin for ``-``."""
+    if name == "-":
+        return decode_lines(sys.stdin.buffer.read(), "input=- (stdin)")
+    return read_lines(Path(name))
 
 
 def write_output(name: str, lines: list[str]) -> None:
@@ -101,9 +92,7 @@ def translate(cfg: TranslateConfig) -> None:
 
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="translate")
 def main(cfg: DictConfig) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         translate(OmegaConf.to_object(cfg))
     except (CheckpointError, DataError, OSError, ValueError) as err:

@@ -4,6 +4,7 @@ from noamt.data.batching import Batch, EncodedSplit, TokenBudgetBatches, collate
 from noamt.data.corpus import (
     DataConfig,
     DataError,
+    decode_lines,
     from_hub_dataset,
     load_corpus,
     read_lines,
@@ -37,6 +38,7 @@ __all__ = [
     "from_hub_dataset",
     "load_corpus",
     "load_or_train_tokenizer",
+    "decode_lines",
     "read_lines",
     "resolve_data_dir",
     "train_tokenizer",

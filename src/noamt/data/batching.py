@@ -56,9 +56,7 @@ class EncodedSplit:
 
     def __post_init__(self) -> None:
         if len(self.src_ids) != len(self.tgt_ids):
-            raise ValueError(
-                f"src has {len(self.src_ids)} sequences but tgt has {len(self.tgt_ids)}"
-            )
+            raise ValueError(f"src has {len(self.src_ids)} sequences but tgt has {len(self.tgt_ids)}")
 
     def __len__(self) -> int:
         return len(self.src_ids)
@@ -134,9 +132,7 @@ def _pad(flat: list[int], lengths: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id`."""
     width = int(lengths.max()) if len(lengths) else 0
     out = torch.full((len(lengths), width), pad_id, dtype=torch.long)
-    return out.masked_scatter_(
-        torch.arange(width) < lengths[:, None], torch.tensor(flat, dtype=torch.long)
-    )
+    return out.masked_scatter_(torch.arange(width) < lengths[:, None], torch.tensor(flat, dtype=torch.long))
 
 
 class TokenBudgetBatches:
@@ -188,8 +184,7 @@ class TokenBudgetBatches:
         self._batches = self._make_batches(max_tokens, max_sentences)
         if len(self._batches) < num_shards:
             raise ValueError(
-                f"split of {len(split)} pairs gives {len(self._batches)} batches, "
-                f"fewer than {num_shards} shards"
+                f"split of {len(split)} pairs gives {len(self._batches)} batches, fewer than {num_shards} shards"
             )
         self._epoch = 0
         self._position = 0
@@ -239,20 +234,14 @@ class TokenBudgetBatches:
         """Continue from a `state_dict` of an iterator over the same split and settings."""
         position = int(state["position"])
         if not 0 <= position <= len(self):
-            raise ValueError(
-                f"batch position {position} is outside this epoch's {len(self)} batches"
-            )
+            raise ValueError(f"batch position {position} is outside this epoch's {len(self)} batches")
         self._epoch = int(state["epoch"])
         self._position = position
         self._order = None
 
     def _make_batches(self, max_tokens: int, max_sentences: int | None) -> list[list[int]]:
-        src_lens = np.fromiter(
-            (len(s) + 1 for s in self.split.src_ids), dtype=np.int64, count=len(self.split)
-        )
-        tgt_lens = np.fromiter(
-            (len(t) + 1 for t in self.split.tgt_ids), dtype=np.int64, count=len(self.split)
-        )
+        src_lens = np.fromiter((len(s) + 1 for s in self.split.src_ids), dtype=np.int64, count=len(self.split))
+        tgt_lens = np.fromiter((len(t) + 1 for t in self.split.tgt_ids), dtype=np.int64, count=len(self.split))
         if self.shuffle:
             tie_break = np.random.default_rng(self.seed).permutation(len(self.split))
         else:

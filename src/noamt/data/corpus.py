@@ -85,9 +85,7 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     if cfg.source == "hub" or (cfg.source == "auto" and data_dir is None):
         return _load_hub(cfg)
     if data_dir is None:
-        raise DataError(
-            f"no data folder given for data.source=files (set data.dir or {DATA_DIR_ENV})"
-        )
+        raise DataError(f"no data folder given for data.source=files (set data.dir or {DATA_DIR_ENV})")
     return _load_files(data_dir, cfg)
 
 
@@ -98,18 +96,14 @@ def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
     stems = {"train": cfg.train_split, "valid": cfg.valid_split}
     stems.update({stem: stem for stem in cfg.test_splits})
     if len(stems) != 2 + len(cfg.test_splits):
-        raise DataError(
-            f"test split names must be unique and differ from train/valid: {cfg.test_splits}"
-        )
+        raise DataError(f"test split names must be unique and differ from train/valid: {cfg.test_splits}")
     splits = {}
     for split, stem in stems.items():
         src_path = _find_file(data_dir, stem, cfg.src_lang, split)
         tgt_path = _find_file(data_dir, stem, cfg.tgt_lang, split)
         src, tgt = read_lines(src_path), read_lines(tgt_path)
         if len(src) != len(tgt):
-            raise DataError(
-                f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}"
-            )
+            raise DataError(f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
         origin = f"{src_path} / {tgt_path}"
         splits[split] = _make_split(split, src, tgt, cfg, origin)
     return datasets.DatasetDict(splits)
@@ -122,9 +116,7 @@ def from_hub_dataset(dsdict: datasets.DatasetDict, cfg: DataConfig) -> datasets.
     a "translation" column holding {lang: text} dicts.
     """
     if "train" not in cfg.hub_split_names or "valid" not in cfg.hub_split_names:
-        raise DataError(
-            f"data.hub_split_names needs 'train' and 'valid' keys, got {cfg.hub_split_names}"
-        )
+        raise DataError(f"data.hub_split_names needs 'train' and 'valid' keys, got {cfg.hub_split_names}")
     splits = {}
     for split, hub_split in cfg.hub_split_names.items():
         origin = f"hub dataset {cfg.hub_name} split {hub_split!r}"
@@ -136,33 +128,34 @@ def from_hub_dataset(dsdict: datasets.DatasetDict, cfg: DataConfig) -> datasets.
 
 
 def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (gzip if the name ends in .gz), without "\\n" or "\\r\\n".
-
-    Only "\\n" separates lines, so other Unicode line separators stay inside a line.
-    """
+    """Lines of a UTF-8 text file (gzip if the name ends in .gz), without "\\n" or "\\r\\n"."""
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read ({err})") from err
+    return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, origin: str) -> list[str]:
+    """Split UTF-8 bytes into lines; a decoding error names ``origin`` and the 1-based line.
+
+    Only "\\n" separates lines (a trailing "\\r" is dropped), so other Unicode line
+    separators stay inside a line.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})"
-        ) from err
+        raise DataError(f"{origin}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:
     if not cfg.hub_name:
-        raise DataError(
-            "no data folder and no hub dataset given "
-            f"(set data.dir, {DATA_DIR_ENV} or data.hub_name)"
-        )
+        raise DataError(f"no data folder and no hub dataset given (set data.dir, {DATA_DIR_ENV} or data.hub_name)")
     return from_hub_dataset(datasets.load_dataset(cfg.hub_name, cfg.hub_config), cfg)
 
 
@@ -189,21 +182,15 @@ def _hub_columns(ds: datasets.Dataset, cfg: DataConfig, origin: str) -> tuple[li
     )
 
 
-def _make_split(
-    split: str, src: Sequence[str], tgt: Sequence[str], cfg: DataConfig, origin: str
-) -> datasets.Dataset:
+def _make_split(split: str, src: Sequence[str], tgt: Sequence[str], cfg: DataConfig, origin: str) -> datasets.Dataset:
     """Apply the training-only empty-pair filter and the example limits, then build a Dataset."""
     if split == "train":
         kept = [(s, t) for s, t in zip(src, tgt, strict=True) if s.strip() and t.strip()]
         dropped = len(src) - len(kept)
         if dropped:
-            log.info(
-                "dropped %d of %d training pairs with an empty side (%s)", dropped, len(src), origin
-            )
+            log.info("dropped %d of %d training pairs with an empty side (%s)", dropped, len(src), origin)
         if not kept:
-            raise DataError(
-                f"{origin}: training set is empty after dropping {dropped} pairs with an empty side"
-            )
+            raise DataError(f"{origin}: training set is empty after dropping {dropped} pairs with an empty side")
         src, tgt = [s for s, _ in kept], [t for _, t in kept]
         limit = cfg.max_train_examples
     else:

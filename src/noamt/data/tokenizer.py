@@ -54,9 +54,7 @@ class Tokenizer:
     def __init__(self, hf: tokenizers.Tokenizer):
         ids = [hf.token_to_id(tok) for tok in SPECIAL_TOKENS]
         if ids != [0, 1, 2, 3]:
-            raise ValueError(
-                f"tokenizer must have {', '.join(SPECIAL_TOKENS)} at ids 0-3, got {ids}"
-            )
+            raise ValueError(f"tokenizer must have {', '.join(SPECIAL_TOKENS)} at ids 0-3, got {ids}")
         self._hf = hf
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
         self._special_ids = frozenset(ids)
@@ -83,9 +81,7 @@ class Tokenizer:
 
     def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
         """`decode` for many id sequences."""
-        return self._hf.decode_batch(
-            [self._strip_specials(ids) for ids in batch], skip_special_tokens=False
-        )
+        return self._hf.decode_batch([self._strip_specials(ids) for ids in batch], skip_special_tokens=False)
 
     def to_str(self) -> str:
         """JSON serialisation, e.g. to store inside a checkpoint."""
@@ -113,10 +109,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     """Train a BPE tokenizer with byte fallback on `texts`."""
     reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
     if cfg.vocab_size <= reserved:
-        raise ValueError(
-            f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), "
-            f"got {cfg.vocab_size}"
-        )
+        raise ValueError(f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), got {cfg.vocab_size}")
     hf = tokenizers.Tokenizer(models.BPE(unk_token=UNK, byte_fallback=True))
     hf.normalizer = normalizers.NFC()
     hf.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="always")
@@ -142,9 +135,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     return Tokenizer(tokenizers.Tokenizer.from_str(json.dumps(spec)))
 
 
-def load_or_train_tokenizer(
-    train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig
-) -> Tokenizer:
+def load_or_train_tokenizer(train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
     """Load the cached tokenizer for this training text and settings, or train and cache it.
 
     The cache key is a sha256 over the format version, the settings and the text, so a
@@ -170,9 +161,7 @@ def cache_dir(cfg: TokenizerConfig) -> Path:
 
 def _cache_key(train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig) -> str:
     h = hashlib.sha256()
-    h.update(
-        f"noamt-bpe v{FORMAT_VERSION} vocab={cfg.vocab_size} minfreq={cfg.min_frequency}".encode()
-    )
+    h.update(f"noamt-bpe v{FORMAT_VERSION} vocab={cfg.vocab_size} minfreq={cfg.min_frequency}".encode())
     for texts in (train_src, train_tgt):
         h.update(len(texts).to_bytes(8, "little"))
         for text in texts:
