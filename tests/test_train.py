@@ -68,8 +68,9 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run,
     valid = [r["loss"] for r in records if r["kind"] == "valid"]
     assert len(valid) == 4  # updates 0, 10, 20, 30
     assert valid[-1] < valid[0] - 1.5
-    bleu = [r["bleu"] for r in records if r["kind"] == "valid"]
-    assert all(0.0 <= b <= 100.0 for b in bleu)
+    bleu = [r.get("bleu") for r in records if r["kind"] == "valid"]
+    assert bleu[0] is None  # not scored before training
+    assert all(0.0 <= b <= 100.0 for b in bleu[1:])
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
     assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
