@@ -156,7 +156,14 @@ def decode_lines(data: bytes, origin: str) -> list[str]:
 def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:
     if not cfg.hub_name:
         raise DataError(f"no data folder and no hub dataset given (set data.dir, {DATA_DIR_ENV} or data.hub_name)")
-    return from_hub_dataset(datasets.load_dataset(cfg.hub_name, cfg.hub_config), cfg)
+    try:
+        dsdict = datasets.load_dataset(cfg.hub_name, cfg.hub_config)
+    except (ConnectionError, OSError, ValueError) as err:  # offline, unknown name, bad config
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"cannot load hub dataset {cfg.hub_name!r}: {first_line} (set data.dir or {DATA_DIR_ENV} for local files)"
+        ) from err
+    return from_hub_dataset(dsdict, cfg)
 
 
 def _find_file(data_dir: Path, stem: str, lang: str, split: str) -> Path:

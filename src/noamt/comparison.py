@@ -1,0 +1,362 @@
+"""Schedule comparison: the benchmark's runs, their state, their results, per-schedule summaries.
+
+A benchmark trains one run per job = (schedule, seed[, peak-lr scale]) with the same model, data
+and number of updates. The seed fixes the initialisation and the batch order, so runs with the
+same seed see the same batches whatever their schedule. Every run is evaluated at its last
+checkpoint, i.e. after exactly the budgeted number of updates. Folder layout:
+
+    <benchmark>/runs/<job>/      noamt-train's run directory (metrics.jsonl, checkpoints/, eval/)
+    <benchmark>/configs/compare_run/<job>.yaml   the job as a Hydra option (schedule, seed, peak)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from noamt.checkpoint import LAST, load_checkpoint
+from noamt.data import read_lines
+from noamt.metrics import read_metrics
+from noamt.schedules import CONFIGS
+from noamt.stats import PairedBootstrap, Summary, bleu_from_statistics, bleu_statistics, paired_bootstrap, summarize
+
+JOB_GROUP = "compare_run"
+SCORED_METRICS = ("bleu", "chrf")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the benchmark. ``lr_scale``: peak lr as a multiple of the schedule's
+    default peak, the Noam peak of the model (None: the default itself, no sweep)."""
+
+    schedule: str
+    seed: int
+    lr_scale: float | None = None
+
+    @property
+    def setting(self) -> str:
+        """Schedule and peak, without the seed: ``cosine`` or ``cosine-x0.5``."""
+        return self.schedule if self.lr_scale is None else f"{self.schedule}-x{self.lr_scale:g}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}-seed{self.seed}"
+
+
+def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequence[float] | None = None) -> list[Job]:
+    """Every (seed, scale, schedule), seed-major: the first runs already compare all schedules."""
+    unknown = [s for s in schedules if s not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown schedules {unknown}; known: {', '.join(sorted(CONFIGS))}")
+    for name, values in (("schedules", schedules), ("seeds", seeds), ("lr scales", lr_scales or [None])):
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"{name} must be a non-empty list without repeats, got {list(values)}")
+    if lr_scales is not None and any(s <= 0 for s in lr_scales):
+        raise ValueError(f"lr scales must be positive, got {list(lr_scales)}")
+    scales = list(lr_scales) if lr_scales is not None else [None]
+    return [Job(name, seed, scale) for seed in seeds for scale in scales for name in schedules]
+
+
+def job_config(job: Job) -> str:
+    """The job as a ``# @package _global_`` Hydra option: schedule, seed, run name and peak.
+
+    Peak scale m: ``noam`` gets factor = m; the others peak_lr = m * (d_model * warmup_steps)^-0.5.
+    """
+    lines = [
+        "# @package _global_",
+        "defaults:",
+        f"  - override /schedule: {job.schedule}",
+        f"run_name: {job.name}",
+        "trainer:",
+        f"  seed: {job.seed}",
+    ]
+    if job.lr_scale is not None:
+        fields = {f.name for f in dataclasses.fields(CONFIGS[job.schedule])}
+        if "factor" in fields:
+            lines += ["schedule:", f"  factor: {job.lr_scale!r}"]
+        elif "peak_lr" in fields:
+            lines += ["schedule:", f"  peak_lr: ${{noam_peak:${{model.d_model}},${{.warmup_steps}},{job.lr_scale!r}}}"]
+        else:
+            raise ValueError(f"schedule {job.schedule!r} has neither factor nor peak_lr to scale")
+    return "\n".join(lines) + "\n"
+
+
+def write_job_configs(jobs: Sequence[Job], config_dir: Path) -> Path:
+    """Write ``<config_dir>/compare_run/<job>.yaml`` for each job; returns ``config_dir``."""
+    folder = config_dir / JOB_GROUP
+    folder.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        (folder / f"{job.name}.yaml").write_text(job_config(job), encoding="utf-8")
+    return config_dir
+
+
+def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -> list[str]:
+    """``key: stored -> wanted`` for each dotted key whose value differs (keys under ``ignore`` skipped)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            path = f"{prefix}{key}"
+            out.update(flat(value, path + ".") if isinstance(value, dict) else {path: value})
+        return out
+
+    a, b = flat(stored), flat(wanted)
+    skip = tuple(ignore)
+    keys = sorted(k for k in a.keys() | b.keys() if not any(k == i or k.startswith(i + ".") for i in skip))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+# ----------------------------------------------------------------------------- run state
+@dataclass
+class TrainingLog:
+    """What metrics.jsonl says about the current training of a run (from its last fresh start)."""
+
+    info: dict  # the "run" record: schedule, schedule_params, peak_lr, peak_step, ...
+    valid: list[dict]  # "valid" records, one per step (the latest, after a resume), by step
+    step: int  # the last update recorded
+    end: dict | None  # the final "end" record, when the last session ended
+    wall_time_s: float  # sum over sessions of (last record time - "run" record time)
+
+
+def read_training(run_dir: Path) -> TrainingLog | None:
+    """The run's training log, or None when it has no metrics yet."""
+    path = run_dir / "metrics.jsonl"
+    records = read_metrics(path) if path.is_file() else []
+    starts = [i for i, r in enumerate(records) if r["kind"] == "run" and not r.get("resumed")]
+    if not starts:
+        return None
+    records = records[starts[-1] :]
+    sessions = [i for i, r in enumerate(records) if r["kind"] == "run"] + [len(records)]
+    wall = sum(records[b - 1]["time"] - records[a]["time"] for a, b in zip(sessions, sessions[1:], strict=False))
+    valid = {r["step"]: r for r in records if r["kind"] == "valid"}
+    return TrainingLog(
+        info=records[0],
+        valid=[valid[k] for k in sorted(valid)],
+        step=max(r["step"] for r in records),
+        end=records[-1] if records[-1]["kind"] == "end" else None,
+        wall_time_s=wall,
+    )
+
+
+@dataclass(frozen=True)
+class RunState:
+    status: str  # "finished" (nothing to train), "partial" (resume from checkpoint) or "new"
+    step: int  # updates in its last checkpoint (0 when new)
+
+
+def run_state(run_dir: Path, max_steps: int) -> RunState:
+    """Finished: an "end" record not interrupted at step >= max_steps, or checkpoint_last.pt at
+    step >= max_steps; partial: a checkpoint_last.pt before that; new: no checkpoint."""
+    log = read_training(run_dir)
+    if log and log.end and not log.end.get("interrupted") and log.end["step"] >= max_steps:
+        return RunState("finished", log.end["step"])
+    last = run_dir / "checkpoints" / LAST
+    if not last.is_file():
+        return RunState("new", 0)
+    step = int(load_checkpoint(last)["step"])
+    return RunState("finished" if step >= max_steps else "partial", step)
+
+
+# ----------------------------------------------------------------------------- results
+def evaluation_dir(run_dir: Path) -> Path:
+    return run_dir / "eval"
+
+
+def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> dict | None:
+    """The run's eval/results.json if it scored checkpoint_last.pt at ``step`` with ``decoding``
+    on every split of ``splits``; None when it must be (re)done."""
+    path = evaluation_dir(run_dir) / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text(encoding="utf-8"))
+    same_model = Path(results.get("checkpoint", "")).name == LAST and results.get("step") == step
+    same_decoding = all(results.get("decoding", {}).get(k) == v for k, v in decoding.items())
+    return results if same_model and same_decoding and set(splits) <= set(results.get("splits", {})) else None
+
+
+@dataclass
+class RunResult:
+    """One finished, evaluated run."""
+
+    job: Job
+    run_dir: Path
+    schedule_params: dict
+    peak_lr: float
+    updates: int
+    wall_time_s: float
+    best_valid_loss: float
+    valid: list[dict]  # validation records during training: step, loss, bleu (from update 1)
+    scores: dict[str, dict]  # split -> {"bleu", "chrf", "ter", "n_sentences", "signatures", ...}
+    tgt_lang: str
+    device: str  # as the trainer described it, e.g. "cpu (cpu), fp32, 2 threads"
+
+    def hypotheses(self, split: str) -> list[str]:
+        return read_lines(evaluation_dir(self.run_dir) / f"{split}.hyp.{self.tgt_lang}")
+
+
+def collect_run(job: Job, run_dir: Path) -> RunResult:
+    """A run's training log and evaluation as a RunResult (both must exist)."""
+    log = read_training(run_dir)
+    path = evaluation_dir(run_dir) / "results.json"
+    if log is None or not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no metrics.jsonl or {path.name}: train and evaluate the run first")
+    evaluation = json.loads(path.read_text(encoding="utf-8"))
+    return RunResult(
+        job=job,
+        run_dir=run_dir,
+        schedule_params=log.info["schedule_params"],
+        peak_lr=log.info["peak_lr"],
+        updates=log.step,
+        wall_time_s=log.wall_time_s,
+        best_valid_loss=min(r["loss"] for r in log.valid),
+        valid=log.valid,
+        scores=evaluation["splits"],
+        tgt_lang=evaluation["tgt_lang"],
+        device=log.info.get("device", "unknown"),
+    )
+
+
+@dataclass
+class SettingSummary:
+    """The runs of one setting (schedule and peak) summarized over their seeds."""
+
+    setting: str
+    schedule: str
+    lr_scale: float | None
+    peak_lr: float
+    runs: list[RunResult]
+    updates: Summary
+    wall_time_s: Summary
+    best_valid_loss: Summary
+    scores: dict[str, dict[str, Summary]]  # split -> metric -> summary over seeds
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.job.seed for r in self.runs]
+
+
+def summarize_settings(runs: Sequence[RunResult]) -> list[SettingSummary]:
+    """Group runs by setting (in the order first seen) and summarize each over its seeds."""
+    groups: dict[str, list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault(run.job.setting, []).append(run)
+    summaries = []
+    for setting, group in groups.items():
+        group = sorted(group, key=lambda r: r.job.seed)
+        splits = [s for s in group[0].scores if all(s in r.scores for r in group)]
+        summaries.append(
+            SettingSummary(
+                setting=setting,
+                schedule=group[0].job.schedule,
+                lr_scale=group[0].job.lr_scale,
+                peak_lr=group[0].peak_lr,
+                runs=group,
+                updates=summarize([r.updates for r in group]),
+                wall_time_s=summarize([r.wall_time_s for r in group]),
+                best_valid_loss=summarize([r.best_valid_loss for r in group]),
+                scores={s: {m: summarize([r.scores[s][m] for r in group]) for m in SCORED_METRICS} for s in splits},
+            )
+        )
+    return summaries
+
+
+def select_best_peaks(summaries: Sequence[SettingSummary], split: str = "valid") -> list[SettingSummary]:
+    """Per schedule, the setting with the highest mean BLEU on ``split`` (the first on ties)."""
+    best: dict[str, SettingSummary] = {}
+    for s in summaries:
+        if s.schedule not in best or s.scores[split]["bleu"].mean > best[s.schedule].scores[split]["bleu"].mean:
+            best[s.schedule] = s
+    return list(best.values())
+
+
+# ----------------------------------------------------------------------------- significance
+def sentence_statistics(run: RunResult, split: str, references: Sequence[str]) -> np.ndarray:
+    """BLEU statistics of the run's hypotheses on ``split``, checked against its results.json."""
+    table = bleu_statistics(run.hypotheses(split), references)
+    bleu, recorded = bleu_from_statistics(table.sum(axis=0)), run.scores[split]["bleu"]
+    if abs(bleu - recorded) > 0.01:
+        raise ValueError(
+            f"{evaluation_dir(run.run_dir)}: {split} hypotheses score {bleu:.2f} BLEU but results.json says "
+            f"{recorded:.2f}; delete that folder to evaluate the run again"
+        )
+    return table
+
+
+def compare_bleu(
+    a: SettingSummary, b: SettingSummary, split: str, references: Sequence[str], n_samples: int = 1000
+) -> PairedBootstrap:
+    """Paired bootstrap of mean-over-seeds BLEU(a) - BLEU(b) on ``split``, runs paired by seed
+    (same seed: same batches), sentences resampled jointly for all runs."""
+    seeds = sorted(set(a.seeds) & set(b.seeds))
+    if not seeds:
+        raise ValueError(f"{a.setting} and {b.setting} share no seed to pair runs by")
+
+    def tables(s: SettingSummary) -> list[np.ndarray]:
+        by_seed = {r.job.seed: r for r in s.runs}
+        return [sentence_statistics(by_seed[seed], split, references) for seed in seeds]
+
+    return paired_bootstrap(tables(a), tables(b), n_samples=n_samples)
+
+
+def format_summary(s: Summary, digits: int = 1) -> str:
+    """``34.1 ± 0.3`` (mean ± std over seeds), or ``34.1 (1 seed)``."""
+    if s.std is None:
+        return f"{s.mean:.{digits}f} (1 seed)"
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
+
+
+def conclusion(split: str, a: SettingSummary, b: SettingSummary, test: PairedBootstrap, alpha: float = 0.05) -> str:
+    """One line that states the difference, its p-value, and no more than they support."""
+    sa, sb = a.scores[split]["bleu"], b.scores[split]["bleu"]
+    n = min(sa.n, sb.n)
+
+    def value(s: Summary) -> str:
+        return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
+
+    spread = f"mean ± std over {n} seeds" if n > 1 else "1 seed"
+    head = f"{split}: {a.setting} {value(sa)} vs {b.setting} {value(sb)} BLEU ({spread})"
+    p = f"p = {test.p_value:.3f}" if test.p_value < 0.01 else f"p = {test.p_value:.2f}"
+    if test.p_value >= alpha:
+        return f"{head}: difference {test.delta:+.2f} not significant ({p})"
+    higher = a.setting if test.delta > 0 else b.setting
+    line = f"{head}: {higher} higher by {abs(test.delta):.2f}, significant under test-sentence resampling ({p})"
+    if n < 2:
+        return line + "; one seed, so the variation between seeds is not measured"
+    overlap = max(min(sa.values), min(sb.values)) <= min(max(sa.values), max(sb.values))
+    return line + ("; the seeds' ranges overlap" if overlap else "")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The reference setting against another on one test split."""
+
+    split: str
+    reference: str
+    other: str
+    test: PairedBootstrap
+    conclusion: str
+
+
+def compare_to_reference(
+    settings: Sequence[SettingSummary],
+    reference: str,
+    splits: Sequence[str],
+    references: dict[str, Sequence[str]],
+    n_samples: int = 1000,
+) -> list[Comparison]:
+    """The schedule ``reference`` against every other setting on each split (paired bootstrap)."""
+    ref = next((s for s in settings if s.schedule == reference), None)
+    if ref is None:
+        raise ValueError(f"reference schedule {reference!r} is not among {[s.setting for s in settings]}")
+    out = []
+    for split in splits:
+        for other in settings:
+            if other is not ref:
+                test = compare_bleu(ref, other, split, references[split], n_samples)
+                out.append(Comparison(split, ref.setting, other.setting, test, conclusion(split, ref, other, test)))
+    return out

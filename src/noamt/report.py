@@ -1,0 +1,322 @@
+"""The schedule comparison's report: report.md, results.csv, results.json and the plots.
+
+Every number comes from the per-run files (metrics.jsonl, eval/results.json) through
+``noamt.comparison``; this module only lays them out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from noamt.comparison import Comparison, SettingSummary, format_summary  # noqa: E402
+from noamt.stats import Summary  # noqa: E402
+
+VALIDATION_PLOT = "validation_curves.png"
+TEST_PLOT = "test_bleu.png"
+
+METHOD = (
+    "mean ± sample standard deviation over seeds; 95% CI = mean ± t(0.975, n−1) · std / √n (Student t). "
+    "Significance: paired bootstrap resampling of the test sentences ({n_samples} resamples, numpy seed 12345): "
+    "the runs of two schedules are paired seed by seed (same seed = same initialisation and batches), one "
+    "resample of sentence indices is shared by all runs, and the statistic is the difference of the "
+    "mean-over-seeds sacreBLEU; two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1). It measures "
+    "how much the difference depends on the particular test sentences, not on the seeds (see the seed spread)."
+)
+
+
+def summary_dict(s: Summary) -> dict:
+    return {"n": s.n, "mean": s.mean, "std": s.std, "ci95": [s.ci_low, s.ci_high], "values": list(s.values)}
+
+
+def setting_dict(s: SettingSummary, selected: bool) -> dict:
+    return {
+        "setting": s.setting,
+        "schedule": s.schedule,
+        "lr_scale": s.lr_scale,
+        "peak_lr": s.peak_lr,
+        "selected": selected,
+        "seeds": s.seeds,
+        "updates": summary_dict(s.updates),
+        "wall_time_s": summary_dict(s.wall_time_s),
+        "best_valid_loss": summary_dict(s.best_valid_loss),
+        "scores": {split: {m: summary_dict(v) for m, v in ms.items()} for split, ms in s.scores.items()},
+        "runs": [
+            {
+                "name": r.job.name,
+                "seed": r.job.seed,
+                "run_dir": str(r.run_dir),
+                "results_json": str(r.run_dir / "eval" / "results.json"),
+                "schedule_params": r.schedule_params,
+                "updates": r.updates,
+                "wall_time_s": r.wall_time_s,
+                "best_valid_loss": r.best_valid_loss,
+                "scores": {split: {m: v[m] for m in ("bleu", "chrf", "ter")} for split, v in r.scores.items()},
+            }
+            for r in s.runs
+        ],
+    }
+
+
+def write_json(
+    path: Path,
+    meta: dict,
+    settings: Sequence[SettingSummary],
+    selected: Sequence[SettingSummary],
+    comparisons: Sequence[Comparison],
+) -> None:
+    chosen = {s.setting for s in selected}
+    data = {
+        "meta": meta,
+        "settings": [setting_dict(s, s.setting in chosen) for s in settings],
+        "comparisons": [{**asdict(c), "test": asdict(c.test)} for c in comparisons],
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_csv(path: Path, settings: Sequence[SettingSummary], selected: Sequence[SettingSummary]) -> None:
+    """One row per (setting, split, metric): n, mean, std, 95% CI and the per-seed values."""
+    chosen = {s.setting for s in selected}
+    header = [
+        "setting",
+        "schedule",
+        "lr_scale",
+        "peak_lr",
+        "selected",
+        "split",
+        "metric",
+        "n",
+        "mean",
+        "std",
+        "ci95_low",
+        "ci95_high",
+        "values",
+    ]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for s in settings:
+            rows = [(split, m, v) for split, ms in s.scores.items() for m, v in ms.items()]
+            rows += [
+                ("", "best_valid_loss", s.best_valid_loss),
+                ("", "updates", s.updates),
+                ("", "wall_time_s", s.wall_time_s),
+            ]
+            for split, metric, v in rows:
+                writer.writerow(
+                    [
+                        s.setting,
+                        s.schedule,
+                        s.lr_scale,
+                        s.peak_lr,
+                        s.setting in chosen,
+                        split,
+                        metric,
+                        v.n,
+                        v.mean,
+                        v.std,
+                        v.ci_low,
+                        v.ci_high,
+                        ";".join(f"{x:g}" for x in v.values),
+                    ]
+                )
+
+
+def _ci(s: Summary, digits: int = 1) -> str:
+    return "–" if s.ci_low is None else f"[{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s`` or ``2m03s``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _summary_section(selected: Sequence[SettingSummary]) -> list[str]:
+    header = [
+        "schedule",
+        "peak lr",
+        "seeds",
+        "updates",
+        "wall time / run",
+        "best valid loss",
+        "valid BLEU",
+        "valid chrF",
+    ]
+    rows = [
+        [
+            s.setting,
+            f"{s.peak_lr:.3g}",
+            ",".join(map(str, s.seeds)),
+            f"{s.updates.mean:.0f}",
+            format_duration(s.wall_time_s.mean),
+            format_summary(s.best_valid_loss, 3),
+            format_summary(s.scores["valid"]["bleu"]),
+            format_summary(s.scores["valid"]["chrf"]),
+        ]
+        for s in selected
+    ]
+    return ["## Summary", "", *_table(header, rows)]
+
+
+def _split_section(
+    split: str, reference: str, selected: Sequence[SettingSummary], comparisons: Sequence[Comparison]
+) -> list[str]:
+    tests = {c.other: c for c in comparisons if c.split == split}
+    header = [
+        "schedule",
+        "BLEU",
+        "BLEU 95% CI",
+        "chrF",
+        "chrF 95% CI",
+        f"Δ BLEU {reference} − schedule [95% bootstrap]",
+        "p",
+    ]
+    rows = []
+    for s in selected:
+        bleu, chrf, t = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
+        delta = f"{t.test.delta:+.2f} [{t.test.ci_low:+.2f}, {t.test.ci_high:+.2f}]" if t else "reference"
+        p = f"{t.test.p_value:.3f}" if t else ""
+        rows.append([s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf), _ci(chrf), delta, p])
+    conclusions = [f"- {c.conclusion}" for c in comparisons if c.split == split]
+    return [f"## {split}", "", *_table(header, rows), "", *conclusions]
+
+
+def _sweep_section(settings: Sequence[SettingSummary], selected: Sequence[SettingSummary]) -> list[str]:
+    chosen = {s.setting for s in selected}
+    header = ["schedule", "× Noam peak", "peak lr", "valid BLEU", "valid chrF", "best valid loss", "chosen"]
+    rows = [
+        [
+            s.schedule,
+            f"{s.lr_scale:g}",
+            f"{s.peak_lr:.3g}",
+            format_summary(s.scores["valid"]["bleu"]),
+            format_summary(s.scores["valid"]["chrf"]),
+            format_summary(s.best_valid_loss, 3),
+            "yes" if s.setting in chosen else "",
+        ]
+        for s in settings
+    ]
+    return ["## Peak learning-rate sweep (validation set, last checkpoints)", "", *_table(header, rows)]
+
+
+def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[SettingSummary]) -> list[str]:
+    header = ["run", "peak lr", "updates", "wall time", "best valid loss", *(f"{split} BLEU" for split in splits)]
+    rows = [
+        [
+            f"[{r.job.name}]({os.path.relpath(r.run_dir / 'eval' / 'results.json', out_dir)})",
+            f"{r.peak_lr:.3g}",
+            str(r.updates),
+            format_duration(r.wall_time_s),
+            f"{r.best_valid_loss:.3f}",
+            *(f"{r.scores[split]['bleu']:.2f}" for split in splits),
+        ]
+        for s in selected
+        for r in s.runs
+    ]
+    signatures = next(iter(selected[0].runs[0].scores.values()))["signatures"]
+    used = "; ".join(f"{name}: `{signatures[name]}`" for name in ("bleu", "chrf"))
+    return ["## Runs", "", *_table(header, rows), "", f"sacreBLEU signatures: {used}"]
+
+
+def markdown(
+    out_dir: Path,
+    meta: dict,
+    settings: Sequence[SettingSummary],
+    selected: Sequence[SettingSummary],
+    comparisons: Sequence[Comparison],
+    plots: Sequence[str],
+) -> str:
+    """report.md: header, summary, one section per test split, the sweep (if any), plots, runs."""
+    lines = [f"# Schedule comparison: {meta['profile']} profile", ""]
+    lines += [f"- **{k}**: {v}" for k, v in meta["description"].items()]
+    lines += ["", f"Statistics: {METHOD.format(n_samples=meta['bootstrap_samples'])}", ""]
+    lines += _summary_section(selected)
+    reference = next(s.setting for s in selected if s.schedule == meta["reference"])
+    for split in meta["test_splits"]:
+        lines += ["", *_split_section(split, reference, selected, comparisons)]
+    if len(settings) > len(selected):
+        lines += ["", *_sweep_section(settings, selected)]
+    lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in plots), ""]
+    lines += _runs_section(out_dir, ["valid", *meta["test_splits"]], selected)
+    return "\n".join(lines) + "\n"
+
+
+def plot_validation(selected: Sequence[SettingSummary], path: Path) -> None:
+    """Validation loss and BLEU against updates: mean over seeds, band from min to max."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for s in selected:
+        for ax, key in zip(axes, ("loss", "bleu"), strict=True):
+            curves = [{r["step"]: r[key] for r in run.valid if key in r} for run in s.runs]
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            if not steps:
+                continue
+            values = np.array([[c[k] for k in steps] for c in curves])  # (seeds, steps)
+            (line,) = ax.plot(steps, values.mean(axis=0), marker=".", label=f"{s.setting} ({len(s.runs)} seeds)")
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    for ax, label in zip(axes, ("validation loss (label-smoothed)", "validation BLEU (greedy)"), strict=True):
+        ax.set_xlabel("update")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("mean over seeds; band: min..max over seeds")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_test_bleu(selected: Sequence[SettingSummary], splits: Sequence[str], path: Path) -> None:
+    """Final test BLEU per schedule and test set: mean ± std over seeds, one dot per seed."""
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(splits)), 4.5))
+    width = 0.8 / len(selected)
+    for i, s in enumerate(selected):
+        x = np.arange(len(splits)) + (i - (len(selected) - 1) / 2) * width
+        bleu = [s.scores[split]["bleu"] for split in splits]
+        container = ax.errorbar(
+            x, [b.mean for b in bleu], yerr=[b.std or 0.0 for b in bleu], fmt="o", capsize=4, label=s.setting
+        )
+        color = container.lines[0].get_color()
+        for xi, b in zip(x, bleu, strict=True):
+            ax.scatter([xi] * b.n, b.values, s=12, color=color, alpha=0.5)
+    ax.set_xticks(np.arange(len(splits)), splits)
+    ax.set_ylabel("sacreBLEU")
+    ax.set_title("test BLEU: mean ± std over seeds (dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_report(
+    out_dir: Path,
+    meta: dict,
+    settings: Sequence[SettingSummary],
+    selected: Sequence[SettingSummary],
+    comparisons: Sequence[Comparison],
+    extra_plots: Sequence[str] = (),
+) -> list[Path]:
+    """Write the plots, results.json, results.csv and report.md to ``out_dir``; returns their paths."""
+    plot_validation(selected, out_dir / VALIDATION_PLOT)
+    plot_test_bleu(selected, meta["test_splits"], out_dir / TEST_PLOT)
+    write_json(out_dir / "results.json", meta, settings, selected, comparisons)
+    write_csv(out_dir / "results.csv", settings, selected)
+    plots = [*extra_plots, VALIDATION_PLOT, TEST_PLOT]
+    (out_dir / "report.md").write_text(
+        markdown(out_dir, meta, settings, selected, comparisons, plots), encoding="utf-8"
+    )
+    return [out_dir / name for name in ("report.md", "results.csv", "results.json", *plots)]

@@ -1,0 +1,133 @@
+"""scripts/compare_schedules.py end to end with the smoke profile: one Hydra multirun, every
+report file, re-runs that train nothing, and an interrupted run that is resumed, not restarted."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noamt.checkpoint import LAST
+from noamt.metrics import read_metrics
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_schedules.py"
+TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
+REPORT_FILES = [
+    "report.md",
+    "results.csv",
+    "results.json",
+    "lr_schedules.png",
+    "validation_curves.png",
+    "test_bleu.png",
+]
+
+
+def compare(out: Path, *args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NOAMT_CACHE_DIR": str(cache)}
+    command = [sys.executable, str(SCRIPT), "--profile", "smoke", "--out", str(out), *args, "device.num_threads=1"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def snapshot(run_dir: Path) -> dict:
+    """What a retraining or re-evaluation would change: file mtimes and metrics.jsonl."""
+    files = [*sorted((run_dir / "checkpoints").iterdir()), run_dir / "eval" / "results.json"]
+    return {"mtimes": {p.name: p.stat().st_mtime_ns for p in files}, "metrics": (run_dir / "metrics.jsonl").read_text()}
+
+
+@pytest.fixture(scope="module")
+def smoke(multi30k_dir, tmp_path_factory):
+    """noam and cosine, seeds 1 and 2 (the smoke profile's), 6 updates each."""
+    root = tmp_path_factory.mktemp("compare")
+    cache = root / "cache"
+    result = compare(root / "bench", "--schedules", "noam,cosine", cache=cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "bench", cache, result
+
+
+def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
+    out, _, result = smoke
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert "4 runs, 0 finished (skipped), 4 to train" in result.stderr
+    assert "run 4/4 cosine-seed2: finished at update 6" in result.stderr and "ETA" in result.stderr
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["meta"]["mode"] == "same_peak" and saved["meta"]["checkpoint"] == LAST
+    assert [s["setting"] for s in saved["settings"]] == ["noam", "cosine"]
+    noam, cosine = saved["settings"]
+    assert noam["peak_lr"] == cosine["peak_lr"]  # every schedule at the Noam peak of the model
+    for setting in saved["settings"]:
+        assert setting["seeds"] == [1, 2] and setting["updates"]["values"] == [6, 6]
+        for run in setting["runs"]:
+            own = json.loads(Path(run["results_json"]).read_text())
+            assert own["step"] == 6 and Path(own["checkpoint"]).name == LAST
+            assert own["decoding"]["beam_size"] == 1
+            assert set(own["splits"]) == {"valid", *TEST_SPLITS}
+            assert run["scores"] == {s: {m: v[m] for m in ("bleu", "chrf", "ter")} for s, v in own["splits"].items()}
+    comparisons = saved["comparisons"]
+    assert [(c["split"], c["reference"], c["other"]) for c in comparisons] == [
+        (s, "noam", "cosine") for s in TEST_SPLITS
+    ]
+    report = (out / "report.md").read_text()
+    assert "same peak: every schedule at peak lr" in report
+    for c in comparisons:
+        assert 0 < c["test"]["p_value"] <= 1 and c["conclusion"] in report and c["conclusion"] in result.stdout
+
+
+def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
+    out, _, _ = smoke
+    multirun = (out / "runs" / "multirun.yaml").read_text()
+    assert "+compare_run=noam-seed1,cosine-seed1,noam-seed2,cosine-seed2" in multirun
+    for name in ("noam-seed1", "cosine-seed1", "noam-seed2", "cosine-seed2"):
+        overrides = (out / "runs" / name / ".hydra" / "overrides.yaml").read_text()
+        assert f"+compare_run={name}" in overrides and "trainer.resume=auto" in overrides
+    first = [r for r in read_metrics(out / "runs" / "cosine-seed2" / "metrics.jsonl") if r["kind"] == "run"]
+    assert [r["schedule"] for r in first] == ["cosine"] and first[0]["schedule_params"]["total_steps"] == 6
+
+
+def test_rerunning_trains_and_evaluates_nothing_again(smoke):
+    out, cache, _ = smoke
+    runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
+    before = {run.name: snapshot(run) for run in runs}
+    result = compare(out, "--schedules", "noam,cosine", cache=cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 runs, 4 finished (skipped), 0 to train" in result.stderr
+    assert "run 1/" not in result.stderr and "evaluating" not in result.stderr
+    assert {run.name: snapshot(run) for run in runs} == before
+
+
+def test_a_changed_config_is_refused_instead_of_mixed_in(smoke):
+    out, cache, _ = smoke
+    result = compare(out, "--schedules", "noam", "--seeds", "1", "trainer.max_steps=8", cache=cache)
+    assert result.returncode == 1
+    assert "noam-seed1 was trained with another config (trainer.max_steps: 6 -> 8" in result.stderr
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):
+    """Rebuild what Ctrl-C at update 3 leaves (checkpoint_last.pt at 3, records up to 3, an
+    interrupted "end"), then re-run: training continues from update 3 to the same model."""
+    out, cache, _ = smoke
+    original = out / "runs" / "noam-seed1"
+    run_dir = tmp_path / "bench" / "runs" / "noam-seed1"
+    shutil.copytree(original / ".hydra", run_dir / ".hydra")
+    shutil.copy(original / "tokenizer.json", run_dir / "tokenizer.json")
+    (run_dir / "checkpoints").mkdir()
+    shutil.copy(original / "checkpoints" / "checkpoint_3.pt", run_dir / "checkpoints" / LAST)
+    records = [r for r in read_metrics(original / "metrics.jsonl") if r["step"] <= 3 and r["kind"] != "end"]
+    records.append({"kind": "end", "step": 3, "time": records[-1]["time"], "interrupted": True})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    result = compare(tmp_path / "bench", "--schedules", "noam", "--seeds", "1", cache=cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 run, 0 finished (skipped), 1 to train (1 resumed)" in result.stderr
+    assert "run 1/1 noam-seed1: resuming at update 3" in result.stderr
+    new = read_metrics(run_dir / "metrics.jsonl")[len(records) :]
+    assert new[0]["kind"] == "run" and new[0]["step"] == 3 and new[0]["resumed"] is True
+    assert min(r["step"] for r in new if r["kind"] == "train") == 4  # updates 1-3 were not redone
+    assert new[-1]["kind"] == "end" and new[-1]["step"] == 6 and not new[-1]["interrupted"]
+    final = [r for r in new if r["kind"] == "valid"][-1]
+    uninterrupted = [r for r in read_metrics(original / "metrics.jsonl") if r["kind"] == "valid"][-1]
+    assert (final["step"], final["loss"]) == (6, uninterrupted["loss"])  # the same model as never stopped
+    assert (tmp_path / "bench" / "report.md").is_file()
