@@ -190,7 +190,9 @@ class Trainer:
         if self.cfg.resume == "auto" and not path.exists():
             log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return False
-        self.load_state_dict(load_checkpoint(path, map_location=self.dm.device))
+        # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
+        # copied to the model's device by load_state_dict.
+        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
         log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
         return True
 
