@@ -1,10 +1,13 @@
 """Average the weights of several checkpoints into one: theta = (1/n) sum_i theta_i.
 
     python scripts/average_checkpoints.py --run-dir runs/my-run --last 5
+    python scripts/average_checkpoints.py --run-dir runs/my-run --last 10 --epochs
     python scripts/average_checkpoints.py --inputs a.pt b.pt --output avg.pt
 
 With ``--run-dir`` the last N numbered checkpoints (``checkpoints/checkpoint_<step>.pt``, by
-step) are averaged. The output defaults to ``checkpoint_avg.pt`` in the inputs' folder
+step) are averaged; with ``--epochs`` the last N epoch checkpoints
+(``checkpoints/checkpoint_epoch<E>.pt``, written with ``trainer.save_every_epoch=true``), as
+fairseq's ``--num-epoch-checkpoints``. The output defaults to ``checkpoint_avg.pt`` in the inputs' folder
 (``<run>/checkpoints/`` for a run). The result keeps the config and tokenizer of the last
 input, so ``noamt-translate`` and ``noamt-evaluate`` accept it.
 """
@@ -29,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--run-dir", type=Path, help="run directory holding checkpoints/")
     source.add_argument("--inputs", type=Path, nargs="+", help="checkpoint files to average")
     parser.add_argument("--last", type=int, default=5, help="with --run-dir: how many (default 5)")
+    parser.add_argument(
+        "--epochs", action="store_true", help="with --run-dir: average checkpoint_epoch<E>.pt files instead"
+    )
     parser.add_argument("--output", type=Path, help=f"default: {AVERAGE} in the folder of the (last) inputs")
     args = parser.parse_args(argv)
     if args.last < 1:
@@ -42,9 +48,10 @@ def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
         inputs = list(args.inputs)
     else:
         folder = args.run_dir / "checkpoints"
-        inputs = numbered_checkpoints(folder)[-args.last :]
+        kind, pattern = ("epoch", "checkpoint_epoch<E>.pt") if args.epochs else ("update", "checkpoint_<step>.pt")
+        inputs = numbered_checkpoints(folder, kind)[-args.last :]
         if len(inputs) < args.last:
-            raise CheckpointError(f"--last {args.last}: {folder} has only {len(inputs)} checkpoint_<step>.pt files")
+            raise CheckpointError(f"--last {args.last}: {folder} has only {len(inputs)} {pattern} files")
     return inputs, args.output or inputs[-1].parent / AVERAGE
 
 

@@ -56,3 +56,16 @@ def test_explicit_inputs_and_output(script, run_dir, tmp_path):
 def test_too_few_checkpoints_is_a_one_line_error(script, run_dir):
     with pytest.raises(SystemExit, match=r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt"):
         script.main(["--run-dir", str(run_dir), "--last", "5"])
+
+
+def test_epochs_flag_averages_the_last_epoch_checkpoints(script, tmp_path, multi30k_dir):
+    folder = tmp_path / "checkpoints"
+    for seed, name in enumerate(
+        ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt", "checkpoint_epoch10.pt", "checkpoint_99.pt"]
+    ):
+        make_checkpoint(folder / name, multi30k_dir, seed, step=seed)
+    script.main(["--run-dir", str(tmp_path), "--last", "2", "--epochs"])
+    averaged = load_checkpoint(folder / "checkpoint_avg.pt")
+    assert averaged["averaged_from"] == [str(folder / "checkpoint_epoch2.pt"), str(folder / "checkpoint_epoch10.pt")]
+    with pytest.raises(SystemExit, match=r"--last 4: .* has only 3 checkpoint_epoch<E>.pt files"):
+        script.main(["--run-dir", str(tmp_path), "--last", "4", "--epochs"])

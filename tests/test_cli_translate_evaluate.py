@@ -18,6 +18,7 @@ from noamt.cli.evaluate import EvaluateConfig, evaluate
 from noamt.cli.translate import TranslateConfig
 from noamt.data import DataConfig, DataError, TokenizerConfig, read_lines, train_tokenizer
 from noamt.device import DeviceConfig
+from noamt.evaluation import AS_GIVEN_BLEU_LABEL, tokenized_bleu
 from noamt.model import ModelConfig, Transformer
 from noamt.pipeline import TrainConfig
 
@@ -40,7 +41,9 @@ AWKWARD_LINES = [
 ]
 
 
-def make_checkpoint(path: Path, data_dir: Path, seed: int = 0, step: int = 0) -> Path:
+def make_checkpoint(
+    path: Path, data_dir: Path, seed: int = 0, step: int = 0, data_cfg: DataConfig | None = None
+) -> Path:
     """An untrained tiny Transformer and a BPE tokenizer of 300 Multi30k pairs, saved in the
     trainer's format: {"model", "config" (the resolved TrainConfig), "tokenizer", "step"}."""
     src = read_lines(data_dir / "train.en.gz")[:300]
@@ -48,7 +51,7 @@ def make_checkpoint(path: Path, data_dir: Path, seed: int = 0, step: int = 0) ->
     tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
     model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2,
                             d_ff=64, dropout=0.0, max_positions=MAX_POSITIONS)  # fmt: skip
-    data_cfg = DataConfig(dir=str(data_dir), test_splits=SPLITS, max_eval_examples=N_EVAL)
+    data_cfg = data_cfg or DataConfig(dir=str(data_dir), test_splits=SPLITS, max_eval_examples=N_EVAL)
     torch.manual_seed(seed)
     model = Transformer(model_cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id)
     config = dataclasses.asdict(TrainConfig(data=data_cfg, model=model_cfg))
@@ -143,3 +146,22 @@ def test_configs_compose_and_reject_misspelt_keys(name, schema):
     with pytest.raises(ConfigCompositionException) as err:
         compose_app(name, ["checkpoint=ck.pt", "beam_sise=3"])
     assert f"Key 'beam_sise' not in '{schema.__name__}'" in str(err.value.__cause__ or err.value)
+
+
+def test_evaluate_scores_tokenized_text_as_given(multi30k_dir, tmp_path):
+    """A run on data=multi30k_en_de_tok: hypotheses scored against the tok references as they are."""
+    data_cfg = DataConfig(dir=str(multi30k_dir), file_pattern="tok/{split}.lc.norm.tok.{lang}", tokenized=True,
+                          test_splits=["test_2016_flickr"], max_eval_examples=N_EVAL)  # fmt: skip
+    checkpoint = make_checkpoint(tmp_path / "ckpt.pt", multi30k_dir, data_cfg=data_cfg)
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "beam_size=1", f"out_dir={tmp_path}",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert "scored as they are against the tokenized references" in result.stderr.decode()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["tokenized"] is True
+    scores = saved["splits"]["test_2016_flickr"]
+    assert scores["tokenized_bleu"]["label"] == AS_GIVEN_BLEU_LABEL and "tok:none" in scores["signatures"]["bleu"]
+    hyps = (tmp_path / "test_2016_flickr.hyp.de").read_text(encoding="utf-8").splitlines()
+    refs = read_lines(multi30k_dir / "tok" / "test_2016_flickr.lc.norm.tok.de")[:N_EVAL]
+    rescored = tokenized_bleu(hyps, refs, "de", retokenize=False)["score"]
+    assert scores["tokenized_bleu"]["score"] == pytest.approx(rescored)

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from noamt import schedules
+from noamt import pipeline, schedules
 from noamt.cli.config import register_configs, to_train_config
 from noamt.model import Transformer
 
@@ -60,3 +60,29 @@ def test_misspelt_keys_and_wrong_types_are_errors(override, message):
 def test_run_name_names_the_run():
     cfg = compose_train(["model=tiny", "schedule=cosine", "trainer.seed=3"])
     assert OmegaConf.select(cfg, "run_name") == "multi30k_en_de-tiny-cosine-seed3"
+
+
+def test_paper_recipe_states_the_papers_setup():
+    cfg = to_train_config(compose_train(["experiment=multi30k_tiny_paper"]))
+    assert cfg.data.tokenized and cfg.data.file_pattern == "tok/{split}.lc.norm.tok.{lang}"
+    assert (cfg.model.encoder_layers, cfg.model.d_model, cfg.model.d_ff, cfg.model.n_heads) == (4, 128, 256, 4)
+    assert not cfg.model.pre_norm and cfg.model.share_embeddings and cfg.model.dropout == 0.3
+    assert cfg.tokenizer.vocab_size == 10000 and cfg.optim.eps == 1e-8
+    assert (cfg.schedule.name, cfg.schedule.peak_lr, cfg.schedule.warmup_steps) == ("inverse_sqrt", 5e-3, 2000)
+    assert cfg.schedule.warmup_init_lr == 1e-7
+    t = cfg.trainer
+    assert (t.max_steps, t.max_tokens * t.update_freq, t.clip_norm, t.label_smoothing) == (8000, 8192, 25.0, 0.1)
+    assert t.val_every_epoch and t.save_every_epoch and t.val_interval == 0 and t.patience == 10
+
+
+def test_a_few_updates_of_the_paper_recipe_run(multi30k_dir, tmp_path):
+    """The composed recipe trains: three one-batch epochs, an epoch checkpoint after each."""
+    overrides = ["experiment=multi30k_tiny_paper", f"data.dir={multi30k_dir}", "data.max_train_examples=40",
+                 "data.max_eval_examples=20", "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}",
+                 "trainer.max_steps=3", "trainer.progress=false", "trainer.tensorboard=false",
+                 "device=cpu"]  # fmt: skip
+    cfg = compose_train(overrides)
+    result = pipeline.train(to_train_config(cfg), tmp_path / "run", OmegaConf.to_container(cfg, resolve=True))
+    assert result["step"] == 3
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint_epoch*.pt"))
+    assert names == ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt", "checkpoint_epoch3.pt"]

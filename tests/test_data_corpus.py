@@ -6,9 +6,12 @@ from pathlib import Path
 
 import datasets
 import pytest
+from omegaconf import OmegaConf
 
 from noamt.data import DataConfig, DataError, from_hub_dataset, load_corpus, resolve_data_dir
 from noamt.data import corpus as corpus_module
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def write(folder: Path, name: str, data: bytes) -> Path:
@@ -227,3 +230,22 @@ def test_real_multi30k(multi30k_dir: Path) -> None:
     sliced = load_corpus(DataConfig(dir=str(multi30k_dir), max_train_examples=100, max_eval_examples=10))
     assert sliced["train"].num_rows == 100 and sliced["valid"].num_rows == 10
     assert sliced["train"]["tgt"][:] == corpus["train"]["tgt"][:100]
+
+
+def test_tokenized_multi30k_config_reads_the_official_tok_files(multi30k_dir: Path) -> None:
+    """data=multi30k_en_de_tok: tok/{split}.lc.norm.tok.{lang}[.gz], all official counts."""
+    options = OmegaConf.load(CONFIGS / "data" / "multi30k_en_de_tok.yaml")
+    cfg = DataConfig(**{**OmegaConf.to_container(options), "dir": str(multi30k_dir)})
+    assert cfg.tokenized
+    corpus = load_corpus(cfg)
+    sizes = {name: ds.num_rows for name, ds in corpus.items()}
+    assert sizes == {"train": 29000, "valid": 1014, "test_2016_flickr": 1000, "test_2017_flickr": 1000,
+                     "test_2017_mscoco": 461}  # fmt: skip
+    first = corpus["train"][0]
+    assert first["src"] == "two young , white males are outside near many bushes ."
+    assert first["tgt"].startswith("zwei junge weiße männer")
+
+
+def test_file_pattern_with_an_unknown_field_names_the_key(small_dir: Path) -> None:
+    with pytest.raises(DataError, match=r"data.file_pattern='\{split\}.\{language\}'"):
+        load_corpus(DataConfig(dir=str(small_dir), file_pattern="{split}.{language}", test_splits=[]))

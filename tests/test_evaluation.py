@@ -15,6 +15,7 @@ from noamt.data import (
 )
 from noamt.decoding import greedy_search
 from noamt.evaluation import (
+    AS_GIVEN_BLEU_LABEL,
     TOKENIZED_BLEU_LABEL,
     format_table,
     moses_tokenize,
@@ -126,3 +127,15 @@ def test_results_file_hypotheses_and_table(tmp_path):
     table = format_table({"test_a": result})
     assert "test_a" in table and "tok-BLEU" in table and TOKENIZED_BLEU_LABEL in table
     assert result["signatures"]["bleu"] in table
+
+
+def test_tokenized_text_is_scored_as_given_without_a_second_moses_pass(multi30k_dir):
+    """data.tokenized: identical tokenized text scores 100; a second Moses pass would not."""
+    official = read_lines(tokenized_reference_file(multi30k_dir, "test_2016_flickr", "de"))
+    as_given = tokenized_bleu(official, official, "de", retokenize=False)
+    assert as_given["score"] == pytest.approx(100.0) and as_given["label"] == AS_GIVEN_BLEU_LABEL
+    assert as_given["bp"] == pytest.approx(1.0) and as_given["ratio"] == pytest.approx(1.0)
+    escaped = [line for line in official if "&apos;" in line or "&quot;" in line]
+    assert escaped and tokenized_bleu(escaped, escaped, "de")["score"] < 99.0  # "&apos;" -> "&amp;apos;"
+    result = score(official, official, tokenize="none")
+    assert result["bleu"] == pytest.approx(100.0) and "tok:none" in result["signatures"]["bleu"]

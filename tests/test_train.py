@@ -242,3 +242,28 @@ def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:
     if name.endswith("kv.bias"):
         return tensor[d:]
     return tensor
+
+
+def test_epoch_checkpoints_and_validation_at_epoch_ends(small_run, tmp_path):
+    """save_every_epoch/val_every_epoch: one checkpoint and one validation per epoch, the last
+    keep_last_epochs kept, each holding the state at the end of its epoch."""
+    cfg = small_run(max_steps=0, max_epochs=3, val_interval=0, val_every_epoch=True, validate_at_start=False,
+                    save_interval=0, save_every_epoch=True, keep_last_epochs=2)  # fmt: skip
+    result = run(cfg, tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    valid_steps = [r["step"] for r in records if r["kind"] == "valid"]
+    per_epoch = valid_steps[0]
+    assert per_epoch > 1 and valid_steps == [per_epoch, 2 * per_epoch, 3 * per_epoch] == [
+        *valid_steps[:2],
+        result["step"],
+    ]
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("checkpoint_epoch*.pt")) == [
+        "checkpoint_epoch2.pt",
+        "checkpoint_epoch3.pt",
+    ]
+    for epoch in (2, 3):
+        state = load_checkpoint(ckpts / f"checkpoint_epoch{epoch}.pt")
+        assert state["step"] == epoch * per_epoch and state["epoch"] == epoch
+        assert state["data"]["position"] == per_epoch  # the whole epoch consumed
+    assert not list(ckpts.glob("checkpoint_[0-9]*.pt"))  # save_interval=0 writes no update checkpoints

@@ -2,13 +2,14 @@
 
 A checkpoint is one ``torch.save`` file holding a dict: ``model``, ``optimizer``, ``step``,
 ``data`` (position in the batch stream), ``rng``, ``config`` (the resolved run config),
-``tokenizer`` (its JSON) and ``metrics``. It is written to a temporary file in the same
+``tokenizer`` (its JSON), ``epoch``, ``best`` and ``scaler``. It is written to a temporary file in the same
 folder, flushed to disk and renamed over the target, so a crash or kill at any moment leaves
 either the old or the new file, never a broken one.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -18,7 +19,17 @@ from pathlib import Path
 import torch
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
-_NUMBERED = re.compile(r"checkpoint_(\d+)\.pt$")
+_NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
+
+
+def update_checkpoint_name(step: int) -> str:
+    """``checkpoint_<update>.pt``: written every ``trainer.save_interval`` updates."""
+    return f"checkpoint_{step}.pt"
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """``checkpoint_epoch<epoch>.pt``: written at the end of an epoch (``trainer.save_every_epoch``)."""
+    return f"checkpoint_epoch{epoch}.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -27,12 +38,23 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
+    return save_checkpoints(state, [path])[0]
+
+
+def save_checkpoints(state: dict, paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Serialize ``state`` once and write it to every path in ``paths``, each atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    return [_write_atomic(Path(path), data) for path in paths]
+
+
+def _write_atomic(path: Path, data: memoryview) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,20 +78,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def numbered_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """``checkpoint_<step>.pt`` files in ``folder``, oldest step first."""
+def numbered_checkpoints(folder: str | os.PathLike, kind: str = "update") -> list[Path]:
+    """``checkpoint_<update>.pt`` (kind "update") or ``checkpoint_epoch<epoch>.pt`` (kind
+    "epoch") files in ``folder``, oldest first."""
+    if kind not in _NUMBERED:
+        raise ValueError(f"checkpoint kind must be one of {sorted(_NUMBERED)}, got {kind!r}")
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED[kind].match(p.name))]
     return [p for _, p in sorted(found)]
 
 
-def prune_checkpoints(folder: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` numbered checkpoints; returns the deleted paths."""
+def prune_checkpoints(folder: str | os.PathLike, keep_last: int, kind: str = "update") -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints of ``kind``; returns the deleted paths."""
     if keep_last <= 0:
         return []
-    stale = numbered_checkpoints(folder)[:-keep_last]
+    stale = numbered_checkpoints(folder, kind)[:-keep_last]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

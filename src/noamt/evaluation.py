@@ -7,6 +7,10 @@ tokenized BLEU is reported beside them: hypotheses go through the same steps as 
 references (lowercase, Moses punctuation normalisation, Moses tokenization with XML escapes)
 and BLEU is computed on whitespace tokens, without smoothing, as ``multi-bleu.perl`` does.
 
+A model trained on the tokenized text itself (``data.tokenized=true``) already writes lowercased,
+tokenized hypotheses: they are scored as they are, on whitespace tokens, against the tokenized
+references, with no second Moses pass (which would escape ``&apos;`` into ``&amp;apos;``).
+
 BLEU = BP * exp(sum_{n=1..4} log(p_n) / 4), p_n the clipped n-gram precision over the corpus,
 BP = min(1, exp(1 - r / c)) for reference length r and hypothesis length c.
 """
@@ -30,17 +34,26 @@ from noamt.decoding import DecodingConfig, translate_batches, translate_texts
 from noamt.model import ModelConfig, Transformer
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
+AS_GIVEN_BLEU_LABEL = "BLEU (lc, tokenized text scored as given, multi-bleu comparable)"
 
 
-def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
-    """Corpus BLEU, chrF and TER (sacreBLEU defaults, one reference per sentence) and signatures."""
+def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> dict:
+    """Corpus BLEU, chrF and TER (one reference per sentence) and signatures.
+
+    sacreBLEU's defaults, except BLEU's ``tokenize`` ("none" for text that is tokenized already).
+    """
     _check_lengths(hypotheses, references)
-    metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER()}
+    metrics = {"bleu": _bleu(tokenize), "chrf": CHRF(), "ter": TER()}
     result: dict = {
         name: float(metric.corpus_score(list(hypotheses), [list(references)]).score) for name, metric in metrics.items()
     }
     result["signatures"] = {name: str(metric.get_signature()) for name, metric in metrics.items()}
     return result
+
+
+def _bleu(tokenize: str) -> BLEU:
+    """sacreBLEU's BLEU; tokenized input (``tokenize="none"``) is declared, so no warning about it."""
+    return BLEU(tokenize=tokenize, force=tokenize == "none")
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,19 +68,27 @@ def moses_tokenize(text: str, lang: str) -> str:
     return tokenizer.tokenize(normalizer.normalize(text.lower()), escape=True, return_str=True)
 
 
-def tokenized_bleu(hypotheses: Sequence[str], tok_references: Sequence[str], lang: str) -> dict:
-    """BLEU of Moses-tokenized, lowercased hypotheses against already tokenized references.
+def tokenized_bleu(
+    hypotheses: Sequence[str], tok_references: Sequence[str], lang: str, retokenize: bool = True
+) -> dict:
+    """BLEU on whitespace tokens, unsmoothed (``multi-bleu.perl``), against tokenized references.
 
-    Returns {"score", "label", "signature"}; comparable to ``multi-bleu.perl`` numbers only.
+    With ``retokenize`` the hypotheses are first lowercased and Moses-tokenized
+    (:func:`moses_tokenize`); without it they are taken as given (already tokenized).
+    Returns {"score", "label", "signature", "bp", "ratio", "precisions"}; comparable to
+    ``multi-bleu.perl`` numbers only.
     """
     _check_lengths(hypotheses, tok_references)
     metric = BLEU(tokenize="none", smooth_method="none", force=True)
-    hyps = [moses_tokenize(h, lang) for h in hypotheses]
-    value = metric.corpus_score(hyps, [list(tok_references)]).score
+    hyps = [moses_tokenize(h, lang) for h in hypotheses] if retokenize else list(hypotheses)
+    result = metric.corpus_score(hyps, [list(tok_references)])
     return {
-        "score": float(value),
-        "label": TOKENIZED_BLEU_LABEL,
+        "score": float(result.score),
+        "label": TOKENIZED_BLEU_LABEL if retokenize else AS_GIVEN_BLEU_LABEL,
         "signature": str(metric.get_signature()),
+        "bp": float(result.bp),
+        "ratio": float(result.sys_len / result.ref_len) if result.ref_len else 0.0,
+        "precisions": [float(p) for p in result.precisions],
     }
 
 
@@ -78,15 +99,17 @@ def validation_bleu(
     references: Sequence[str],
     max_len_a: float = 1.2,
     max_len_b: float = 10,
+    tokenize: str = "13a",
 ) -> tuple[float, list[str]]:
-    """sacreBLEU of greedy translations of ``batches`` against ``references`` (in split order).
+    """sacreBLEU of greedy translations of ``batches`` against ``references`` (in split order),
+    with sacreBLEU's ``tokenize`` ("none" for text that is tokenized already).
 
     ``batches`` must cover the whole split once (rewind a TokenBudgetBatches first); the model
     is put in eval mode for the search and its train/eval mode restored afterwards.
     """
     hyps = translate_batches(model, batches, tokenizer, beam_size=1, max_len_a=max_len_a, max_len_b=max_len_b)
     _check_lengths(hyps, references)
-    return float(BLEU().corpus_score(hyps, [list(references)]).score), hyps
+    return float(_bleu(tokenize).corpus_score(hyps, [list(references)]).score), hyps
 
 
 def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None:
@@ -165,11 +188,21 @@ def evaluate_split(
     tgt_lang: str,
     max_tokens: int = 4096,
     tok_references: Sequence[str] | None = None,
+    tokenized: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[str], dict]:
     """Translate ``sources`` and score them: (hypotheses, {n_sentences, bleu, chrf, ter,
-    signatures[, tokenized_bleu]}); tokenized BLEU when ``tok_references`` are given."""
+    signatures[, tokenized_bleu]}).
+
+    Raw text: sacreBLEU on the detokenized text, and a tokenized BLEU when ``tok_references``
+    are given. ``tokenized`` text (hypotheses and ``references`` lowercased and tokenized
+    already): BLEU without re-tokenization, and the tokenized BLEU scored as given.
+    """
     hyps = translate_texts(model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch)
+    if tokenized:
+        result = {"n_sentences": len(hyps), **score(hyps, references, tokenize="none")}
+        result["tokenized_bleu"] = tokenized_bleu(hyps, references, tgt_lang, retokenize=False)
+        return hyps, result
     result = {"n_sentences": len(hyps), **score(hyps, references)}
     if tok_references is not None:
         result["tokenized_bleu"] = tokenized_bleu(hyps, tok_references, tgt_lang)

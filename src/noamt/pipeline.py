@@ -53,6 +53,7 @@ class PreparedData:
     train: TokenBudgetBatches
     valid: TokenBudgetBatches
     valid_references: list[str]  # target text of the validation pairs, in split order
+    tokenized: bool = False  # the text is lowercased and tokenized already (data.tokenized)
 
 
 def prepare_data(
@@ -97,6 +98,7 @@ def prepare_data(
         ),
         valid=TokenBudgetBatches(valid, trainer_cfg.max_tokens, *ids, shuffle=False),
         valid_references=list(corpus["valid"]["tgt"]),
+        tokenized=data_cfg.tokenized,
     )
 
 
@@ -107,10 +109,11 @@ def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callab
     tok = data.tokenizer
     batches = TokenBudgetBatches(split, trainer_cfg.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, shuffle=False)
     references = data.valid_references[:n]
+    tokenize = "none" if data.tokenized else "13a"  # tokenized text is scored as it is
 
     def bleu(model: nn.Module) -> float:
         batches.rewind()
-        return validation_bleu(model, batches, tok, references)[0]
+        return validation_bleu(model, batches, tok, references, tokenize=tokenize)[0]
 
     return bleu
 

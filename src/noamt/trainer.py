@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from noamt.checkpoint import BEST, LAST, load_checkpoint, prune_checkpoints, save_checkpoint
+from noamt.checkpoint import (
+    BEST,
+    LAST,
+    epoch_checkpoint_name,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoints,
+    update_checkpoint_name,
+)
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import MetricsWriter
@@ -42,14 +50,17 @@ class TrainerConfig:
     label_smoothing: float = 0.1
     seed: int = 1
     log_interval: int = 20
-    val_interval: int = 500
+    val_interval: int = 500  # validate every N updates; 0: only at epoch ends (val_every_epoch)
+    val_every_epoch: bool = False  # also validate at the end of every epoch (fairseq's default)
     validate_at_start: bool = True
     val_bleu: bool = True  # greedy sacreBLEU on the validation set at every validation
     val_bleu_max_examples: int | None = None  # score only the first N validation pairs
     best_metric: str = "loss"  # checkpoint_best.pt by lowest validation "loss" or highest "bleu"
     patience: int = 0  # stop after this many validations without a better best_metric; 0: never
-    save_interval: int = 500  # write checkpoint_last.pt and checkpoint_<step>.pt
-    keep_last: int = 3  # numbered checkpoints kept (0 keeps all)
+    save_interval: int = 500  # write checkpoint_last.pt and checkpoint_<step>.pt; 0: never
+    keep_last: int = 3  # checkpoint_<step>.pt files kept (0 keeps all)
+    save_every_epoch: bool = False  # write checkpoint_epoch<E>.pt at the end of every epoch
+    keep_last_epochs: int = 0  # checkpoint_epoch<E>.pt files kept (0 keeps all)
     resume: str = "none"  # none | auto (the run directory's checkpoint_last.pt) | a checkpoint path
     tensorboard: bool = True
     progress: bool = True
@@ -137,6 +148,7 @@ class Trainer:
         self.best = {"loss": math.inf, "bleu": -math.inf}
         self.validations_without_improvement = 0
         self._saved_step = -1
+        self._validated_step = -1
         self.metrics = MetricsWriter(self.run_dir, cfg.tensorboard) if device.is_main else None
         self.stop = StopRequest()
 
@@ -164,18 +176,26 @@ class Trainer:
         self.train_data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
 
-    def save(self, best: bool = False) -> None:
-        """checkpoint_last.pt, checkpoint_<step>.pt (rotated) and optionally checkpoint_best.pt."""
-        if not self.dm.is_main or (self._saved_step == self.step and not best):
+    def save(self, best: bool = False, epoch_end: bool = False) -> None:
+        """checkpoint_last.pt; checkpoint_<step>.pt every save_interval updates and
+        checkpoint_epoch<E>.pt at epoch ends (each rotated); checkpoint_best.pt when ``best``."""
+        if not self.dm.is_main:
             return
-        self._saved_step = self.step
-        state = self.state_dict()
-        save_checkpoint(state, self.ckpt_dir / LAST)
-        if self.cfg.save_interval > 0 and self.step % self.cfg.save_interval == 0:
-            save_checkpoint(state, self.ckpt_dir / f"checkpoint_{self.step}.pt")
-            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last)
+        names = []
+        if self._saved_step != self.step:
+            names.append(LAST)
+            if _every(self.step, self.cfg.save_interval):
+                names.append(update_checkpoint_name(self.step))
+        if epoch_end and self.cfg.save_every_epoch:
+            names.append(epoch_checkpoint_name(self.epoch))
         if best:
-            save_checkpoint(state, self.ckpt_dir / BEST)
+            names.append(BEST)
+        if not names:
+            return
+        save_checkpoints(self.state_dict(), [self.ckpt_dir / name for name in names])
+        self._saved_step = self.step
+        prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, kind="update")
+        prune_checkpoints(self.ckpt_dir, self.cfg.keep_last_epochs, kind="epoch")
 
     def resume(self) -> bool:
         """Load the checkpoint named by ``trainer.resume``; False when starting fresh."""
@@ -257,8 +277,9 @@ class Trainer:
         loss, nll, tokens = sums.tolist()
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 
-    def _validate_and_record(self) -> None:
+    def _validate_and_record(self, epoch_end: bool = False) -> None:
         """Validate, update the bests and the patience count, save (checkpoint_best if better)."""
+        self._validated_step = self.step
         result = self.validate()
         if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
             result["bleu"] = self.bleu(self.model)
@@ -283,7 +304,7 @@ class Trainer:
             self.best[key],
         )
         if self.step > 0:
-            self.save(best=improved)
+            self.save(best=improved, epoch_end=epoch_end)
 
     def _out_of_patience(self) -> bool:
         return self.cfg.patience > 0 and self.validations_without_improvement >= self.cfg.patience
@@ -342,10 +363,13 @@ class Trainer:
                 bar.update(1)
                 if self.step % self.cfg.log_interval == 0 or self._done():
                     last = self._log_window(window, out, bar)
-                if self.valid_data is not None and self.step % self.cfg.val_interval == 0:
-                    self._validate_and_record()
-                elif self.cfg.save_interval > 0 and self.step % self.cfg.save_interval == 0:
-                    self.save()
+                epoch_end = self.train_data.epoch_done
+                if self.valid_data is not None and (
+                    _every(self.step, self.cfg.val_interval) or (epoch_end and self.cfg.val_every_epoch)
+                ):
+                    self._validate_and_record(epoch_end)
+                elif _every(self.step, self.cfg.save_interval) or (epoch_end and self.cfg.save_every_epoch):
+                    self.save(epoch_end=epoch_end)
                 if self._done() or self.stop.signum is not None:
                     break
                 if self._out_of_patience():
@@ -383,7 +407,7 @@ class Trainer:
 
     def _finish(self) -> None:
         interrupted = self.stop.signum is not None
-        validated = self.step % self.cfg.val_interval == 0
+        validated = self._validated_step == self.step
         if not interrupted and not validated and self.valid_data is not None and not self._out_of_patience():
             self._validate_and_record()
         self.save()
@@ -397,3 +421,8 @@ class Trainer:
             self.step,
             self.ckpt_dir,
         )
+
+
+def _every(step: int, interval: int) -> bool:
+    """True on every ``interval``-th update; never when ``interval`` is 0."""
+    return interval > 0 and step % interval == 0

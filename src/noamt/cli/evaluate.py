@@ -70,7 +70,7 @@ def tokenized_references(data_cfg: DataConfig, split: str) -> list[str] | None:
     """The official lowercased, Moses-tokenized references of ``split``, if the folder has them
     (cut to ``max_eval_examples`` like the split itself)."""
     data_dir = resolve_data_dir(data_cfg)
-    if data_dir is None:
+    if data_dir is None or data_cfg.tokenized:  # tokenized text is its own reference
         return None
     stem = data_cfg.valid_split if split == "valid" else split
     path = tokenized_reference_file(data_dir, stem, data_cfg.tgt_lang)
@@ -94,6 +94,11 @@ def evaluate(cfg: EvaluateConfig) -> None:
         raise DataError(f"splits: {unknown} not in data config {data_cfg.name} (has {known})")
     log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
     log.info("data: %s, splits %s", data_cfg.name, ", ".join(splits))
+    if data_cfg.tokenized:
+        log.info(
+            "data.tokenized=true: hypotheses are lowercased and tokenized already and are scored as they are "
+            "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
+        )
     corpus = load_corpus(data_cfg)
     hypotheses, results = {}, {}
     for split in splits:
@@ -108,6 +113,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
                 tgt_lang=data_cfg.tgt_lang,
                 max_tokens=cfg.max_tokens,
                 tok_references=tokenized_references(data_cfg, split),
+                tokenized=data_cfg.tokenized,
                 on_batch=bar.update,
             )
     meta = {
@@ -116,6 +122,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
         "data": data_cfg.name,
         "src_lang": data_cfg.src_lang,
         "tgt_lang": data_cfg.tgt_lang,
+        "tokenized": data_cfg.tokenized,
         "decoding": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(DecodingConfig)},
     }
     out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(loaded.path)

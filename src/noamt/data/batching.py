@@ -199,6 +199,11 @@ class TokenBudgetBatches:
         """The current epoch."""
         return self._epoch
 
+    @property
+    def epoch_done(self) -> bool:
+        """True once every batch of the current epoch has been yielded."""
+        return self._position >= len(self)
+
     def set_epoch(self, epoch: int) -> None:
         """Move to the start of `epoch`. Setting the current epoch again keeps the position,
         so a state restored mid-epoch survives the usual `for epoch ...: set_epoch(epoch)` loop."""

@@ -3,8 +3,9 @@
 Two sources are supported: a folder of line-aligned text files (`{split}.{lang}` or
 `{split}.{lang}.gz`, the layout of the Multi30k release) and a Hugging Face hub dataset.
 The result always has the splits `train`, `valid` and one split per test set, each with
-the string columns `src` and `tgt`. This module deals with text only; tokenisation and
-length filtering happen later on token ids.
+the string columns `src` and `tgt`. `file_pattern` places the files of a split inside the
+folder (`tok/{split}.lc.norm.tok.{lang}` reads Multi30k's official tokenized text). This
+module deals with text only; tokenisation and length filtering happen later on token ids.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class DataConfig:
     max_src_len: int = 256
     max_tgt_len: int = 256
     max_len_ratio: float = 0.0
+    file_pattern: str = "{split}.{lang}"
+    tokenized: bool = False
 
 
 def resolve_data_dir(cfg: DataConfig) -> Path | None:
@@ -90,7 +93,7 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
 
 
 def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
-    """Read `{stem}.{lang}` (or `{stem}.{lang}.gz`; the plain file wins if both exist)."""
+    """Read the files named by `cfg.file_pattern` (or their `.gz`; the plain file wins if both exist)."""
     if not data_dir.is_dir():
         raise DataError(f"data folder not found: {data_dir} (set data.dir or {DATA_DIR_ENV})")
     stems = {"train": cfg.train_split, "valid": cfg.valid_split}
@@ -99,8 +102,8 @@ def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
         raise DataError(f"test split names must be unique and differ from train/valid: {cfg.test_splits}")
     splits = {}
     for split, stem in stems.items():
-        src_path = _find_file(data_dir, stem, cfg.src_lang, split)
-        tgt_path = _find_file(data_dir, stem, cfg.tgt_lang, split)
+        src_path = find_split_file(data_dir, cfg.file_pattern, stem, cfg.src_lang, split)
+        tgt_path = find_split_file(data_dir, cfg.file_pattern, stem, cfg.tgt_lang, split)
         src, tgt = read_lines(src_path), read_lines(tgt_path)
         if len(src) != len(tgt):
             raise DataError(f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
@@ -166,8 +169,18 @@ def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:
     return from_hub_dataset(dsdict, cfg)
 
 
-def _find_file(data_dir: Path, stem: str, lang: str, split: str) -> Path:
-    candidates = [data_dir / f"{stem}.{lang}", data_dir / f"{stem}.{lang}.gz"]
+def split_file_name(pattern: str, stem: str, lang: str) -> str:
+    """`pattern` with `{split}` and `{lang}` filled in; an unknown field names the key."""
+    try:
+        return pattern.format(split=stem, lang=lang)
+    except (KeyError, IndexError, ValueError) as err:
+        raise DataError(f"data.file_pattern={pattern!r}: only {{split}} and {{lang}} may be used ({err!r})") from err
+
+
+def find_split_file(data_dir: Path, pattern: str, stem: str, lang: str, split: str) -> Path:
+    """The file of split `stem` in language `lang`: `pattern` filled in, plain or gzipped."""
+    name = split_file_name(pattern, stem, lang)
+    candidates = [data_dir / name, data_dir / f"{name}.gz"]
     for path in candidates:
         if path.is_file():
             return path
