@@ -39,7 +39,7 @@ from omegaconf.errors import OmegaConfBaseException
 from plot_schedules import plot as plot_lr_curves
 
 from noamt import comparison
-from noamt.checkpoint import LAST, CheckpointError
+from noamt.checkpoint import LAST, CheckpointError, config_differences
 from noamt.cli.config import register_configs
 from noamt.cli.evaluate import EvaluateConfig, evaluate
 from noamt.comparison import Job
@@ -176,7 +176,7 @@ def check_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path) -> dic
         stored = run_dir / ".hydra" / "config.yaml"
         if stored.is_file():
             old = OmegaConf.to_container(OmegaConf.load(stored), resolve=True)
-            changes = comparison.config_differences(old, configs[job.name], IGNORED_CHANGES)
+            changes = config_differences(old, configs[job.name], IGNORED_CHANGES)
             if changes:
                 raise CompareError(
                     f"{run_dir} was trained with another config ({'; '.join(changes)}): "

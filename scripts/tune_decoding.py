@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         dm = DeviceManager(DeviceConfig(device=args.device, precision=args.precision))
         loaded = load_model(args.checkpoint, dm.device)
         data_cfg = stored_data_config(loaded, args.data_dir)
-        data_cfg = dataclasses.replace(data_cfg, test_splits=[])
-        valid = load_corpus(data_cfg)["valid"]
+        valid = load_corpus(data_cfg, splits=["valid"])["valid"]
     except (CheckpointError, DataError, OSError, RuntimeError) as err:
         sys.exit(f"tune_decoding: {err}")
     sources, references = list(valid["src"]), list(valid["tgt"])

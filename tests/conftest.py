@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from noamt import pipeline, schedules
+from noamt.data import DataConfig, TokenizerConfig
+from noamt.device import DeviceConfig
+from noamt.model import ModelConfig
+from noamt.trainer import TrainerConfig
+
 _DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
 os.environ.setdefault("NOAMT_DATA_DIR", str(_DEFAULT_DATA_DIR))
 
@@ -20,3 +26,41 @@ def multi30k_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"Multi30k data not found at {path} (set NOAMT_DATA_DIR)")
     return path
+
+
+@pytest.fixture()
+def small_run(multi30k_dir, tmp_path_factory):
+    """A config that trains a 2+2-layer d_model 64 model on 1,500 Multi30k pairs."""
+    cache = tmp_path_factory.getbasetemp() / "tokenizers"
+
+    def make(**trainer_overrides) -> pipeline.TrainConfig:
+        trainer = dict(
+            max_steps=30,
+            max_tokens=1024,
+            val_interval=10,
+            save_interval=10,
+            log_interval=5,
+            progress=False,
+            tensorboard=False,
+            seed=3,
+            val_bleu=False,
+        )
+        trainer.update(trainer_overrides)
+        return pipeline.TrainConfig(
+            data=DataConfig(dir=str(multi30k_dir), max_train_examples=1500, max_eval_examples=100),
+            tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(cache)),
+            model=ModelConfig(
+                name="test",
+                encoder_layers=2,
+                decoder_layers=2,
+                d_model=64,
+                n_heads=4,
+                d_ff=128,
+                dropout=0.1,
+            ),
+            schedule=schedules.NoamConfig(d_model=64, warmup_steps=15, factor=1.0),
+            trainer=TrainerConfig(**trainer),
+            device=DeviceConfig(device="cpu"),
+        )
+
+    return make

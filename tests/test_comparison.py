@@ -10,7 +10,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 from noamt import comparison, report, stats
-from noamt.checkpoint import LAST, save_checkpoint
+from noamt.checkpoint import LAST, config_differences, save_checkpoint
 from noamt.comparison import Job
 
 SPLITS = ["valid", "test_a"]
@@ -103,7 +103,7 @@ def test_jobs_are_seed_major_and_their_configs_set_schedule_seed_and_peak():
 def test_config_differences_name_the_changed_keys():
     old = {"trainer": {"max_steps": 6, "resume": "auto"}, "device": {"num_threads": 1}}
     new = {"trainer": {"max_steps": 8, "resume": "none"}, "device": {"num_threads": 2}}
-    assert comparison.config_differences(old, new, ["trainer.resume", "device"]) == ["trainer.max_steps: 6 -> 8"]
+    assert config_differences(old, new, ["trainer.resume", "device"]) == ["trainer.max_steps: 6 -> 8"]
 
 
 # ----------------------------------------------------------------------------- synthetic runs

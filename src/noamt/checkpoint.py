@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+TMP_SUFFIX = ".tmp"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
 
 
@@ -50,18 +51,46 @@ def save_checkpoints(state: dict, paths: Sequence[str | os.PathLike]) -> list[Pa
 
 
 def _write_atomic(path: Path, data: memoryview) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Temporary file, fsync, rename; a failed write (a full disk) is a one-line CheckpointError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise CheckpointError(f"cannot write checkpoint {path}: {err} ({kept})") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a process killed while writing a checkpoint left behind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f".checkpoint*.pt.*{TMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_new_run(folder: str | os.PathLike, resume: str) -> None:
+    """Refuse to start a new run (``resume="none"``) over a checkpoint folder that holds one."""
+    last = Path(folder) / LAST
+    if resume == "none" and last.exists():
+        raise FileExistsError(
+            f"{last} exists: pass trainer.resume=auto to continue that run, or choose another run_name"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -120,3 +149,19 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     averaged = {name: (t / len(paths)).to(reference[name].dtype) for name, t in total.items()}
     keep = {k: v for k, v in last.items() if k not in {"model", "optimizer", "rng", "data"}}
     return {**keep, "model": averaged, "averaged_from": [str(p) for p in paths]}
+
+
+def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -> list[str]:
+    """``key: stored -> wanted`` for each dotted key whose value differs (keys under ``ignore`` skipped)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            path = f"{prefix}{key}"
+            out.update(flat(value, path + ".") if isinstance(value, dict) else {path: value})
+        return out
+
+    a, b = flat(stored), flat(wanted)
+    skip = tuple(ignore)
+    keys = sorted(k for k in a.keys() | b.keys() if not any(k == i or k.startswith(i + ".") for i in skip))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]

@@ -95,22 +95,6 @@ def write_job_configs(jobs: Sequence[Job], config_dir: Path) -> Path:
     return config_dir
 
 
-def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -> list[str]:
-    """``key: stored -> wanted`` for each dotted key whose value differs (keys under ``ignore`` skipped)."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in d.items():
-            path = f"{prefix}{key}"
-            out.update(flat(value, path + ".") if isinstance(value, dict) else {path: value})
-        return out
-
-    a, b = flat(stored), flat(wanted)
-    skip = tuple(ignore)
-    keys = sorted(k for k in a.keys() | b.keys() if not any(k == i or k.startswith(i + ".") for i in skip))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
 # ----------------------------------------------------------------------------- run state
 @dataclass
 class TrainingLog:

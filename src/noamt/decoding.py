@@ -43,6 +43,16 @@ class DecodingConfig:
     max_len_b: int = 10
 
 
+def check_decoding(cfg: DecodingConfig) -> None:
+    """Settings that cannot produce a translation are a ValueError naming the key."""
+    if cfg.beam_size < 1:
+        raise ValueError(f"beam_size={cfg.beam_size}: must be at least 1")
+    if cfg.max_len_a < 0 or cfg.max_len_b < 0:
+        raise ValueError(f"max_len_a={cfg.max_len_a}, max_len_b={cfg.max_len_b}: neither may be negative")
+    if cfg.max_len_a == 0 and cfg.max_len_b == 0:
+        raise ValueError("max_len_a=0 and max_len_b=0 allow no output token: raise one of them")
+
+
 @contextlib.contextmanager
 def _inference(model: torch.nn.Module):
     """eval() mode and no autograd for the block; the previous train/eval mode is restored."""
@@ -300,6 +310,7 @@ def translate_texts(
     ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning gives the count.
     Batches hold at most ``max_tokens`` source tokens, padding included.
     """
+    check_decoding(decoding)
     outputs = [""] * len(texts)
     keep = [i for i, text in enumerate(texts) if text.strip()]
     if on_batch is not None and len(keep) < len(texts):

@@ -155,3 +155,11 @@ class DeviceManager:
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def device_manager(cfg: DeviceConfig) -> DeviceManager:
+    """The device manager for ``device=...``; an absent CUDA or MPS device is a one-line ValueError."""
+    try:
+        return DeviceManager(cfg)
+    except RuntimeError as err:
+        raise ValueError(str(err)) from err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +38,21 @@ class MetricsWriter:
                     self._tb.add_scalar(f"{kind}/{name}", value, step)
         return record
 
+    def drop_after(self, step: int) -> int:
+        """Remove the records of updates after ``step`` (and any torn last line), e.g. those a
+        killed run wrote after its last checkpoint, so that a resumed run does not repeat them.
+        Returns how many records were dropped."""
+        self._file.close()
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        dropped = sum(1 for line in lines if line.strip()) - len(keep)
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(keep), encoding="utf-8")
+            os.replace(tmp, self.path)
+        self._file = self.path.open("a", encoding="utf-8")
+        return dropped
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
@@ -47,3 +63,11 @@ def read_metrics(path: str | Path) -> list[dict]:
     """All records of a ``metrics.jsonl`` file, in order."""
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def _step_of(line: str) -> int | None:
+    """The step of one metrics.jsonl line; None for a blank or torn line."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -15,8 +15,10 @@ from typing import Any
 from torch import nn
 
 from noamt import schedules
+from noamt.checkpoint import check_new_run, remove_stale_temporaries
 from noamt.data import (
     DataConfig,
+    DataError,
     EncodedSplit,
     TokenBudgetBatches,
     Tokenizer,
@@ -25,7 +27,7 @@ from noamt.data import (
     load_corpus,
     load_or_train_tokenizer,
 )
-from noamt.device import DeviceConfig, DeviceManager
+from noamt.device import DeviceConfig, DeviceManager, device_manager
 from noamt.evaluation import validation_bleu
 from noamt.model import ModelConfig, Transformer, count_parameters
 from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
@@ -134,10 +136,48 @@ def schedule_summary(schedule_cfg: Any) -> dict:
     }
 
 
+def check_train_config(cfg: TrainConfig) -> None:
+    """Settings that cannot train are a ValueError naming the key, before anything runs."""
+    t = cfg.trainer
+    at_least = {
+        "trainer.max_steps": (t.max_steps, 0),
+        "trainer.max_epochs": (t.max_epochs, 0),
+        "trainer.max_tokens": (t.max_tokens, 1),
+        "trainer.update_freq": (t.update_freq, 1),
+        "trainer.log_interval": (t.log_interval, 1),
+        "trainer.val_interval": (t.val_interval, 0),
+        "trainer.save_interval": (t.save_interval, 0),
+        "trainer.keep_last": (t.keep_last, 0),
+        "trainer.keep_last_epochs": (t.keep_last_epochs, 0),
+        "trainer.patience": (t.patience, 0),
+        "trainer.clip_norm": (t.clip_norm, 0),
+        "trainer.max_nonfinite_updates": (t.max_nonfinite_updates, 1),
+    }
+    if cfg.data.max_train_examples is not None:
+        at_least["data.max_train_examples"] = (cfg.data.max_train_examples, 1)
+    if t.max_sentences is not None:
+        at_least["trainer.max_sentences"] = (t.max_sentences, 1)
+    for key, (value, low) in at_least.items():
+        if value < low:
+            raise ValueError(f"{key}={value}: must be at least {low}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ValueError(f"trainer.label_smoothing={t.label_smoothing}: must be in [0, 1)")
+
+
+def load_run_tokenizer(path: Path) -> Tokenizer:
+    """The tokenizer a run saved; an unreadable file is a one-line DataError naming it."""
+    try:
+        return Tokenizer.from_file(path)
+    except Exception as err:  # the Rust library raises a bare Exception for broken JSON
+        raise DataError(f"{path}: cannot read the run's tokenizer ({err})") from err
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
     """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``."""
     run_dir = Path(run_dir)
-    dm = DeviceManager(cfg.device)
+    check_train_config(cfg)
+    check_new_run(run_dir / "checkpoints", cfg.trainer.resume)
+    dm = device_manager(cfg.device)
     if not dm.is_main:  # one log for the whole job
         logging.getLogger("noamt").setLevel(logging.WARNING)
     try:
@@ -146,10 +186,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
         dm.seed(cfg.trainer.seed)
         tokenizer_file = run_dir / "tokenizer.json"
         resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
-        tokenizer = Tokenizer.from_file(tokenizer_file) if resuming else None
+        tokenizer = load_run_tokenizer(tokenizer_file) if resuming else None
         data = prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm, tokenizer)
         if dm.is_main and not resuming:
             data.tokenizer.save(tokenizer_file)
+        if dm.is_main:
+            remove_stale_temporaries(run_dir / "checkpoints")
         model = build_model(cfg.model, data.tokenizer).to(dm.device)
         optimizer = build_optimizer(model, cfg.optim)
         info = {

@@ -24,6 +24,9 @@ from tqdm import tqdm
 from noamt.checkpoint import (
     BEST,
     LAST,
+    CheckpointError,
+    check_new_run,
+    config_differences,
     epoch_checkpoint_name,
     load_checkpoint,
     prune_checkpoints,
@@ -62,6 +65,7 @@ class TrainerConfig:
     save_every_epoch: bool = False  # write checkpoint_epoch<E>.pt at the end of every epoch
     keep_last_epochs: int = 0  # checkpoint_epoch<E>.pt files kept (0 keeps all)
     resume: str = "none"  # none | auto (the run directory's checkpoint_last.pt) | a checkpoint path
+    max_nonfinite_updates: int = 10  # stop after this many updates in a row with a NaN/inf loss
     tensorboard: bool = True
     progress: bool = True
 
@@ -90,6 +94,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         weight_decay=cfg.weight_decay,
         fused=device_type in {"cpu", "cuda"},
     )
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
 
 
 class StopRequest:
@@ -149,6 +157,8 @@ class Trainer:
         self.validations_without_improvement = 0
         self._saved_step = -1
         self._validated_step = -1
+        self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run
+        self._nonfinite_in_a_row = 0
         self.metrics = MetricsWriter(self.run_dir, cfg.tensorboard) if device.is_main else None
         self.stop = StopRequest()
 
@@ -162,6 +172,7 @@ class Trainer:
             "epoch": self.epoch,
             "best": dict(self.best),
             "validations_without_improvement": self.validations_without_improvement,
+            "skipped_updates": self.skipped_updates,
             "data": self.train_data.state_dict(),
             "rng": rng_state(),
             **self.extra_state,
@@ -173,6 +184,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.best = state["step"], state["epoch"], dict(state["best"])
         self.validations_without_improvement = state["validations_without_improvement"]
+        self.skipped_updates = state.get("skipped_updates", 0)
         self.train_data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
 
@@ -200,11 +212,7 @@ class Trainer:
     def resume(self) -> bool:
         """Load the checkpoint named by ``trainer.resume``; False when starting fresh."""
         if self.cfg.resume == "none":
-            if (self.ckpt_dir / LAST).exists():
-                raise FileExistsError(
-                    f"{self.ckpt_dir / LAST} exists: pass trainer.resume=auto to continue that run, "
-                    "or choose another run_name"
-                )
+            check_new_run(self.ckpt_dir, self.cfg.resume)
             return False
         path = self.ckpt_dir / LAST if self.cfg.resume == "auto" else Path(self.cfg.resume)
         if self.cfg.resume == "auto" and not path.exists():
@@ -212,8 +220,16 @@ class Trainer:
             return False
         # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
         # copied to the model's device by load_state_dict.
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        state = load_checkpoint(path, map_location="cpu")
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path} does not fit this run: {_mismatch(state, self.extra_state, err)}") from err
         log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
+        if self.metrics:
+            dropped = self.metrics.drop_after(self.step)
+            if dropped:
+                log.info("dropped %d metric records written after update %d", dropped, self.step)
         return True
 
     # ----------------------------------------------------------------------------- steps
@@ -221,7 +237,9 @@ class Trainer:
         """One update over ``batches`` (update_freq micro-batches): forward, backward, clip, step.
 
         The loss is summed over target tokens of all micro-batches (and all processes) and divided
-        by their total count, so accumulation and data parallelism give the per-token mean.
+        by their total count, so accumulation and data parallelism give the per-token mean. A NaN
+        or infinite loss (on any process) skips the update: no optimizer step, the step count
+        stays; the result then has ``skipped=True``.
         """
         self.wrapped.train()
         n_tokens = sum(b.n_tgt_tokens for b in batches)
@@ -242,6 +260,10 @@ class Trainer:
                 )
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
+        nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
+        if self.dm.all_reduce_sum(nonfinite) > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            return {"skipped": True, "loss_sum": loss_sum, "tokens": n_tokens}
         lr = self.schedule(self.step + 1)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -253,7 +275,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
+        return {"skipped": False, "loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -358,6 +380,12 @@ class Trainer:
         with self.stop.installed():
             for batches in [] if self._done() else self._updates():
                 out = self.train_step(batches)
+                if out["skipped"]:
+                    self._record_skip()
+                    if self.stop.signum is not None:
+                        break
+                    continue
+                self._nonfinite_in_a_row = 0
                 window["loss"] += out["loss_sum"]
                 window["tokens"] += out["tokens"]
                 bar.update(1)
@@ -382,6 +410,25 @@ class Trainer:
         bar.close()
         self._finish()
         return last
+
+    def _record_skip(self) -> None:
+        """Count an update skipped for a NaN/inf loss; too many in a row stop the run."""
+        self.skipped_updates += 1
+        self._nonfinite_in_a_row += 1
+        log.warning(
+            "update %d: loss is NaN or infinite, update skipped (%d in a row, %d in all)",
+            self.step + 1,
+            self._nonfinite_in_a_row,
+            self.skipped_updates,
+        )
+        if self.metrics:
+            self.metrics.write("skip", self.step + 1, in_a_row=self._nonfinite_in_a_row, total=self.skipped_updates)
+        if self._nonfinite_in_a_row >= self.cfg.max_nonfinite_updates:
+            raise TrainingDiverged(
+                f"the loss was NaN or infinite for {self._nonfinite_in_a_row} updates in a row after update "
+                f"{self.step} (trainer.max_nonfinite_updates): lower the peak lr, lengthen the warmup or set "
+                "trainer.clip_norm; the checkpoints hold the last finite state"
+            )
 
     def _log_window(self, window: dict, out: dict, bar: tqdm) -> dict:
         elapsed = time.perf_counter() - window["start"]
@@ -426,3 +473,14 @@ class Trainer:
 def _every(step: int, interval: int) -> bool:
     """True on every ``interval``-th update; never when ``interval`` is 0."""
     return interval > 0 and step % interval == 0
+
+
+def _mismatch(state: dict, extra_state: dict, err: Exception) -> str:
+    """Which model, tokenizer or data settings differ between a checkpoint and this run."""
+    sections = ("model", "tokenizer", "data")
+    stored = {k: v for k, v in (state.get("config") or {}).items() if k in sections}
+    current = {k: v for k, v in (extra_state.get("config") or {}).items() if k in sections}
+    changes = config_differences(stored, current)
+    if changes:
+        return "settings differ (checkpoint -> now): " + "; ".join(changes)
+    return str(err).strip().splitlines()[0]

@@ -7,6 +7,7 @@ file or an override fails at composition with the key's name, instead of being i
 from __future__ import annotations
 
 import logging
+import sys
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -38,3 +39,9 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
     if not isinstance(obj, TrainConfig):
         raise TypeError("the composed config is not a TrainConfig (is train_schema first in its defaults?)")
     return obj
+
+
+def require(cfg: DictConfig, key: str, program: str, what: str) -> None:
+    """Exit with one line when a mandatory key (``???`` in the YAML) was not given."""
+    if OmegaConf.is_missing(cfg, key):
+        sys.exit(f"{program}: {key}=... is required ({what})")

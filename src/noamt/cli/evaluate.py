@@ -24,10 +24,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.translate import device_manager
+from noamt.cli.config import require
 from noamt.data import DataConfig, DataError, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import DecodingConfig
-from noamt.device import DeviceConfig
+from noamt.decoding import DecodingConfig, check_decoding
+from noamt.device import DeviceConfig, device_manager
 from noamt.evaluation import (
     LoadedModel,
     evaluate_split,
@@ -84,6 +84,7 @@ def default_out_dir(checkpoint: Path) -> Path:
 
 
 def evaluate(cfg: EvaluateConfig) -> None:
+    check_decoding(cfg)
     dm = device_manager(cfg.device)
     loaded = load_model(cfg.checkpoint, dm.device)
     data_cfg = stored_data_config(loaded, cfg.data_dir)
@@ -99,7 +100,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
             "data.tokenized=true: hypotheses are lowercased and tokenized already and are scored as they are "
             "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
         )
-    corpus = load_corpus(data_cfg)
+    corpus = load_corpus(data_cfg, splits=splits)  # only the files of the splits scored
     hypotheses, results = {}, {}
     for split in splits:
         bar = tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr)
@@ -134,6 +135,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require(cfg, "checkpoint", "noamt-evaluate", "a checkpoint file or a run directory")
     try:
         evaluate(OmegaConf.to_object(cfg))
     except (CheckpointError, DataError, OSError, ValueError) as err:

@@ -24,9 +24,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
+from noamt.cli.config import require
 from noamt.data import DataError, decode_lines, read_lines
-from noamt.decoding import DecodingConfig, translate_texts
-from noamt.device import DeviceConfig, DeviceManager
+from noamt.decoding import DecodingConfig, check_decoding, translate_texts
+from noamt.device import DeviceConfig, device_manager
 from noamt.evaluation import as_line, load_model
 
 log = logging.getLogger("noamt")
@@ -63,15 +64,18 @@ def write_output(name: str, lines: list[str]) -> None:
         Path(name).write_bytes(data)
 
 
-def device_manager(cfg: DeviceConfig) -> DeviceManager:
-    """The device manager for ``device=...``; an absent CUDA or MPS device is a ValueError."""
-    try:
-        return DeviceManager(cfg)
-    except RuntimeError as err:
-        raise ValueError(str(err)) from err
+def check_paths(cfg: TranslateConfig) -> None:
+    """Refuse to write the translation over its own input file."""
+    if "-" in (cfg.input, cfg.output):
+        return
+    source, target = Path(cfg.input), Path(cfg.output)
+    if source.resolve() == target.resolve() or (target.exists() and source.exists() and source.samefile(target)):
+        raise ValueError(f"output={cfg.output} is the input file: choose another output")
 
 
 def translate(cfg: TranslateConfig) -> None:
+    check_paths(cfg)
+    check_decoding(cfg)
     dm = device_manager(cfg.device)
     loaded = load_model(cfg.checkpoint, dm.device)
     log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
@@ -93,6 +97,7 @@ def translate(cfg: TranslateConfig) -> None:
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="translate")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require(cfg, "checkpoint", "noamt-translate", "a checkpoint file or a run directory")
     try:
         translate(OmegaConf.to_object(cfg))
     except (CheckpointError, DataError, OSError, ValueError) as err:

@@ -76,8 +76,9 @@ def resolve_data_dir(cfg: DataConfig) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
-    """Load the train, valid and test splits named in `cfg` as (src, tgt) string pairs.
+def load_corpus(cfg: DataConfig, splits: Sequence[str] | None = None) -> datasets.DatasetDict:
+    """Load the train, valid and test splits named in `cfg` as (src, tgt) string pairs; with
+    `splits` (e.g. ["valid", "test_2016_flickr"]) only those, so no other file need exist.
 
     Training pairs with a whitespace-only side are dropped (the count is logged);
     evaluation splits keep every line so that every input gets a hypothesis.
@@ -86,13 +87,14 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
         raise DataError(f"data.source must be one of {', '.join(SOURCES)}, got {cfg.source!r}")
     data_dir = resolve_data_dir(cfg)
     if cfg.source == "hub" or (cfg.source == "auto" and data_dir is None):
-        return _load_hub(cfg)
+        corpus = _load_hub(cfg)
+        return datasets.DatasetDict({k: v for k, v in corpus.items() if splits is None or k in splits})
     if data_dir is None:
         raise DataError(f"no data folder given for data.source=files (set data.dir or {DATA_DIR_ENV})")
-    return _load_files(data_dir, cfg)
+    return _load_files(data_dir, cfg, splits)
 
 
-def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
+def _load_files(data_dir: Path, cfg: DataConfig, wanted: Sequence[str] | None = None) -> datasets.DatasetDict:
     """Read the files named by `cfg.file_pattern` (or their `.gz`; the plain file wins if both exist)."""
     if not data_dir.is_dir():
         raise DataError(f"data folder not found: {data_dir} (set data.dir or {DATA_DIR_ENV})")
@@ -102,6 +104,8 @@ def _load_files(data_dir: Path, cfg: DataConfig) -> datasets.DatasetDict:
         raise DataError(f"test split names must be unique and differ from train/valid: {cfg.test_splits}")
     splits = {}
     for split, stem in stems.items():
+        if wanted is not None and split not in wanted:
+            continue
         src_path = find_split_file(data_dir, cfg.file_pattern, stem, cfg.src_lang, split)
         tgt_path = find_split_file(data_dir, cfg.file_pattern, stem, cfg.tgt_lang, split)
         src, tgt = read_lines(src_path), read_lines(tgt_path)
