@@ -5,8 +5,12 @@
 
 Builds the run exactly as ``noamt-train`` would (same configs and overrides, real Multi30k
 batches, real tokenizer), times ``Trainer.train_step`` over ``--updates`` updates after
-``--warmup`` untimed ones, and prints target tokens/s, source+target tokens/s, the model's
-matmul FLOP rate and peak memory.
+``--warmup`` untimed ones (the batches go on epoch after epoch), and prints target tokens/s,
+source+target tokens/s, the median and spread of the per-update times, the model's matmul FLOP
+rate, its MFU against the peak of a large matrix product timed in the same process (and
+against the datasheet peak when the device is known), and peak memory. On CUDA the first
+updates pay for new shapes and allocator growth: the defaults warm up for 50 updates and time
+100.
 
 FLOPs per update are counted as 6 * (parameters touched per token) * tokens, split into the
 encoder (source tokens), the decoder (target tokens) and the output projection (target tokens),
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import torch
 from hydra import compose, initialize_config_module
@@ -47,11 +53,42 @@ def matmul_flops(model_cfg, batch) -> float:
     return 3 * (model_cfg.encoder_layers * enc_layer + model_cfg.decoder_layers * dec_layer), real_tgt
 
 
+DATASHEET_PEAKS = {  # dense TFLOP/s: (fp32/TF32 as torch runs fp32 matmuls, bf16)
+    "H100": (494.7, 989.4),
+    "H200": (494.7, 989.4),
+    "A100": (156.0, 312.0),
+}
+
+
+def batches_forever(data) -> Iterator:
+    """The training batches, epoch after epoch."""
+    epoch = 1
+    while True:
+        data.set_epoch(epoch)
+        yield from data
+        epoch += 1
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` n x n x n matrix products (2 n^3 FLOPs each)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first product warms up
+        sync()
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train")
-    parser.add_argument("--updates", type=int, default=30, help="timed updates")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed updates first")
+    parser.add_argument("--updates", type=int, help="timed updates (default 30 on a CPU, 100 on CUDA)")
+    parser.add_argument("--warmup", type=int, help="untimed updates first (default 5 on a CPU, 50 on CUDA)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
 
@@ -59,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     with initialize_config_module(config_module="noamt.configs", version_base=None):
         cfg = to_train_config(compose(config_name="train", overrides=args.overrides))
     dm = DeviceManager(cfg.device)
+    cuda = dm.device.type == "cuda"
+    updates = args.updates or (100 if cuda else 30)
+    warmup = args.warmup if args.warmup is not None else (50 if cuda else 5)
     dm.seed(cfg.trainer.seed)
     data = pipeline.prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm)
     model = pipeline.build_model(cfg.model, data.tokenizer).to(dm.device)
@@ -74,35 +114,51 @@ def main(argv: list[str] | None = None) -> dict:
             dm,
             run_dir,
         )
-        data.train.set_epoch(1)
-        batches = iter(data.train)
-        for _ in range(args.warmup):
+        batches = batches_forever(data.train)
+        for _ in range(warmup):
             trainer.train_step([next(batches)])
-        sync = torch.cuda.synchronize if dm.device.type == "cuda" else (lambda: None)
-        sync()
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
         tokens = all_tokens = flops = 0
-        start = time.perf_counter()
-        for _ in range(args.updates):
+        times = []
+        for _ in range(updates):
             batch = next(batches)
+            sync()
+            start = time.perf_counter()
             trainer.train_step([batch])
+            sync()
+            times.append(time.perf_counter() - start)
             body, real_tgt = matmul_flops(cfg.model, batch)
             flops += body + 3 * 2 * real_tgt * cfg.model.d_model * vocab
             tokens += real_tgt
             all_tokens += real_tgt + int((batch.src != model.pad_id).sum())
-        sync()
-        elapsed = time.perf_counter() - start
+        elapsed = sum(times)
+    bf16 = cuda and cfg.device.precision == "bf16"
+    peak = matmul_peak(dm.device, torch.bfloat16 if bf16 else torch.float32, 8192 if cuda else 1024)
+    achieved = flops / elapsed
     result = {
         "model": cfg.model.name,
         "device": dm.describe(),
         "max_tokens": cfg.trainer.max_tokens,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "updates": args.updates,
+        "batches_per_epoch": len(data.train),
+        "warmup_updates": warmup,
+        "updates": updates,
         "seconds": round(elapsed, 2),
+        "target_tokens_per_update": round(tokens / updates, 1),
         "target_tokens_per_s": round(tokens / elapsed, 1),
         "src_tgt_tokens_per_s": round(all_tokens / elapsed, 1),
-        "gflop_per_s": round(flops / elapsed / 1e9, 1),
+        "median_ms_per_update": round(1000 * statistics.median(times), 2),
+        "p10_p90_ms_per_update": [round(1000 * q, 2) for q in statistics.quantiles(times, n=10)[::8]],
+        "gflop_per_s": round(achieved / 1e9, 1),
+        "matmul_peak_gflop_per_s": round(peak / 1e9, 1),
+        "mfu_vs_measured_peak": round(achieved / peak, 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    if cuda:
+        name = torch.cuda.get_device_name(dm.device)
+        known = [peaks for key, peaks in DATASHEET_PEAKS.items() if key in name]
+        if known:
+            result["mfu_vs_datasheet"] = round(achieved / (known[0][1 if bf16 else 0] * 1e12), 4)
     if dm.device.type == "cuda":
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if args.json:
