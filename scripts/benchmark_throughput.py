@@ -26,13 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
 from noamt.cli.config import register_configs, to_train_config
+from noamt.data import endless_batches
 from noamt.device import DeviceManager
 from noamt.trainer import Trainer, build_optimizer
 
@@ -58,15 +58,6 @@ DATASHEET_PEAKS = {  # dense TFLOP/s: (fp32/TF32 as torch runs fp32 matmuls, bf1
     "H200": (494.7, 989.4),
     "A100": (156.0, 312.0),
 }
-
-
-def batches_forever(data) -> Iterator:
-    """The training batches, epoch after epoch."""
-    epoch = 1
-    while True:
-        data.set_epoch(epoch)
-        yield from data
-        epoch += 1
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
             dm,
             run_dir,
         )
-        batches = batches_forever(data.train)
+        batches = endless_batches(data.train)
         for _ in range(warmup):
             trainer.train_step([next(batches)])
         sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -1,6 +1,6 @@
 """Data pipeline: parallel text corpora, the joint BPE tokenizer, and token-budget batches."""
 
-from noamt.data.batching import Batch, EncodedSplit, TokenBudgetBatches, collate, filter_pairs
+from noamt.data.batching import Batch, EncodedSplit, TokenBudgetBatches, collate, endless_batches, filter_pairs
 from noamt.data.corpus import (
     DataConfig,
     DataError,
@@ -34,6 +34,7 @@ __all__ = [
     "Tokenizer",
     "TokenizerConfig",
     "collate",
+    "endless_batches",
     "filter_pairs",
     "from_hub_dataset",
     "load_corpus",

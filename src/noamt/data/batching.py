@@ -279,3 +279,12 @@ class TokenBudgetBatches:
             usable = len(self) * self.num_shards
             self._order = order[self.shard_id : usable : self.num_shards].tolist()
         return self._order
+
+
+def endless_batches(batches: TokenBudgetBatches) -> Iterator[Batch]:
+    """The batches of ``batches``, epoch after epoch (epochs 1, 2, ...), for benchmarks."""
+    epoch = 1
+    while True:
+        batches.set_epoch(epoch)
+        yield from batches
+        epoch += 1

@@ -1,0 +1,71 @@
+"""HF transformers' Marian built with the shape of a noamt model, for side-by-side benchmarks.
+
+Marian (as implemented in HF transformers) is the post-norm encoder-decoder Transformer of
+Vaswani et al. with sinusoidal positions and scaled, tied embeddings: noamt's model with
+``pre_norm=false`` and ``share_embeddings=true``. Its fixed position tables and its zero logits
+bias are not trained, so both models train the same number of parameters. ``transformers`` is
+an optional dependency (``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noamt.data import Batch
+from noamt.model import ModelConfig
+
+
+def marian_model(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> nn.Module:
+    """A randomly initialised ``MarianMTModel`` of the same shape and dropouts as ``cfg``."""
+    from transformers import MarianConfig, MarianMTModel
+
+    if cfg.pre_norm or not cfg.share_embeddings:
+        raise ValueError("Marian is post-norm with shared embeddings: set model.pre_norm=false, share_embeddings=true")
+    config = MarianConfig(
+        vocab_size=vocab_size,
+        decoder_vocab_size=vocab_size,
+        d_model=cfg.d_model,
+        encoder_layers=cfg.encoder_layers,
+        decoder_layers=cfg.decoder_layers,
+        encoder_attention_heads=cfg.n_heads,
+        decoder_attention_heads=cfg.n_heads,
+        encoder_ffn_dim=cfg.d_ff,
+        decoder_ffn_dim=cfg.d_ff,
+        activation_function="relu",
+        dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout,
+        activation_dropout=cfg.activation_dropout,
+        max_position_embeddings=cfg.max_positions,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        decoder_start_token_id=bos_id,
+        forced_eos_token_id=None,
+    )
+    return MarianMTModel(config)
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters that receive gradients, each shared tensor counted once."""
+    seen = {p.data_ptr(): p.numel() for p in model.parameters() if p.requires_grad}
+    return sum(seen.values())
+
+
+def marian_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, pad_id: int, label_smoothing: float
+) -> torch.Tensor:
+    """One update of Marian on ``batch``: label-smoothed cross-entropy summed over the target
+    tokens, divided by their count; returns the summed loss (detached)."""
+    model.train()
+    keep = batch.tgt_out != pad_id  # (B, T)
+    logits = model(input_ids=batch.src, attention_mask=batch.src != pad_id, decoder_input_ids=batch.tgt_in).logits
+    loss = F.cross_entropy(logits[keep].float(), batch.tgt_out[keep], label_smoothing=label_smoothing, reduction="sum")
+    (loss / keep.sum()).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()

@@ -1,0 +1,62 @@
+"""scripts/benchmark_peers.py and noamt.peers: Marian of our shape, trained on our batches."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from noamt.model import ModelConfig, Transformer
+
+transformers = pytest.importorskip("transformers")
+
+from noamt.peers import marian_model, trainable_parameters  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_peers.py"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(name="tiny", encoder_layers=4, decoder_layers=4, d_model=128, n_heads=4, d_ff=256, dropout=0.3),
+        ModelConfig(
+            name="small",
+            encoder_layers=3,
+            decoder_layers=3,
+            d_model=256,
+            n_heads=4,
+            d_ff=1024,
+            dropout=0.1,
+            attention_dropout=0.1,
+        ),  # fmt: skip
+    ],
+    ids=["tiny", "small"],
+)
+def test_marian_has_our_shape_and_trains_as_many_parameters(cfg):
+    marian = marian_model(cfg, 1000, 0, 1, 2)
+    mc = marian.config
+    assert (mc.encoder_layers, mc.decoder_layers, mc.d_model, mc.encoder_attention_heads, mc.encoder_ffn_dim) == (
+        cfg.encoder_layers, cfg.decoder_layers, cfg.d_model, cfg.n_heads, cfg.d_ff)  # fmt: skip
+    assert marian.get_input_embeddings().weight is marian.get_output_embeddings().weight  # tied
+    assert trainable_parameters(marian) == trainable_parameters(Transformer(cfg, 1000, 1000, 0))
+
+
+def test_pre_norm_has_no_marian_twin():
+    with pytest.raises(ValueError, match="Marian is post-norm"):
+        marian_model(ModelConfig(pre_norm=True), 100, 0, 1, 2)
+
+
+def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(multi30k_dir, tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmark_peers", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    overrides = [f"data.dir={multi30k_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
+                 "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny",
+                 "model.encoder_layers=1", "model.decoder_layers=1", "trainer.max_tokens=512", "device=cpu",
+                 "device.num_threads=1"]  # fmt: skip
+    result = script.main([*overrides, "--rounds", "2", "--block", "3", "--json"])
+    assert len(result["rounds"]) == 2
+    assert result["trainable_parameters"]["noamt"] == result["trainable_parameters"]["marian"]
+    for r in result["rounds"]:
+        assert r["noamt_tok_s"] > 0 and r["marian_tok_s"] > 0
+        assert r["ratio"] == pytest.approx(r["noamt_tok_s"] / r["marian_tok_s"], rel=1e-2)
+    assert result["ratio_range"][0] <= result["median_ratio"] <= result["ratio_range"][1]
