@@ -196,3 +196,19 @@ def test_length_penalty_divides_by_length_including_eos():
 def test_beam_size_must_be_positive(reverse_models):
     with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
         beam_search(reverse_models["trained"], sources([[4]]), bos_id=BOS, eos_id=EOS, beam_size=0)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_min_len_bans_eos_until_then_and_equal_limits_fix_the_length(reverse_models, beam_size):
+    """The trained model stops after len(x) tokens; min_len holds it off EOS for longer."""
+    model = reverse_models["trained"]
+    seqs = random_sequences(12, seed=6)
+    kw = {"bos_id": BOS, "eos_id": EOS, "beam_size": beam_size}
+    search = beam_search if beam_size > 1 else greedy_search
+    if beam_size == 1:
+        del kw["beam_size"]
+    longest = max(len(s) for s in seqs)
+    outputs = search(model, sources(seqs), **kw, min_len=longest + 3, max_len_a=0.0, max_len_b=30)
+    assert all(len(o) >= longest + 3 for o in outputs)
+    exact = search(model, sources(seqs), **kw, min_len=17, max_len_a=0.0, max_len_b=17)
+    assert [len(o) for o in exact] == [17] * len(seqs)

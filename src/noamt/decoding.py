@@ -9,6 +9,8 @@ Output length. A sentence whose source has |x| tokens (without padding, counting
 batcher appends) may emit at most ``L = min(floor(a * |x| + b), max_positions - 1)`` tokens
 before EOS; at step L (0-based) EOS is forced. Every hypothesis therefore ends in EOS, which is
 stripped together with BOS from the returned ids. The padding and BOS ids are never emitted.
+``min_len`` bans EOS before that many tokens (fairseq's ``--min-len``), so ``min_len = L``
+makes every output exactly L tokens long.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class DecodingConfig:
     length_penalty: float = 1.0
     max_len_a: float = 1.2
     max_len_b: int = 10
+    min_len: int = 0  # EOS is banned before this many tokens (fairseq's --min-len)
 
 
 def check_decoding(cfg: DecodingConfig) -> None:
@@ -49,6 +52,8 @@ def check_decoding(cfg: DecodingConfig) -> None:
         raise ValueError(f"beam_size={cfg.beam_size}: must be at least 1")
     if cfg.max_len_a < 0 or cfg.max_len_b < 0:
         raise ValueError(f"max_len_a={cfg.max_len_a}, max_len_b={cfg.max_len_b}: neither may be negative")
+    if cfg.min_len < 0:
+        raise ValueError(f"min_len={cfg.min_len}: must not be negative")
     if cfg.max_len_a == 0 and cfg.max_len_b == 0:
         raise ValueError("max_len_a=0 and max_len_b=0 allow no output token: raise one of them")
 
@@ -96,11 +101,15 @@ def _next_log_probs(
     return lprobs
 
 
-def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Rows whose length limit is reached (step >= L) may only emit EOS; lprobs (N, ..., V)."""
+def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int = 0) -> torch.Tensor:
+    """Rows whose length limit is reached (step >= L) may only emit EOS; before ``min_len``
+    tokens, the others may not emit it. lprobs (N, ..., V)."""
     at_limit = (step >= limits).view(-1, *([1] * (lprobs.dim() - 1)))  # (N, 1, ..., 1)
     only_eos = torch.full_like(lprobs, -math.inf)
     only_eos[..., eos_id] = lprobs[..., eos_id]
+    if step < min_len:
+        lprobs = lprobs.clone()
+        lprobs[..., eos_id] = -math.inf
     return torch.where(at_limit, only_eos, lprobs)
 
 
@@ -119,6 +128,7 @@ def greedy_search(
     eos_id: int,
     max_len_a: float = 1.2,
     max_len_b: float = 10,
+    min_len: int = 0,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """y_t = argmax_v log p(v | y_<t, x) until EOS; src (B, S) -> B lists of ids without BOS/EOS."""
@@ -131,7 +141,7 @@ def greedy_search(
         cache = model.new_cache() if use_cache else None
         for step in range(int(limits.max()) + 1):
             lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)  # (N, V)
-            next_tokens = _force_eos(lprobs, step, limits, eos_id).argmax(dim=-1)  # (N,)
+            next_tokens = _force_eos(lprobs, step, limits, eos_id, min_len).argmax(dim=-1)  # (N,)
             tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)  # (N, t+2)
             finished = next_tokens == eos_id
             for row in finished.nonzero().flatten().tolist():
@@ -219,6 +229,7 @@ def beam_search(
     length_penalty: float = 1.0,
     max_len_a: float = 1.2,
     max_len_b: float = 10,
+    min_len: int = 0,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """Beam search as in fairseq; src (B, S) -> B lists of ids without BOS/EOS.
@@ -245,7 +256,7 @@ def beam_search(
         cache = model.new_cache() if use_cache else None
         for step in range(int(limits.max()) + 1):
             lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)
-            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id)  # (N, K, V)
+            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id, min_len)  # (N, K, V)
             candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
             _finalize(finished, sentence, tokens, candidates, step, k, length_penalty, eos_id)
             n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
@@ -268,6 +279,7 @@ def translate_batches(
     length_penalty: float = 1.0,
     max_len_a: float = 1.2,
     max_len_b: float = 10,
+    min_len: int = 0,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Translate every batch (greedy search for beam_size 1) and detokenize.
@@ -281,6 +293,7 @@ def translate_batches(
         "eos_id": tokenizer.eos_id,
         "max_len_a": max_len_a,
         "max_len_b": max_len_b,
+        "min_len": min_len,
     }
     if beam_size == 1:
         search = functools.partial(greedy_search, **common)
@@ -332,6 +345,7 @@ def translate_texts(
         length_penalty=decoding.length_penalty,
         max_len_a=decoding.max_len_a,
         max_len_b=decoding.max_len_b,
+        min_len=decoding.min_len,
         on_batch=on_batch,
     )
     for i, translation in zip(keep, translations, strict=True):
