@@ -1,4 +1,4 @@
-"""noamt against HF transformers' Marian, side by side: training throughput on the same batches.
+"""noamt against HF transformers' Marian, side by side: training and beam search on the same data.
 
     pip install -e ".[bench]"          # brings transformers
     python scripts/benchmark_peers.py model=small --rounds 3 --block 10
@@ -10,6 +10,12 @@ token-budget batches. The timing alternates: a block of ``--block`` updates of n
 same block of batches for Marian, ``--rounds`` times, after one untimed block of each; so both
 see the same machine state. Prints each round's target tokens/s of both and their ratio, then
 the median ratio and its spread. A ratio is only meaningful from one such run.
+
+Decoding (``--decode-sentences``, 0 to skip): beam search over the first validation sentences,
+noamt's ``beam_search`` against Marian's ``generate(num_beams=...)``, with equal work: every
+hypothesis is forced to ``--decode-length`` tokens and an EOS (EOS banned before, forced after;
+both run length + 1 decoder steps), on the same batches of sources, alternating in rounds the
+same way. Prints sentences/s of both and the ratio.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from hydra import compose, initialize_config_module
 
 from noamt import pipeline
 from noamt.cli.config import register_configs, to_train_config
-from noamt.data import endless_batches
+from noamt.data import EncodedSplit, TokenBudgetBatches, endless_batches
+from noamt.decoding import beam_search
 from noamt.device import DeviceManager
 from noamt.peers import marian_model, marian_train_step, trainable_parameters
 from noamt.trainer import Trainer, build_optimizer
@@ -38,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (noamt block, then Marian block)")
     parser.add_argument("--block", type=int, default=10, help="updates per block")
+    parser.add_argument("--decode-sentences", type=int, default=200, help="sentences to beam-search (0: skip)")
+    parser.add_argument("--decode-length", type=int, default=30, help="tokens every hypothesis is forced to")
+    parser.add_argument("--beam", type=int, default=5, help="beam size for decoding")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.block < 1:
@@ -53,6 +63,42 @@ def timed(step, batches, sync) -> float:
         step(batch)
     sync()
     return time.perf_counter() - start
+
+
+def decode_rounds(args, data, ours, marian, dm, sync) -> dict:
+    """Alternating rounds of beam search, noamt then Marian, on the same source batches."""
+    tok = data.tokenizer
+    n = min(args.decode_sentences, len(data.valid.split))
+    split = EncodedSplit(data.valid.split.src_ids[:n], [[] for _ in range(n)])
+    batches = [b.src.to(dm.device) for b in TokenBudgetBatches(split, 4096, tok.pad_id, tok.bos_id, tok.eos_id,
+                                                                   shuffle=False)]  # fmt: skip
+    length = args.decode_length
+    marian.eval()
+
+    def run_ours(src):
+        beam_search(ours, src, bos_id=tok.bos_id, eos_id=tok.eos_id, beam_size=args.beam, max_len_a=0.0,
+                    max_len_b=length, min_len=length)  # fmt: skip
+
+    @torch.inference_mode()
+    def run_marian(src):
+        marian.generate(input_ids=src, attention_mask=src != tok.pad_id, num_beams=args.beam, do_sample=False,
+                        min_new_tokens=length + 1, max_new_tokens=length + 1, length_penalty=1.0)  # fmt: skip
+
+    rounds = []
+    for i in range(args.rounds + 1):
+        with dm.autocast():
+            t_ours, t_marian = timed(run_ours, batches, sync), timed(run_marian, batches, sync)
+        if i > 0:  # the first round warms up
+            rounds.append({"noamt_sent_s": n / t_ours, "marian_sent_s": n / t_marian, "ratio": t_marian / t_ours})
+    ratios = [r["ratio"] for r in rounds]
+    return {
+        "sentences": n,
+        "beam_size": args.beam,
+        "length": length,
+        "rounds": [{k: round(v, 3 if k == "ratio" else 1) for k, v in r.items()} for r in rounds],
+        "median_ratio": round(statistics.median(ratios), 3),
+        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -104,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         "median_ratio": round(statistics.median(ratios), 3),
         "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
     }
+    if args.decode_sentences > 0:
+        result["decoding"] = decode_rounds(args, data, ours, marian, dm, sync)
     if args.json:
         print(json.dumps(result))
     else:
@@ -113,6 +161,13 @@ def main(argv: list[str] | None = None) -> dict:
         for i, r in enumerate(result["rounds"], 1):
             print(f"{i:>5}  {r['noamt_tok_s']:>12.1f}  {r['marian_tok_s']:>12.1f}  {r['ratio']:>6.3f}")
         print(f"median ratio noamt / Marian: {result['median_ratio']} (range {result['ratio_range']})")
+        if "decoding" in result:
+            d = result["decoding"]
+            print(f"beam {args.beam}, {d['sentences']} sentences forced to {args.decode_length} tokens:")
+            print(f"{'round':>5}  {'noamt sent/s':>12}  {'Marian sent/s':>13}  {'ratio':>6}")
+            for i, r in enumerate(d["rounds"], 1):
+                print(f"{i:>5}  {r['noamt_sent_s']:>12.1f}  {r['marian_sent_s']:>13.1f}  {r['ratio']:>6.3f}")
+            print(f"median ratio noamt / Marian: {d['median_ratio']} (range {d['ratio_range']})")
     dm.close()
     return result
 

@@ -53,10 +53,13 @@ def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(multi30k_dir, 
                  "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny",
                  "model.encoder_layers=1", "model.decoder_layers=1", "trainer.max_tokens=512", "device=cpu",
                  "device.num_threads=1"]  # fmt: skip
-    result = script.main([*overrides, "--rounds", "2", "--block", "3", "--json"])
+    result = script.main([*overrides, "--rounds", "2", "--block", "3", "--decode-length", "5", "--beam", "2", "--json"])
     assert len(result["rounds"]) == 2
     assert result["trainable_parameters"]["noamt"] == result["trainable_parameters"]["marian"]
     for r in result["rounds"]:
         assert r["noamt_tok_s"] > 0 and r["marian_tok_s"] > 0
         assert r["ratio"] == pytest.approx(r["noamt_tok_s"] / r["marian_tok_s"], rel=1e-2)
     assert result["ratio_range"][0] <= result["median_ratio"] <= result["ratio_range"][1]
+    decoding = result["decoding"]
+    assert decoding["sentences"] == 10 and decoding["length"] == 5 and len(decoding["rounds"]) == 2
+    assert all(r["noamt_sent_s"] > 0 and r["marian_sent_s"] > 0 for r in decoding["rounds"])

@@ -114,6 +114,7 @@ def test_evaluate_writes_hypotheses_results_and_a_table(run_dir, tmp_path):
         "length_penalty": 1.0,
         "max_len_a": 1.2,
         "max_len_b": 10,
+        "min_len": 0,
     }
     for split in SPLITS:
         scores = saved["splits"][split]
