@@ -75,11 +75,24 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int =
     return 2 * n**3 / best
 
 
+def print_profile(trainer: Trainer, batches, updates: int) -> None:
+    """torch.profiler over ``updates`` more updates: the 25 operators with the most self time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(updates):
+            trainer.train_step([next(batches)])
+    key = "self_cuda_time_total" if len(activities) > 1 else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train")
     parser.add_argument("--updates", type=int, help="timed updates (default 30 on a CPU, 100 on CUDA)")
     parser.add_argument("--warmup", type=int, help="untimed updates first (default 5 on a CPU, 50 on CUDA)")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
 
@@ -123,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
             tokens += real_tgt
             all_tokens += real_tgt + int((batch.src != model.pad_id).sum())
         elapsed = sum(times)
+        if args.profile:
+            print_profile(trainer, batches, min(updates, 10))
     bf16 = cuda and cfg.device.precision == "bf16"
     peak = matmul_peak(dm.device, torch.bfloat16 if bf16 else torch.float32, 8192 if cuda else 1024)
     achieved = flops / elapsed
