@@ -35,6 +35,7 @@ from noamt.checkpoint import (
 )
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
+from noamt.loss import label_smoothed_cross_entropy
 from noamt.metrics import MetricsWriter
 
 log = logging.getLogger(__name__)
@@ -252,12 +253,7 @@ class Trainer:
             with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
                 keep = batch.tgt_out != self.model.pad_id  # (B, T)
                 logits = self.wrapped(batch.src, batch.tgt_in, keep)  # (N, V)
-                loss = F.cross_entropy(
-                    logits.float(),
-                    batch.tgt_out[keep],
-                    label_smoothing=self.cfg.label_smoothing,
-                    reduction="sum",
-                )
+                loss = label_smoothed_cross_entropy(logits.float(), batch.tgt_out[keep], self.cfg.label_smoothing)
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
         nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
