@@ -103,14 +103,19 @@ def _next_log_probs(
 
 def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int = 0) -> torch.Tensor:
     """Rows whose length limit is reached (step >= L) may only emit EOS; before ``min_len``
-    tokens, the others may not emit it. lprobs (N, ..., V)."""
-    at_limit = (step >= limits).view(-1, *([1] * (lprobs.dim() - 1)))  # (N, 1, ..., 1)
-    only_eos = torch.full_like(lprobs, -math.inf)
-    only_eos[..., eos_id] = lprobs[..., eos_id]
+    tokens, the others may not emit it. lprobs (N, ..., V), changed in place and returned.
+
+    Only the rows at their limit are rewritten (one host sync to find them), not the whole
+    (N, ..., V) tensor: at most steps no row is.
+    """
+    at_limit = (step >= limits).nonzero().flatten()  # (n,)
+    eos = lprobs[at_limit, ..., eos_id] if at_limit.numel() else None  # a copy, (n, ...)
     if step < min_len:
-        lprobs = lprobs.clone()
         lprobs[..., eos_id] = -math.inf
-    return torch.where(at_limit, only_eos, lprobs)
+    if eos is not None:
+        lprobs[at_limit] = -math.inf
+        lprobs[at_limit, ..., eos_id] = eos
+    return lprobs
 
 
 def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
