@@ -137,7 +137,7 @@ def test_outputs_respect_the_length_limit(reverse_models):
 
 
 class _Cache:
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
         pass
 
 
@@ -151,7 +151,7 @@ class BigramModel(nn.Module):
             for token, p in row.items():
                 log_p[prev, token] = math.log(p)
         self.log_p = nn.Parameter(log_p, requires_grad=False)
-        self.pad_id, self.vocab = PAD, vocab
+        self.pad_id, self.vocab, self.tgt_vocab_size = PAD, vocab, vocab
         self.cfg = ModelConfig(max_positions=64)
 
     def encode(self, src):
@@ -160,10 +160,10 @@ class BigramModel(nn.Module):
     def decode(self, tgt_in, memory, memory_mask, cache=None):
         return F.one_hot(tgt_in, self.vocab).float()  # (N, T, V): the previous token
 
-    def project(self, hidden):
-        return hidden @ self.log_p
+    def project(self, hidden, out=None):
+        return torch.mm(hidden, self.log_p, out=out) if out is not None else hidden @ self.log_p
 
-    def new_cache(self):
+    def new_cache(self, max_length=0):
         return _Cache()
 
 

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
 from noamt.model import DecoderCache, Transformer
@@ -89,14 +88,22 @@ def _next_log_probs(
     memory_mask: torch.Tensor,
     cache: DecoderCache | None,
     bos_id: int,
+    buffer: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p(y_t | y_<t, x) for the last position of each row of ``tokens`` (N, t+1): (N, V).
 
-    With a cache only the newest token is fed; PAD and BOS get log-probability -inf.
+    With a cache only the newest token is fed; PAD and BOS get log-probability -inf. With a
+    float32 ``buffer`` of at least N rows, the logits and log-probabilities are written into it
+    (an unchanged view of it is returned): no step allocates the (N, V) tensors afresh, which
+    on a CPU costs page faults on par with the product that fills them.
     """
     tgt_in = tokens[:, -1:] if cache is not None else tokens  # (N, 1) or (N, t+1)
     hidden = model.decode(tgt_in, memory, memory_mask, cache)[:, -1]  # (N, d)
-    lprobs = F.log_softmax(model.project(hidden).float(), dim=-1)  # (N, V)
+    if buffer is not None and hidden.dtype == buffer.dtype:
+        logits = model.project(hidden, out=buffer[: hidden.size(0)])
+    else:  # e.g. bf16 under autocast
+        logits = model.project(hidden).float()
+    lprobs = torch.log_softmax(logits, dim=-1, out=logits)  # (N, V), in place
     lprobs[:, [model.pad_id, bos_id]] = -math.inf
     return lprobs
 
@@ -119,9 +126,9 @@ def _force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: in
 
 
 def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Select batch rows ``rows`` of the cache (in place) and of each tensor."""
+    """Keep sentences ``rows`` (one decoder row each) of the cache, in place, and of each tensor."""
     if cache is not None:
-        cache.reorder(rows)
+        cache.reorder(rows, sentences=rows)
     return tuple(t.index_select(0, rows) for t in tensors)
 
 
@@ -143,9 +150,10 @@ def greedy_search(
         limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
         sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
         tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
-        cache = model.new_cache() if use_cache else None
+        cache = model.new_cache(int(limits.max()) + 1) if use_cache else None
+        buffer = memory.new_empty(src.size(0), model.tgt_vocab_size, dtype=torch.float32)
         for step in range(int(limits.max()) + 1):
-            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)  # (N, V)
+            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id, buffer)  # (N, V)
             next_tokens = _force_eos(lprobs, step, limits, eos_id, min_len).argmax(dim=-1)  # (N,)
             tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)  # (N, t+2)
             finished = next_tokens == eos_id
@@ -194,14 +202,18 @@ def _finalize(
     """Store every finite EOS candidate among the best k as a finished hypothesis.
 
     Its score is sum log p / (step + 1)^alpha, step + 1 being its length including the EOS.
-    A sentence keeps at most k finished hypotheses, the first ones found.
+    A sentence keeps at most k finished hypotheses, the first ones found. ``tokens`` holds the
+    live beams, tokens.size(0) / sentence.size(0) per sentence.
     """
     cand_scores, cand_beams, cand_tokens = (c[:, :k] for c in candidates)  # (N, K)
     is_final = (cand_tokens == eos_id) & torch.isfinite(cand_scores)
+    if not bool(is_final.any()):
+        return
+    beams = tokens.size(0) // sentence.size(0)
     for n, j in is_final.nonzero().tolist():
         hypotheses = finished[int(sentence[n])]
         if len(hypotheses) < k:
-            row = n * k + int(cand_beams[n, j])
+            row = n * beams + int(cand_beams[n, j])
             score = float(cand_scores[n, j]) / (step + 1) ** length_penalty
             hypotheses.append((score, tokens[row, 1:].tolist()))
 
@@ -210,9 +222,11 @@ def _next_beams(
     candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     live: torch.Tensor,
     k: int,
+    beams: int,
     eos_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The k best non-EOS candidates of each sentence in ``live`` (N',).
+    """The k best non-EOS candidates of each sentence in ``live`` (N',), whose ``beams`` live
+    beams occupy consecutive rows of the current batch.
 
     Returns their scores (N', K), the rows of the current batch they extend (N'*K,) and their
     new tokens (N'*K, 1).
@@ -220,7 +234,7 @@ def _next_beams(
     cand_scores, cand_beams, cand_tokens = (c.index_select(0, live) for c in candidates)  # (N', 2K)
     not_eos_first = (cand_tokens == eos_id).to(torch.uint8).sort(dim=1, stable=True).indices
     pick = not_eos_first[:, :k]  # (N', K), positions in score order
-    rows = (live[:, None] * k + cand_beams.gather(1, pick)).view(-1)  # (N'*K,)
+    rows = (live[:, None] * beams + cand_beams.gather(1, pick)).view(-1)  # (N'*K,)
     return cand_scores.gather(1, pick), rows, cand_tokens.gather(1, pick).view(-1, 1)
 
 
@@ -244,34 +258,44 @@ def beam_search(
     sum log p / |y|^alpha with |y| counting the EOS (alpha = ``length_penalty``; 0 compares raw
     sums, 1 per-token averages); the K best others stay live. A sentence stops once it has K
     finished hypotheses (or at its length limit, where EOS is forced) and returns the best one.
+
+    The first step runs one beam per sentence (all K would be the same BOS). The encoder memory
+    stays one row per sentence, shared by its beams (see :class:`~noamt.model.CrossAttention`),
+    and is only narrowed when sentences finish.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     k, batch_size = beam_size, src.size(0)
     finished: Finished = [[] for _ in range(batch_size)]
     with _inference(model):
-        memory, memory_mask = model.encode(src)
-        memory = memory.repeat_interleave(k, dim=0)  # (B*K, S, d)
-        memory_mask = memory_mask.repeat_interleave(k, dim=0)  # (B*K, 1, 1, S)
+        memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
         limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, max_len_a, max_len_b)
         sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
-        tokens = src.new_full((batch_size * k, 1), bos_id)  # (N*K, 1)
-        scores = torch.full((batch_size, k), -math.inf, device=src.device)
-        scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not repeat each other
-        cache = model.new_cache() if use_cache else None
+        tokens = src.new_full((batch_size, 1), bos_id)  # (N*beams, t+1), one beam per sentence at first
+        scores = torch.zeros(batch_size, 1, device=src.device)  # (N, beams)
+        cache = model.new_cache(int(limits.max()) + 1) if use_cache else None
+        buffer = memory.new_empty(batch_size * k, model.tgt_vocab_size, dtype=torch.float32)
         for step in range(int(limits.max()) + 1):
-            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id)
-            lprobs = _force_eos(lprobs.view(sentence.size(0), k, -1), step, limits, eos_id, min_len)  # (N, K, V)
+            beams = scores.size(1)
+            lprobs = _next_log_probs(model, tokens, memory, memory_mask, cache, bos_id, buffer)
+            lprobs = _force_eos(
+                lprobs.view(sentence.size(0), beams, -1), step, limits, eos_id, min_len
+            )  # (N, beams, V)
             candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
             _finalize(finished, sentence, tokens, candidates, step, k, length_penalty, eos_id)
             n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
             live = ((n_finished < k) & (step < limits)).nonzero().flatten()  # (N',)
             if live.numel() == 0:
                 break
-            scores, rows, next_tokens = _next_beams(candidates, live, k, eos_id)
+            scores, rows, next_tokens = _next_beams(candidates, live, k, beams, eos_id)
             tokens = torch.cat([tokens.index_select(0, rows), next_tokens], dim=1)  # (N'*K, t+2)
-            memory, memory_mask = _keep_rows(rows, cache, memory, memory_mask)
-            sentence, limits = sentence.index_select(0, live), limits.index_select(0, live)
+            narrowed = live if live.numel() < sentence.numel() else None  # some sentences are done
+            if narrowed is not None:
+                memory, memory_mask, sentence, limits = (
+                    t.index_select(0, live) for t in (memory, memory_mask, sentence, limits)
+                )
+            if cache is not None:
+                cache.reorder(rows, sentences=narrowed)
     return [max(hypotheses, key=lambda h: h[0])[1] for hypotheses in finished]
 
 

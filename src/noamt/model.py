@@ -52,24 +52,71 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
 class DecoderCache:
     """Keys and values kept between incremental decoding steps.
 
-    Per decoder layer: the self-attention keys/values of every token fed so far (grown by one
-    position per step) and the cross-attention keys/values of the encoder memory (computed once).
+    Self-attention: the keys and values of every target position fed so far, for all decoder
+    layers in one buffer (N, layers, 2, h, capacity, d/h) whose first ``length`` positions are
+    filled. ``reorder`` (beam search's surviving hypotheses) gathers them into a second,
+    reused buffer with one free position, so a search step copies the history once, allocates
+    nothing, and appends its new position in place.
+
+    Cross-attention: the keys and values of the encoder memory, (B, h, S, d/h) per layer,
+    computed once. B may be smaller than N: the N rows are G consecutive rows per memory row
+    (the beams of one sentence), which attend to that row together.
+
+    ``max_length`` (the longest output, when known) sizes the storages once, so that steps
+    reuse the same memory instead of allocating a larger buffer each time.
     """
 
-    def __init__(self, n_layers: int):
-        self.layers: list[dict[str, torch.Tensor]] = [{} for _ in range(n_layers)]
+    def __init__(self, n_layers: int, max_length: int = 0):
+        self.n_layers, self.max_length = n_layers, max_length
+        self.length = 0  # target positions cached
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
+        self._self: torch.Tensor | None = None  # (N, layers, 2, h, capacity, d/h), a view of:
+        self._storage = torch.empty(0)
+        self._spare = torch.empty(0)  # the storage the next reorder writes into
 
-    @property
-    def length(self) -> int:
-        """Number of target positions already cached."""
-        first = self.layers[0]
-        return first["self_k"].size(2) if "self_k" in first else 0
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``layer``'s keys and values of the new positions, k and v (N, h, T, d/h), after
+        the cached ones; return those of all positions, (N, h, length + T, d/h) each."""
+        end = self.length + k.size(2)
+        if self._self is None:
+            n, h, t, dh = k.shape
+            self._storage = k.new_empty(n * self.n_layers * 2 * h * max(t, self.max_length) * dh)
+            self._self = self._storage[: n * self.n_layers * 2 * h * t * dh].view(n, self.n_layers, 2, h, t, dh)
+        elif self._self.size(4) < end:  # no free position (no reorder since the last step)
+            self._self = self._gather(None, capacity=max(end, self.max_length))
+        self._self[:, layer, 0, :, self.length : end] = k
+        self._self[:, layer, 1, :, self.length : end] = v
+        return self._self[:, layer, 0, :, :end], self._self[:, layer, 1, :, :end]
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` of the batch (beam search's surviving hypotheses)."""
-        for layer in self.layers:
-            for key, value in layer.items():
-                layer[key] = value.index_select(0, index)
+    def advance(self, n_positions: int) -> None:
+        """Count the positions every layer has just stored with :meth:`extend`."""
+        self.length += n_positions
+
+    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
+        """Keep hypotheses ``rows`` (N',) of the self-attention cache, in that order, and, when
+        given, memory rows ``sentences`` (B',) of the cross-attention cache."""
+        if self._self is not None:
+            self._self = self._gather(rows, capacity=self.length + 1)
+        if sentences is not None:
+            self.cross = [None if kv is None else (kv[0][sentences], kv[1][sentences]) for kv in self.cross]
+
+    def _gather(self, rows: torch.Tensor | None, capacity: int) -> torch.Tensor:
+        """Rows ``rows`` (all when None) of the filled positions, copied into the spare storage
+        viewed as (N', layers, 2, h, capacity, d/h); the old storage becomes the spare one."""
+        old = self._self
+        n = old.size(0) if rows is None else rows.numel()
+        shape = (n, *old.shape[1:4], capacity, old.size(5))
+        numel = math.prod(shape)
+        if self._spare.numel() < numel:
+            self._spare = old.new_empty(max(numel, numel // capacity * self.max_length))
+        new = self._spare[:numel].view(shape)
+        filled = old[..., : self.length, :]
+        if rows is None:
+            new[..., : self.length, :].copy_(filled)
+        else:
+            torch.index_select(filled, 0, rows, out=new[..., : self.length, :])
+        self._storage, self._spare = self._spare, self._storage
+        return new
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -98,17 +145,17 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         causal: bool = False,
-        cache: dict[str, torch.Tensor] | None = None,
+        cache: DecoderCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
+        """x (N, T, d) -> (N, T, d). With a ``cache`` (decoder ``layer``), x holds the positions
+        after the cached ones, which every new position may see."""
         q, k, v = (_split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        if cache is not None and "self_k" in cache:  # incremental decoding: x is the newest position
-            if q.size(2) != 1:
-                raise ValueError("incremental decoding feeds one new target position per step")
-            k = torch.cat([cache["self_k"], k], dim=2)  # (B, h, t+1, d/h)
-            v = torch.cat([cache["self_v"], v], dim=2)
-            causal = False  # the single new query may see every cached position
         if cache is not None:
-            cache["self_k"], cache["self_v"] = k, v
+            if cache.length and q.size(2) != 1:
+                raise ValueError("incremental decoding feeds one new target position per step")
+            causal = causal and cache.length == 0
+            k, v = cache.extend(layer, k, v)  # (N, h, t+1, d/h)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -135,18 +182,33 @@ class CrossAttention(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None,
-        cache: dict[str, torch.Tensor] | None = None,
+        cache: DecoderCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
-        q = _split_heads(self.q(x), self.n_heads)
-        if cache is not None and "cross_k" in cache:
-            k, v = cache["cross_k"], cache["cross_v"]
-        else:
-            k, v = (_split_heads(t, self.n_heads) for t in self.kv(memory).chunk(2, dim=-1))
+        """x (B*G, T, d), memory (B, S, d) -> (B*G, T, d).
+
+        Each memory row serves G consecutive rows of x (G = 1 in training; the K beams of a
+        sentence in beam search): their G*T queries attend to it in one product, so the memory
+        is neither repeated nor reordered per beam.
+        """
+        q = _split_heads(self.q(x), self.n_heads)  # (B*G, h, T, d/h)
+        kv = cache.cross[layer] if cache is not None else None
+        if kv is None:
+            kv = tuple(_split_heads(t, self.n_heads) for t in self.kv(memory).chunk(2, dim=-1))  # (B, h, S, d/h)
             if cache is not None:
-                cache["cross_k"], cache["cross_v"] = k, v
+                cache.cross[layer] = kv
+        k, v = kv
+        n, h, t, dh = q.shape
+        b = k.size(0)
+        if n % b:
+            raise ValueError(f"{n} decoder rows cannot share {b} memory rows equally")
+        if n != b:
+            q = q.view(b, n // b, h, t, dh).transpose(1, 2).reshape(b, h, n // b * t, dh)  # (B, h, G*T, d/h)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=memory_mask, dropout_p=self.dropout if self.training else 0.0
         )
+        if n != b:
+            y = y.view(b, h, n // b, t, dh).transpose(1, 2).reshape(n, h, t, dh)
         return self.out(_merge_heads(y))
 
 
@@ -195,8 +257,9 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, index: int = 0):
         super().__init__()
+        self.index = index  # position in the decoder stack, which names its part of a DecoderCache
         self.self_attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
         self.cross_attn = CrossAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
@@ -209,10 +272,10 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
-        cache: dict[str, torch.Tensor] | None = None,
+        cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        x = self.self_block(x, lambda h: self.self_attn(h, causal=True, cache=cache))
-        x = self.cross_block(x, lambda h: self.cross_attn(h, memory, memory_mask, cache=cache))
+        x = self.self_block(x, lambda h: self.self_attn(h, causal=True, cache=cache, layer=self.index))
+        x = self.cross_block(x, lambda h: self.cross_attn(h, memory, memory_mask, cache=cache, layer=self.index))
         return self.ffn_block(x, self.ffn)
 
 
@@ -232,7 +295,7 @@ class Transformer(nn.Module):
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
         self.embed_dropout = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.decoder_layers))
         self.encoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
         self.reset_parameters()
@@ -276,18 +339,29 @@ class Transformer(nn.Module):
         memory_mask: torch.Tensor,
         cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        """tgt_in (B, T) -> hidden states (B, T, d). Position t sees target positions <= t only.
+        """tgt_in (B*G, T) -> hidden states (B*G, T, d). Position t sees target positions <= t only.
 
-        With a ``cache``, ``tgt_in`` holds only the tokens after the cached ones (usually one).
+        memory (B, S, d) and memory_mask (B, 1, 1, S) hold one row per G consecutive rows of
+        ``tgt_in`` (G = 1 but for beam search). With a ``cache``, ``tgt_in`` holds only the
+        tokens after the cached ones (usually one).
         """
         offset = cache.length if cache is not None else 0
         x = self._embed(self.tgt_embed, tgt_in, offset)
-        for i, layer in enumerate(self.decoder):
-            x = layer(x, memory, memory_mask, cache.layers[i] if cache is not None else None)
+        for layer in self.decoder:
+            x = layer(x, memory, memory_mask, cache)
+        if cache is not None:
+            cache.advance(tgt_in.size(1))
         return self.decoder_norm(x)
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix."""
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tgt_embed.num_embeddings
+
+    def project(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix;
+        for 2-D ``hidden`` (N, d), ``out`` may be an (N, vocab) tensor to write them into."""
+        if out is not None:
+            return torch.mm(hidden, self.tgt_embed.weight.t(), out=out)
         return F.linear(hidden, self.tgt_embed.weight)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -302,8 +376,9 @@ class Transformer(nn.Module):
             hidden = hidden[keep]  # (N, d)
         return self.project(hidden)
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache(len(self.decoder))
+    def new_cache(self, max_length: int = 0) -> DecoderCache:
+        """An empty cache for incremental decoding of up to ``max_length`` positions (a hint)."""
+        return DecoderCache(len(self.decoder), max_length)
 
 
 def count_parameters(model: nn.Module) -> int:
