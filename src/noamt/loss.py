@@ -1,48 +1,90 @@
-"""Label-smoothed cross-entropy over the vocabulary, fused: one softmax, an analytic gradient.
+"""The output projection and the label-smoothed cross-entropy, fused: one softmax, analytic gradients.
 
-For logits x (N, V), targets t and smoothing eps, with lse_i = log sum_v exp(x_iv):
+For hidden states h (N, d), the output matrix W (V, d), logits x = h W^T, targets t and
+smoothing eps, with lse_i = log sum_v exp(x_iv):
 
     loss = sum_i [ (1 - eps) (lse_i - x_{i,t_i}) + (eps / V) sum_v (lse_i - x_iv) ]
          = sum_i [ lse_i - (1 - eps) x_{i,t_i} - (eps / V) sum_v x_iv ]
-    d loss / d x_iv = softmax(x_i)_v - q_iv,   q_iv = (1 - eps) [v = t_i] + eps / V
+    G_iv = d loss / d x_iv = softmax(x_i)_v - q_iv,   q_iv = (1 - eps) [v = t_i] + eps / V
+    d loss / d h = G W,   d loss / d W = G^T h
 
-the same value as ``F.cross_entropy(x, t, label_smoothing=eps, reduction="sum")``. Computing the
-gradient in the forward pass, in place in the softmax buffer, saves PyTorch's separate smoothing
-and NLL gradients (two N x V buffers filled with zeros and added), which cost about a fifth of a
-CPU training step of the small model.
+the same value and gradients as ``F.cross_entropy(h @ W.T, t, label_smoothing=eps,
+reduction="sum")``. The forward pass works through the rows in chunks: each chunk's logits are
+written into one reused buffer, turned into G in place and multiplied out at once, so no N x V
+tensor is kept for the backward pass (which only scales the two stored gradients) and none is
+allocated per step. PyTorch's version keeps the logits and builds its smoothing and NLL
+gradients in separate N x V buffers; on a CPU that was about a fifth of a training step of
+the small model.
 """
 
 from __future__ import annotations
 
 import torch
 
+CHUNK_ROWS = 1024  # rows of logits alive at once: 1024 x 8,000 floats = 32 MB
 
-class _LabelSmoothedCrossEntropy(torch.autograd.Function):
+
+def _loss_and_gradient_(logits: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The summed loss of ``logits`` (n, V) float32; overwrites them with G (see the module)."""
+    vocab = logits.size(1)
+    target = target[:, None]  # (n, 1)
+    top = logits.amax(dim=1, keepdim=True)  # (n, 1)
+    loss = -(1.0 - epsilon) * logits.gather(1, target).sum()
+    if epsilon:
+        loss = loss - (epsilon / vocab) * logits.sum()
+    probs = logits.sub_(top).exp_()  # (n, V), unnormalised
+    total = probs.sum(dim=1, keepdim=True)  # (n, 1)
+    loss = loss + (top + total.log()).sum()  # + sum_i lse_i
+    grad = probs.div_(total)  # softmax
+    grad.scatter_add_(1, target, torch.full_like(total, -(1.0 - epsilon)))
+    if epsilon:
+        grad.sub_(epsilon / vocab)
+    return loss
+
+
+class _ProjectedLabelSmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
-        n, vocab = logits.shape
-        top = logits.amax(dim=1, keepdim=True)  # (N, 1)
-        probs = logits - top  # (N, V)
-        probs.exp_()
-        total = probs.sum(dim=1, keepdim=True)  # (N, 1)
-        lse = top + total.log()  # (N, 1)
-        target = target[:, None]  # (N, 1)
-        loss = lse.sum() - (1.0 - epsilon) * logits.gather(1, target).sum()
-        if epsilon:
-            loss = loss - (epsilon / vocab) * logits.sum()
-        grad = probs.div_(total)  # softmax, (N, V)
-        grad.scatter_add_(1, target, torch.full_like(lse, -(1.0 - epsilon)))
-        if epsilon:
-            grad.sub_(epsilon / vocab)
-        ctx.save_for_backward(grad)
+    def forward(ctx, hidden, weight, target, epsilon, chunk_rows, dtype):
+        n, vocab = hidden.size(0), weight.size(0)
+        w = weight.to(dtype)
+        grad_hidden = torch.empty_like(hidden, memory_format=torch.contiguous_format)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        buffer = hidden.new_empty((min(n, chunk_rows), vocab), dtype=torch.float32)
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, n, chunk_rows):
+                h = hidden[start : start + chunk_rows].to(dtype)  # (n_c, d)
+                logits = buffer[: h.size(0)]
+                if dtype == torch.float32:
+                    torch.mm(h, w.t(), out=logits)
+                else:  # reduced-precision products, float32 softmax
+                    logits.copy_(torch.mm(h, w.t()))
+                loss += _loss_and_gradient_(logits, target[start : start + chunk_rows], epsilon)
+                g = logits.to(dtype)  # G of the chunk
+                if dtype == torch.float32:
+                    torch.mm(g, w, out=grad_hidden[start : start + chunk_rows])
+                    grad_weight.addmm_(g.t(), h)
+                else:
+                    grad_hidden[start : start + chunk_rows] = torch.mm(g, w)
+                    grad_weight += torch.mm(g.t(), h).float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_output), None, None
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_output, (grad_weight * grad_output).to(ctx.weight_dtype), None, None, None, None
 
 
-def label_smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Sum over the N rows of the label-smoothed cross-entropy; logits (N, V) float, target (N,)."""
-    return _LabelSmoothedCrossEntropy.apply(logits, target, epsilon)
+def projected_label_smoothed_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, epsilon: float, chunk_rows: int = CHUNK_ROWS
+) -> torch.Tensor:
+    """Sum over the N rows of the label-smoothed cross-entropy of the logits ``hidden @ weight.T``.
+
+    hidden (N, d), weight (V, d), target (N,). Under autocast the products run in its dtype
+    (as ``F.linear`` would) and the softmax in float32.
+    """
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    return _ProjectedLabelSmoothedCrossEntropy.apply(hidden, weight, target, epsilon, chunk_rows, dtype)

@@ -6,7 +6,7 @@
 
 Sinusoidal positions, embeddings scaled by sqrt(d_model), residual sublayers with layer norm
 after (post-norm, the paper) or before (pre-norm) each sublayer, dropout on sublayer outputs,
-attention weights and the feed-forward activation, and attention through
+attention weights and the feed-forward activation (:mod:`noamt.dropout`), and attention through
 ``torch.nn.functional.scaled_dot_product_attention``. The code is device-agnostic: masks are
 built on the input's device and nothing here chooses a device.
 """
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from noamt.dropout import Dropout
 
 
 @dataclass
@@ -219,7 +221,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.dropout(F.relu(self.fc1(x))))
@@ -234,7 +236,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
@@ -293,7 +295,7 @@ class Transformer(nn.Module):
             self.tgt_embed if cfg.share_embeddings else nn.Embedding(src_vocab_size, cfg.d_model, padding_idx=pad_id)
         )
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
-        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.embed_dropout = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.decoder_layers))
         self.encoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
@@ -361,20 +363,29 @@ class Transformer(nn.Module):
         """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix;
         for 2-D ``hidden`` (N, d), ``out`` may be an (N, vocab) tensor to write them into."""
         if out is not None:
-            return torch.mm(hidden, self.tgt_embed.weight.t(), out=out)
-        return F.linear(hidden, self.tgt_embed.weight)
+            return torch.mm(hidden, self.output_weight.t(), out=out)
+        return F.linear(hidden, self.output_weight)
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None, *, logits: bool = True
+    ) -> torch.Tensor:
         """Teacher-forced logits (B, T, V); with a boolean ``keep`` (B, T), only those rows (N, V).
 
         Selecting the non-padding positions before the output projection skips the largest
-        matrix product for padding.
+        matrix product for padding. ``logits=False`` stops before the projection and returns
+        the hidden states, (B, T, d) or (N, d), for a loss that fuses it
+        (:func:`noamt.loss.projected_label_smoothed_cross_entropy` with :attr:`output_weight`).
         """
         memory, memory_mask = self.encode(src)
         hidden = self.decode(tgt_in, memory, memory_mask)  # (B, T, d)
         if keep is not None:
             hidden = hidden[keep]  # (N, d)
-        return self.project(hidden)
+        return self.project(hidden) if logits else hidden
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The output projection's matrix (V, d): the shared target embedding."""
+        return self.tgt_embed.weight
 
     def new_cache(self, max_length: int = 0) -> DecoderCache:
         """An empty cache for incremental decoding of up to ``max_length`` positions (a hint)."""

@@ -35,7 +35,7 @@ from noamt.checkpoint import (
 )
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
-from noamt.loss import label_smoothed_cross_entropy
+from noamt.loss import projected_label_smoothed_cross_entropy
 from noamt.metrics import MetricsWriter
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,10 @@ class Trainer:
             sync = i == len(batches) - 1 or not self.dm.distributed
             with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
                 keep = batch.tgt_out != self.model.pad_id  # (B, T)
-                logits = self.wrapped(batch.src, batch.tgt_in, keep)  # (N, V)
-                loss = label_smoothed_cross_entropy(logits.float(), batch.tgt_out[keep], self.cfg.label_smoothing)
+                hidden = self.wrapped(batch.src, batch.tgt_in, keep, logits=False)  # (N, d)
+                loss = projected_label_smoothed_cross_entropy(
+                    hidden, self.model.output_weight, batch.tgt_out[keep], self.cfg.label_smoothing
+                )
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
         nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
