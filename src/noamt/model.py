@@ -224,7 +224,7 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        return self.fc2(self.dropout(F.relu(self.fc1(x), inplace=True)))
 
 
 class Residual(nn.Module):
