@@ -61,6 +61,27 @@ def test_collate_layout() -> None:
     assert all(t.dtype == torch.long for t in (batch.src, batch.tgt_in, batch.tgt_out, batch.indices))
 
 
+def test_pad_to_multiple_widens_every_tensor_with_padding_only() -> None:
+    plain = collate([[5, 6, 7], [8]], [[9], [10, 11, 12, 13]], [4, 0], PAD, BOS, EOS)
+    padded = collate([[5, 6, 7], [8]], [[9], [10, 11, 12, 13]], [4, 0], PAD, BOS, EOS, pad_to_multiple=8)
+    for name in ("src", "tgt_in", "tgt_out"):
+        a, b = getattr(plain, name), getattr(padded, name)
+        assert b.size(1) == 8
+        assert torch.equal(b[:, : a.size(1)], a) and bool((b[:, a.size(1) :] == PAD).all())
+    assert padded.n_tgt_tokens == plain.n_tgt_tokens
+
+
+def test_token_budget_counts_widths_padded_to_the_multiple(train_split) -> None:
+    budget = batches(train_split, max_tokens=1000, pad_to_multiple=8)
+    assert len(budget) > len(batches(train_split, max_tokens=1000))  # padded widths fit fewer pairs
+    for batch in budget:
+        widths = (batch.src.size(1), batch.tgt_in.size(1))
+        assert all(w % 8 == 0 for w in widths)
+        assert batch.src.size(0) == 1 or batch.src.size(0) * max(widths) <= 1000
+    with pytest.raises(ValueError, match="pad_to_multiple must be positive, got 0"):
+        batches(train_split, pad_to_multiple=0)
+
+
 def test_collate_empty_sequences() -> None:
     batch = collate([[]], [[]], [0], PAD, BOS, EOS)
     assert batch.src.tolist() == [[EOS]]

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from noamt.data import collate
 from noamt.model import ModelConfig, Transformer, count_parameters, sinusoidal_positions
 
 PAD = 0
@@ -110,6 +111,18 @@ def test_rows_sharing_a_memory_row_equal_a_repeated_memory():
     torch.testing.assert_close(torch.cat(steps, dim=1), repeated, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="4 decoder rows cannot share 3 memory rows"):
         model.decode(tgt[:4], memory.repeat(3, 1, 1)[:3], mask.repeat(3, 1, 1, 1)[:3])
+
+
+def test_extra_padding_changes_no_logit():
+    # trainer.pad_to_multiple widens batches with padding: the real positions must not notice
+    model = tiny_model().eval()
+    seqs = [[5, 6, 7, 8, 9], [10, 11]]
+    plain = collate(seqs, seqs, [0, 1], PAD, 1, 2)
+    padded = collate(seqs, seqs, [0, 1], PAD, 1, 2, pad_to_multiple=8)
+    with torch.no_grad():
+        a = model(plain.src, plain.tgt_in, plain.tgt_out != PAD)
+        b = model(padded.src, padded.tgt_in, padded.tgt_out != PAD)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_keep_mask_selects_rows_of_the_full_logits():

@@ -20,6 +20,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class DeviceConfig:
     precision: str = "fp32"
     num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
     tf32: bool = True  # TF32 matmuls on Ampere and newer GPUs
     deterministic: bool = False  # torch.use_deterministic_algorithms
 
@@ -78,6 +80,8 @@ class DeviceManager:
     def __init__(self, cfg: DeviceConfig):
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"device.precision={cfg.precision!r}: expected one of {sorted(PRECISIONS)}")
+        if cfg.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"device.compile_mode={cfg.compile_mode!r}: expected one of {list(COMPILE_MODES)}")
         self.cfg = cfg
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -134,7 +138,7 @@ class DeviceManager:
     def wrap(self, model: nn.Module) -> nn.Module:
         """Compile and/or wrap in DistributedDataParallel; checkpoints keep using the bare module."""
         if self.cfg.compile:
-            model = torch.compile(model, dynamic=True)
+            model = torch.compile(model, mode=self.cfg.compile_mode, dynamic=True)
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

@@ -96,9 +96,12 @@ def prepare_data(
             *ids,
             seed=trainer_cfg.seed,
             max_sentences=trainer_cfg.max_sentences,
+            pad_to_multiple=trainer_cfg.pad_to_multiple,
             **shard,
         ),
-        valid=TokenBudgetBatches(valid, trainer_cfg.max_tokens, *ids, shuffle=False),
+        valid=TokenBudgetBatches(
+            valid, trainer_cfg.max_tokens, *ids, shuffle=False, pad_to_multiple=trainer_cfg.pad_to_multiple
+        ),
         valid_references=list(corpus["valid"]["tgt"]),
         tokenized=data_cfg.tokenized,
     )

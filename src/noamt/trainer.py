@@ -49,6 +49,7 @@ class TrainerConfig:
     max_epochs: int = 0  # passes over the training data; 0 means no limit
     max_tokens: int = 4096  # token budget of one batch (padded source or target, whichever is longer)
     max_sentences: int | None = None
+    pad_to_multiple: int = 1  # pad batch widths to a multiple of this (8 suits GPUs and torch.compile)
     update_freq: int = 1  # batches accumulated into one update
     clip_norm: float = 0.0  # max global gradient norm; 0 disables clipping
     label_smoothing: float = 0.1

@@ -109,16 +109,20 @@ def collate(
     pad_id: int,
     bos_id: int,
     eos_id: int,
+    pad_to_multiple: int = 1,
 ) -> Batch:
-    """Pad one batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS."""
+    """Pad one batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS.
+
+    Each tensor's width is its longest row rounded up to a multiple of `pad_to_multiple`.
+    """
     src_lens = torch.tensor([len(s) + 1 for s in src_ids])
     tgt_lens = torch.tensor([len(t) + 1 for t in tgt_ids])
     src_flat = list(chain.from_iterable(chain(s, (eos_id,)) for s in src_ids))
     tgt_in_flat = list(chain.from_iterable(chain((bos_id,), t) for t in tgt_ids))
     tgt_out_flat = list(chain.from_iterable(chain(t, (eos_id,)) for t in tgt_ids))
-    src = _pad(src_flat, src_lens, pad_id)
-    tgt_in = _pad(tgt_in_flat, tgt_lens, pad_id)
-    tgt_out = _pad(tgt_out_flat, tgt_lens, pad_id)
+    src = _pad(src_flat, src_lens, pad_id, pad_to_multiple)
+    tgt_in = _pad(tgt_in_flat, tgt_lens, pad_id, pad_to_multiple)
+    tgt_out = _pad(tgt_out_flat, tgt_lens, pad_id, pad_to_multiple)
     return Batch(
         src=src,
         tgt_in=tgt_in,
@@ -128,9 +132,14 @@ def collate(
     )
 
 
-def _pad(flat: list[int], lengths: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id`."""
-    width = int(lengths.max()) if len(lengths) else 0
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad(flat: list[int], lengths: torch.Tensor, pad_id: int, multiple: int = 1) -> torch.Tensor:
+    """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id` to the longest
+    row rounded up to a multiple of `multiple`."""
+    width = _round_up(int(lengths.max()), multiple) if len(lengths) else 0
     out = torch.full((len(lengths), width), pad_id, dtype=torch.long)
     return out.masked_scatter_(torch.arange(width) < lengths[:, None], torch.tensor(flat, dtype=torch.long))
 
@@ -154,6 +163,10 @@ class TokenBudgetBatches:
 
     Iteration is deterministic given (seed, epoch) and resumable mid-epoch via
     `state_dict`/`load_state_dict`.
+
+    `pad_to_multiple` (fairseq's --pad-to-multiple) pads every width up to a multiple of it, and
+    the token budget counts those padded widths. On a GPU, widths that are multiples of 8 suit
+    the tensor cores, and a compiled model (``device.compile``) meets fewer distinct shapes.
     """
 
     def __init__(
@@ -168,11 +181,14 @@ class TokenBudgetBatches:
         max_sentences: int | None = None,
         num_shards: int = 1,
         shard_id: int = 0,
+        pad_to_multiple: int = 1,
     ):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if max_sentences is not None and max_sentences < 1:
             raise ValueError(f"max_sentences must be positive or None, got {max_sentences}")
+        if pad_to_multiple < 1:
+            raise ValueError(f"pad_to_multiple must be positive, got {pad_to_multiple}")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
         self.split = split
@@ -181,6 +197,7 @@ class TokenBudgetBatches:
         self.shuffle = shuffle
         self.num_shards = num_shards
         self.shard_id = shard_id
+        self.pad_to_multiple = pad_to_multiple
         self._batches = self._make_batches(max_tokens, max_sentences)
         if len(self._batches) < num_shards:
             raise ValueError(
@@ -229,6 +246,7 @@ class TokenBudgetBatches:
                 self.pad_id,
                 self.bos_id,
                 self.eos_id,
+                self.pad_to_multiple,
             )
 
     def state_dict(self) -> dict:
@@ -252,7 +270,8 @@ class TokenBudgetBatches:
         else:
             tie_break = np.arange(len(self.split))
         order = np.lexsort((tie_break, src_lens, tgt_lens)).tolist()
-        lengths = np.maximum(src_lens, tgt_lens).tolist()
+        m = self.pad_to_multiple
+        lengths = (-(-np.maximum(src_lens, tgt_lens) // m) * m).tolist()  # padded widths
         cap = max_sentences or len(order)
         batches: list[list[int]] = []
         current: list[int] = []
