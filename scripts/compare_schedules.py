@@ -4,6 +4,7 @@ schedule, over several seeds; every run evaluated; BLEU reported with confidence
     python scripts/compare_schedules.py --profile smoke
     python scripts/compare_schedules.py --profile cpu --schedules noam,constant,cosine --seeds 1,2
     python scripts/compare_schedules.py --profile full --lr-sweep data.dir=/data/multi30k
+    python scripts/compare_schedules.py --profile full --jobs 9 device=cuda   # 9 runs share one GPU
 
 A profile is a training config, configs/experiment/compare_<profile>.yaml, plus the defaults
 below (seeds, decoding). Arguments after the options are noamt-train overrides for every run.
@@ -14,6 +15,7 @@ The runs are one Hydra multirun of noamt-train over the jobs still to train,
 
 each compare_run option (written to <out>/configs/compare_run/) setting the schedule, the seed
 and, with --lr-sweep, the peak; add e.g. hydra/launcher=submitit_slurm to run them elsewhere.
+With --jobs N the runs are dealt into N such multiruns, which train at the same time.
 Finished runs are skipped and interrupted ones resumed, so the command can be re-run safely.
 Every run's checkpoint_last.pt is then evaluated on the validation and test sets
 (<run>/eval/results.json) and <out>/report.md, results.csv, results.json and plots are written.
@@ -125,6 +127,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="benchmark folder (default: <runs>/compare_<profile>[_lr_sweep], <runs> = $NOAMT_RUNS_DIR or runs)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, e.g. several small models sharing one GPU (each process trains its share "
+        "of the runs one after another; on a CPU give each device.num_threads)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the multirun command, train nothing")
     parser.add_argument("overrides", nargs="*", help="noamt-train overrides for every run, e.g. device.num_threads=2")
     args = parser.parse_args(argv)
@@ -132,6 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     clashes = [o for o in args.overrides if o.lstrip("+~").split("=")[0] in reserved]
     if clashes:
         parser.error(f"{clashes}: set by the benchmark (use --schedules, --seeds, --lr-sweep, --lr-scales, --out)")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be at least 1")
     args.seeds = args.seeds or list(PROFILES[args.profile].seeds)
     args.beam_size = args.beam_size or PROFILES[args.profile].beam_size
     suffix = "_lr_sweep" if args.lr_sweep else ""
@@ -247,20 +258,27 @@ class Progress:
         print(line, file=sys.stderr, flush=True)
 
 
-def train(command: list[str], progress: Progress) -> int:
-    """Run the multirun, printing progress between runs; SIGTERM is passed on (the runs save)."""
-    proc = subprocess.Popen(command)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
+def train(commands: list[list[str]], progress: Progress) -> int:
+    """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
+    (the runs save). Returns the first non-zero exit status, else 0."""
+    procs = [subprocess.Popen(command) for command in commands]
+
+    def terminate(signum, frame) -> None:
+        for proc in procs:
+            proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        while proc.poll() is None:
+        while any(proc.poll() is None for proc in procs):
             progress.poll()
             time.sleep(1.0)
     except KeyboardInterrupt:  # the runs got the same SIGINT and save their checkpoints
-        proc.wait()
+        for proc in procs:
+            proc.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
     progress.poll()
-    return proc.returncode
+    return next((proc.returncode for proc in procs if proc.returncode), 0)
 
 
 def evaluate_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path, beam_size: int) -> None:
@@ -329,6 +347,8 @@ def write_outputs(
     runs = [comparison.collect_run(job, args.out / "runs" / job.name) for job in jobs]
     settings = comparison.summarize_settings(runs)
     selected = comparison.select_best_peaks(settings) if args.lr_sweep else settings
+    for warning in comparison.divergence_warnings(selected):
+        print(f"[compare] {warning}", file=sys.stderr)
     cfg = configs[jobs[0].name]
     tests = cfg["data"]["test_splits"]
     corpus = load_corpus(DataConfig(**cfg["data"]))
@@ -382,12 +402,13 @@ def run(args: argparse.Namespace) -> int:
         f"{len(pending)} to train ({resumed} resumed)",
         file=sys.stderr,
     )
-    command = multirun_command(args, config_dir, runs_dir, pending)
+    shares = [pending[i :: args.jobs] for i in range(min(args.jobs, len(pending)))]  # one multirun per process
+    commands = [multirun_command(args, config_dir, runs_dir, share) for share in shares]
     if args.dry_run:
-        print(shlex.join(command) if pending else "nothing to train")
+        print("\n".join(map(shlex.join, commands)) if pending else "nothing to train")
         return 0
     if pending:
-        code = train(command, Progress(pending, runs_dir, states, configs))
+        code = train(commands, Progress(pending, runs_dir, states, configs))
         if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
             print("[compare] interrupted: the runs saved checkpoints; run the same command again to resume")
             return code
@@ -399,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
             raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
     evaluate_runs(jobs, configs, runs_dir, args.beam_size)
     paths, comparisons = write_outputs(args, jobs, configs)
-    print("\n".join(c.conclusion for c in comparisons))
+    print("\n".join(line for c in comparisons for line in (c.conclusion, c.seed_conclusion)))
     print("\n".join(map(str, paths)))
     return 0
 

@@ -131,3 +131,25 @@ def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):
     uninterrupted = [r for r in read_metrics(original / "metrics.jsonl") if r["kind"] == "valid"][-1]
     assert (final["step"], final["loss"]) == (6, uninterrupted["loss"])  # the same model as never stopped
     assert (tmp_path / "bench" / "report.md").is_file()
+
+
+def test_runs_trained_at_once_equal_runs_trained_one_after_another(smoke, tmp_path):
+    out, cache, _ = smoke
+    result = compare(tmp_path / "bench", "--schedules", "noam,cosine", "--jobs", "2", cache=cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "run 4/4" in result.stderr
+    for name in ("noam-seed1", "noam-seed2", "cosine-seed1", "cosine-seed2"):
+        together, alone = (
+            [
+                (r["step"], r["loss"])
+                for r in read_metrics(root / "runs" / name / "metrics.jsonl")
+                if r["kind"] == "valid"
+            ]
+            for root in (tmp_path / "bench", out)
+        )
+        assert together == alone, name
+        scores = [
+            json.loads((root / "runs" / name / "eval" / "results.json").read_text())["splits"]
+            for root in (tmp_path / "bench", out)
+        ]
+        assert scores[0] == scores[1], name

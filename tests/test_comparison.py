@@ -318,3 +318,57 @@ def test_conclusion_does_not_claim_an_insignificant_or_one_seed_difference(bench
     sharp = stats.PairedBootstrap(delta=8.0, ci_low=6.0, ci_high=10.0, p_value=0.001, n_samples=1000, n_seeds=1)
     line = comparison.conclusion("test_a", *single, sharp)
     assert "(1 seed)" in line and line.endswith("one seed, so the variation between seeds is not measured")
+
+
+# ----------------------------------------------------------------------------- seeds and divergence
+def test_seed_level_comparison_has_the_known_winner_and_t_test():
+    seeds = stats.compare_seeds([31.0, 32.0, 33.0], [30.0, 30.0, 30.0])  # d = 1, 2, 3
+    assert (seeds.wins, seeds.losses, seeds.ties, seeds.mean_difference) == (3, 0, 0, 2.0)
+    assert seeds.t == pytest.approx(2.0 / (1.0 / math.sqrt(3)))  # mean(d) / (std(d) / sqrt(n))
+    assert seeds.p_value == pytest.approx(0.07418, abs=1e-4)  # Student t, 2 degrees of freedom
+    split = stats.compare_seeds([30.0, 29.0], [29.0, 30.0])
+    assert (split.wins, split.losses, split.mean_difference, split.p_value) == (1, 1, 0.0, pytest.approx(1.0))
+    assert stats.compare_seeds([3.0], [1.0]).p_value is None
+
+
+def test_comparison_counts_the_seeds_each_schedule_wins(benchmark):
+    _, runs, refs = benchmark
+    (result,) = comparison.compare_to_reference(comparison.summarize_settings(runs), "noam", ["test_a"], refs, 100)
+    assert (result.seeds.wins, result.seeds.losses) == (3, 0) and result.seeds.p_value < 0.05
+    assert "noam higher on 3 of 3 seeds, cosine on 0; paired t-test over seeds significant" in result.seed_conclusion
+
+
+@pytest.mark.parametrize(
+    ("losses", "flagged"),
+    [
+        ([9.0, 6.0, 5.0, 4.5, 4.2], False),  # falling
+        ([9.0, 6.0, 5.0, 5.02, 5.01], False),  # flat within 1% at the end
+        ([9.0, 5.0, 5.5, 6.5, 8.0], True),  # rising over the last half
+        ([9.0, 6.0, float("nan"), 5.0, 4.0], True),  # non-finite
+    ],
+)
+def test_a_run_whose_validation_loss_rises_over_its_last_half_is_diverged(losses, flagged):
+    records = [valid_record(step, 0.0, loss) for step, loss in zip(range(0, 1000, 200), losses, strict=True)]
+    assert comparison.diverged(records) is flagged
+
+
+def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
+    root, runs, refs = benchmark
+    job = Job("cosine", 4)
+    hyps = degrade(refs["test_a"], 0.4, 4)
+    fake_run(
+        root, job, {"valid": (10.0, 40.0), "test_a": (corpus_bleu(hyps, refs["test_a"]), 50.0)}, {"test_a": hyps}, 7.0
+    )
+    runs = [*runs, comparison.collect_run(job, root / "runs" / job.name)]  # loss 9.0, 6.0, then 7.0
+    settings = comparison.summarize_settings(runs)
+    cosine = settings[1]
+    assert cosine.diverged_seeds == [4] and cosine.scores["valid"]["bleu"].n == 4
+    (warning,) = comparison.divergence_warnings(settings)
+    assert warning.startswith("cosine-seed4 diverged: validation loss rose over the last half of training")
+    meta = {"profile": "synthetic", "reference": "noam", "test_splits": ["test_a"], "bootstrap_samples": 50}
+    result = comparison.compare_to_reference(settings, "noam", ["test_a"], refs, 50)
+    report.write_report(root, {**meta, "description": {}}, settings, settings, result, [])
+    text = (root / "report.md").read_text()
+    assert warning in text and "cosine-seed4](runs/cosine-seed4/eval/results.json) (diverged)" in text
+    saved = json.loads((root / "results.json").read_text())
+    assert saved["diverged"] == [warning] and saved["settings"][1]["diverged_seeds"] == [4]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,16 @@ from noamt.checkpoint import LAST, load_checkpoint
 from noamt.data import read_lines
 from noamt.metrics import read_metrics
 from noamt.schedules import CONFIGS
-from noamt.stats import PairedBootstrap, Summary, bleu_from_statistics, bleu_statistics, paired_bootstrap, summarize
+from noamt.stats import (
+    PairedBootstrap,
+    SeedComparison,
+    Summary,
+    bleu_from_statistics,
+    bleu_statistics,
+    compare_seeds,
+    paired_bootstrap,
+    summarize,
+)
 
 JOB_GROUP = "compare_run"
 SCORED_METRICS = ("bleu", "chrf")
@@ -182,6 +192,32 @@ class RunResult:
     def hypotheses(self, split: str) -> list[str]:
         return read_lines(evaluation_dir(self.run_dir) / f"{split}.hyp.{self.tgt_lang}")
 
+    @property
+    def diverged(self) -> bool:
+        return diverged(self.valid)
+
+
+def diverged(valid: Sequence[dict], tolerance: float = 0.01) -> bool:
+    """Whether the validation loss rose over the last half of training.
+
+    Over the validations at updates >= half the last one (two at least): the least-squares
+    slope of loss against update is positive, and the last loss exceeds the lowest loss of the
+    whole run by more than ``tolerance`` (relative), so that a flat, noisy end is not flagged.
+    A non-finite loss anywhere counts as diverged.
+    """
+    losses = [(r["step"], r["loss"]) for r in valid]
+    if not losses:
+        return False
+    if not all(math.isfinite(loss) for _, loss in losses):
+        return True
+    last_step = losses[-1][0]
+    tail = [(step, loss) for step, loss in losses if step >= last_step / 2]
+    if len(tail) < 2:
+        return False
+    steps, values = np.array(tail, dtype=np.float64).T
+    slope = np.polyfit(steps, values, 1)[0]
+    return bool(slope > 0 and values[-1] > min(loss for _, loss in losses) * (1 + tolerance))
+
 
 def collect_run(job: Job, run_dir: Path) -> RunResult:
     """A run's training log and evaluation as a RunResult (both must exist)."""
@@ -222,6 +258,11 @@ class SettingSummary:
     @property
     def seeds(self) -> list[int]:
         return [r.job.seed for r in self.runs]
+
+    @property
+    def diverged_seeds(self) -> list[int]:
+        """Seeds whose run's validation loss rose over its last half (see :func:`diverged`)."""
+        return [r.job.seed for r in self.runs if r.diverged]
 
 
 def summarize_settings(runs: Sequence[RunResult]) -> list[SettingSummary]:
@@ -315,15 +356,43 @@ def conclusion(split: str, a: SettingSummary, b: SettingSummary, test: PairedBoo
     return line + ("; the seeds' ranges overlap" if overlap else "")
 
 
+def seed_conclusion(
+    split: str, a: SettingSummary, b: SettingSummary, seeds: SeedComparison, alpha: float = 0.05
+) -> str:
+    """One line on the seed-level view: who wins on how many seeds, and the paired t-test over them."""
+    n = len(seeds.differences)
+    head = f"{split}, seed by seed: {a.setting} − {b.setting} = {seeds.mean_difference:+.2f} BLEU on average"
+    if n < 2:
+        return f"{head} (1 seed: no test over seeds)"
+    record = f"{a.setting} higher on {seeds.wins} of {n} seeds, {b.setting} on {seeds.losses}"
+    p = f"p = {seeds.p_value:.3f}" if seeds.p_value < 0.01 else f"p = {seeds.p_value:.2f}"
+    verdict = "significant" if seeds.p_value < alpha else "not significant"
+    return f"{head}; {record}; paired t-test over seeds {verdict} ({p}, {n - 1} degrees of freedom)"
+
+
+def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
+    """One line per run whose validation loss rose over its last half; its scores stay in the means."""
+    return [
+        f"{r.job.name} diverged: validation loss rose over the last half of training "
+        f"({r.valid[len(r.valid) // 2]['loss']:.3f} at update {r.valid[len(r.valid) // 2]['step']}, "
+        f"{r.valid[-1]['loss']:.3f} at update {r.valid[-1]['step']}); it is counted in {s.setting}'s means"
+        for s in settings
+        for r in s.runs
+        if r.diverged
+    ]
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """The reference setting against another on one test split."""
+    """The reference setting against another on one test split: over sentences and over seeds."""
 
     split: str
     reference: str
     other: str
     test: PairedBootstrap
     conclusion: str
+    seeds: SeedComparison
+    seed_conclusion: str
 
 
 def compare_to_reference(
@@ -333,7 +402,8 @@ def compare_to_reference(
     references: dict[str, Sequence[str]],
     n_samples: int = 1000,
 ) -> list[Comparison]:
-    """The schedule ``reference`` against every other setting on each split (paired bootstrap)."""
+    """The schedule ``reference`` against every other setting on each split: the paired
+    bootstrap over test sentences and the paired t-test over the seeds both ran."""
     ref = next((s for s in settings if s.schedule == reference), None)
     if ref is None:
         raise ValueError(f"reference schedule {reference!r} is not among {[s.setting for s in settings]}")
@@ -342,5 +412,18 @@ def compare_to_reference(
         for other in settings:
             if other is not ref:
                 test = compare_bleu(ref, other, split, references[split], n_samples)
-                out.append(Comparison(split, ref.setting, other.setting, test, conclusion(split, ref, other, test)))
+                common = sorted(set(ref.seeds) & set(other.seeds))
+                by_seed = [{r.job.seed: r.scores[split]["bleu"] for r in s.runs} for s in (ref, other)]
+                seeds = compare_seeds([by_seed[0][k] for k in common], [by_seed[1][k] for k in common])
+                out.append(
+                    Comparison(
+                        split,
+                        ref.setting,
+                        other.setting,
+                        test,
+                        conclusion(split, ref, other, test),
+                        seeds,
+                        seed_conclusion(split, ref, other, seeds),
+                    )
+                )
     return out

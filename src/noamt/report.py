@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from noamt.comparison import Comparison, SettingSummary, format_summary  # noqa: E402
+from noamt.comparison import Comparison, SettingSummary, divergence_warnings, format_summary  # noqa: E402
 from noamt.stats import Summary  # noqa: E402
 
 VALIDATION_PLOT = "validation_curves.png"
@@ -32,7 +32,11 @@ METHOD = (
     "the runs of two schedules are paired seed by seed (same seed = same initialisation and batches), one "
     "resample of sentence indices is shared by all runs, and the statistic is the difference of the "
     "mean-over-seeds sacreBLEU; two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1). It measures "
-    "how much the difference depends on the particular test sentences, not on the seeds (see the seed spread)."
+    "how much the difference depends on the particular test sentences, not on the seeds. Over seeds: the "
+    "per-seed differences of BLEU (same seed for both schedules), how many seeds each wins, and the paired "
+    "t-test t = mean(d) / (std(d) / √n) with n − 1 degrees of freedom. A run is flagged as diverged when its "
+    "validation loss rose over the last half of training (positive least-squares slope over the validations "
+    "from half-way, last loss more than 1% above the run's lowest); flagged runs stay in the means."
 )
 
 
@@ -51,6 +55,7 @@ def setting_dict(s: SettingSummary, selected: bool) -> dict:
         "updates": summary_dict(s.updates),
         "wall_time_s": summary_dict(s.wall_time_s),
         "best_valid_loss": summary_dict(s.best_valid_loss),
+        "diverged_seeds": s.diverged_seeds,
         "scores": {split: {m: summary_dict(v) for m, v in ms.items()} for split, ms in s.scores.items()},
         "runs": [
             {
@@ -62,6 +67,7 @@ def setting_dict(s: SettingSummary, selected: bool) -> dict:
                 "updates": r.updates,
                 "wall_time_s": r.wall_time_s,
                 "best_valid_loss": r.best_valid_loss,
+                "diverged": r.diverged,
                 "scores": {split: {m: v[m] for m in ("bleu", "chrf", "ter")} for split, v in r.scores.items()},
             }
             for r in s.runs
@@ -80,7 +86,8 @@ def write_json(
     data = {
         "meta": meta,
         "settings": [setting_dict(s, s.setting in chosen) for s in settings],
-        "comparisons": [{**asdict(c), "test": asdict(c.test)} for c in comparisons],
+        "comparisons": [asdict(c) for c in comparisons],
+        "diverged": divergence_warnings(settings),
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -158,6 +165,7 @@ def _summary_section(selected: Sequence[SettingSummary]) -> list[str]:
         "best valid loss",
         "valid BLEU",
         "valid chrF",
+        "diverged seeds",
     ]
     rows = [
         [
@@ -169,10 +177,12 @@ def _summary_section(selected: Sequence[SettingSummary]) -> list[str]:
             format_summary(s.best_valid_loss, 3),
             format_summary(s.scores["valid"]["bleu"]),
             format_summary(s.scores["valid"]["chrf"]),
+            ",".join(map(str, s.diverged_seeds)) or "none",
         ]
         for s in selected
     ]
-    return ["## Summary", "", *_table(header, rows)]
+    warnings = [f"- **{line}**" for line in divergence_warnings(selected)]
+    return ["## Summary", "", *_table(header, rows), *(["", *warnings] if warnings else [])]
 
 
 def _split_section(
@@ -186,15 +196,20 @@ def _split_section(
         "chrF",
         "chrF 95% CI",
         f"Δ BLEU {reference} − schedule [95% bootstrap]",
-        "p",
+        "p (sentences)",
+        f"seeds won ({reference} : schedule)",
+        "p (seeds)",
     ]
     rows = []
     for s in selected:
         bleu, chrf, t = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
         delta = f"{t.test.delta:+.2f} [{t.test.ci_low:+.2f}, {t.test.ci_high:+.2f}]" if t else "reference"
         p = f"{t.test.p_value:.3f}" if t else ""
-        rows.append([s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf), _ci(chrf), delta, p])
-    conclusions = [f"- {c.conclusion}" for c in comparisons if c.split == split]
+        won = f"{t.seeds.wins} : {t.seeds.losses}" if t else ""
+        p_seeds = "" if t is None or t.seeds.p_value is None else f"{t.seeds.p_value:.3f}"
+        row = [s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf), _ci(chrf), delta, p, won, p_seeds]
+        rows.append(row)
+    conclusions = [f"- {line}" for c in comparisons if c.split == split for line in (c.conclusion, c.seed_conclusion)]
     return [f"## {split}", "", *_table(header, rows), "", *conclusions]
 
 
@@ -220,7 +235,8 @@ def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[Setti
     header = ["run", "peak lr", "updates", "wall time", "best valid loss", *(f"{split} BLEU" for split in splits)]
     rows = [
         [
-            f"[{r.job.name}]({os.path.relpath(r.run_dir / 'eval' / 'results.json', out_dir)})",
+            f"[{r.job.name}]({os.path.relpath(r.run_dir / 'eval' / 'results.json', out_dir)})"
+            + (" (diverged)" if r.diverged else ""),
             f"{r.peak_lr:.3g}",
             str(r.updates),
             format_duration(r.wall_time_s),

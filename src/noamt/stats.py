@@ -1,4 +1,5 @@
-"""Statistics for comparing training runs: summaries over seeds and a paired bootstrap test.
+"""Statistics for comparing training runs: summaries over seeds, a paired bootstrap test over
+sentences and a paired t-test over seeds.
 
 Over the n seeds of one setting, with values x_1..x_n:
 
@@ -9,6 +10,11 @@ Over the n seeds of one setting, with values x_1..x_n:
 Between two systems A and B on one test set (the paired bootstrap of Koehn 2004, as in
 sacreBLEU's ``paired-bs``): sentences are resampled with replacement, the same resample for
 both systems, and BLEU is recomputed from summed sufficient statistics on each resample.
+
+Between A and B over seeds (``compare_seeds``): the per-seed differences d_s = x_A,s - x_B,s,
+how many seeds each side wins, and the paired t-test t = mean(d) / (std(d) / sqrt(n)), n - 1
+degrees of freedom. The bootstrap asks whether a difference survives other test sentences; the
+t-test whether it survives other seeds.
 """
 
 from __future__ import annotations
@@ -181,3 +187,38 @@ def paired_bootstrap(
         n_samples=n_samples,
         n_seeds=len(stats_a),
     )
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """A against B seed by seed: d_s = x_A,s - x_B,s over the n seeds both ran.
+
+    ``wins``/``losses``/``ties`` count the seeds with d_s > 0, < 0 and = 0. The paired t-test
+    over seeds: t = mean(d) / (std(d) / sqrt(n)) with n - 1 degrees of freedom, two-sided
+    p = 1 - P(|T| <= |t|); p is None below 2 seeds, 1 when every d_s is 0 and 0 when the d_s
+    are equal and not 0.
+    """
+
+    differences: tuple[float, ...]
+    mean_difference: float
+    wins: int
+    losses: int
+    ties: int
+    t: float | None
+    p_value: float | None
+
+
+def compare_seeds(a: Sequence[float], b: Sequence[float]) -> SeedComparison:
+    """Paired comparison of per-seed values ``a[s]`` and ``b[s]`` (same seed, same position)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need the same number (>= 1) of seeds per system, got {len(a)} and {len(b)}")
+    d = tuple(float(x) - float(y) for x, y in zip(a, b, strict=True))
+    n, mean = len(d), sum(d) / len(d)
+    counts = {"wins": sum(x > 0 for x in d), "losses": sum(x < 0 for x in d), "ties": sum(x == 0 for x in d)}
+    if n < 2:
+        return SeedComparison(d, mean, **counts, t=None, p_value=None)
+    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if std == 0.0:
+        return SeedComparison(d, mean, **counts, t=None, p_value=1.0 if mean == 0.0 else 0.0)
+    t = mean / (std / math.sqrt(n))
+    return SeedComparison(d, mean, **counts, t=t, p_value=1.0 - t_two_sided_mass(t, n - 1))
