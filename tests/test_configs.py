@@ -1,5 +1,6 @@
 """Every option of every config group composes into a valid TrainConfig."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from omegaconf import OmegaConf
 
 from noamt import pipeline, schedules
 from noamt.cli.config import register_configs, to_train_config
+from noamt.decoding import DecodingConfig
 from noamt.model import Transformer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -23,13 +25,43 @@ def compose_train(overrides):
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_group_option_composes(group, option):
+def test_every_group_option_composes_and_its_schedule_peaks_where_it_says(group, option):
     cfg = to_train_config(compose_train([f"{group}={option}"]))
     assert cfg.model.d_model % cfg.model.n_heads == 0
     lr = schedules.schedule_from_config(cfg.schedule)
-    assert lr(1) > 0
+    params = {k: v for k, v in dataclasses.asdict(cfg.schedule).items() if k != "name"}
+    peak, warmup = schedules.peak_lr(cfg.schedule.name, **params), cfg.schedule.warmup_steps
+    assert lr(warmup) == pytest.approx(peak, rel=1e-9)  # the end of warmup is the declared peak
+    assert lr(max(1, warmup // 2)) <= peak and lr(2 * warmup + 1) <= peak
     if group == "model":
         Transformer(cfg.model, 100, 100, pad_id=0)
+
+
+def differences(composed, default, prefix: str) -> list[str]:
+    """Fields of two dataclasses that differ (lists and tuples compare by value)."""
+    out = []
+    for f in dataclasses.fields(default):
+        a, b = getattr(composed, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(b):
+            out += differences(a, b, f"{prefix}{f.name}.")
+        elif (list(a) if isinstance(a, tuple | list) else a) != (list(b) if isinstance(b, tuple | list) else b):
+            out.append(f"{prefix}{f.name}: YAML {a!r}, dataclass {b!r}")
+    return out
+
+
+def test_the_default_options_state_the_dataclass_defaults(monkeypatch):
+    # one source of truth: what noamt-train uses with no override is what the library uses
+    monkeypatch.delenv("NOAMT_DATA_DIR", raising=False)
+    cfg = to_train_config(compose_train([]))
+    expected = pipeline.TrainConfig(schedule=schedules.NoamConfig(d_model=cfg.model.d_model), run_name=cfg.run_name)
+    assert differences(cfg, expected, "") == []
+
+
+@pytest.mark.parametrize("program", ["evaluate", "translate"])
+def test_decoding_yamls_state_the_decoding_defaults(program):
+    text = OmegaConf.load(CONFIGS / f"{program}.yaml")
+    for f in dataclasses.fields(DecodingConfig):
+        assert text[f.name] == getattr(DecodingConfig(), f.name), f"{program}.yaml {f.name}"
 
 
 def test_noam_takes_d_model_from_the_model():

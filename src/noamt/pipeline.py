@@ -43,7 +43,7 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: Any = None  # one of noamt.schedules.CONFIGS; None means NoamConfig()
+    schedule: Any = None  # one of noamt.schedules.CONFIGS; None: Noam with the model's d_model
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     run_name: str = "run"
@@ -184,7 +184,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
     if not dm.is_main:  # one log for the whole job
         logging.getLogger("noamt").setLevel(logging.WARNING)
     try:
-        schedule_cfg = cfg.schedule or schedules.NoamConfig()
+        schedule_cfg = cfg.schedule or schedules.NoamConfig(d_model=cfg.model.d_model)
         schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
         dm.seed(cfg.trainer.seed)
         tokenizer_file = run_dir / "tokenizer.json"

@@ -55,14 +55,14 @@ class TrainerConfig:
     label_smoothing: float = 0.1
     seed: int = 1
     log_interval: int = 20
-    val_interval: int = 500  # validate every N updates; 0: only at epoch ends (val_every_epoch)
+    val_interval: int = 200  # validate every N updates; 0: only at epoch ends (val_every_epoch)
     val_every_epoch: bool = False  # also validate at the end of every epoch (fairseq's default)
     validate_at_start: bool = True
     val_bleu: bool = True  # greedy sacreBLEU on the validation set at every validation
     val_bleu_max_examples: int | None = None  # score only the first N validation pairs
     best_metric: str = "loss"  # checkpoint_best.pt by lowest validation "loss" or highest "bleu"
     patience: int = 0  # stop after this many validations without a better best_metric; 0: never
-    save_interval: int = 500  # write checkpoint_last.pt and checkpoint_<step>.pt; 0: never
+    save_interval: int = 200  # write checkpoint_last.pt and checkpoint_<step>.pt; 0: never
     keep_last: int = 3  # checkpoint_<step>.pt files kept (0 keeps all)
     save_every_epoch: bool = False  # write checkpoint_epoch<E>.pt at the end of every epoch
     keep_last_epochs: int = 0  # checkpoint_epoch<E>.pt files kept (0 keeps all)
