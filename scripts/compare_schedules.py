@@ -43,10 +43,11 @@ from plot_schedules import plot as plot_lr_curves
 from noamt import comparison
 from noamt.checkpoint import LAST, CheckpointError, config_differences
 from noamt.cli.config import register_configs
-from noamt.cli.evaluate import EvaluateConfig, evaluate
 from noamt.comparison import Job
 from noamt.data import DataConfig, DataError, load_corpus
+from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
+from noamt.evaluation import evaluate_checkpoint
 from noamt.metrics import read_metrics
 from noamt.report import format_duration, write_report
 
@@ -290,14 +291,12 @@ def evaluate_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path, bea
         if comparison.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
             continue
         print(f"[compare] evaluating run {i}/{len(jobs)} {job.name} on {', '.join(splits)}", file=sys.stderr)
-        evaluate(
-            EvaluateConfig(
-                checkpoint=str(run_dir / "checkpoints" / LAST),
-                splits=splits,
-                beam_size=beam_size,
-                out_dir=str(comparison.evaluation_dir(run_dir)),
-                device=DeviceConfig(**cfg["device"]),
-            )
+        evaluate_checkpoint(
+            run_dir / "checkpoints" / LAST,
+            DecodingConfig(beam_size=beam_size),
+            DeviceConfig(**cfg["device"]),
+            splits=splits,
+            out_dir=comparison.evaluation_dir(run_dir),
         )
 
 

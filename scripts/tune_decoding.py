@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.evaluate import stored_data_config, tokenized_references
 from noamt.data import DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig, DeviceManager
-from noamt.evaluation import evaluate_split, load_model
+from noamt.evaluation import evaluate_split, load_model, stored_data_config, tokenized_references
 from noamt.length_analysis import diagnose_lengths
 
 

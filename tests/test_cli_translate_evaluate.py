@@ -17,8 +17,9 @@ from noamt.checkpoint import save_checkpoint
 from noamt.cli.evaluate import EvaluateConfig, evaluate
 from noamt.cli.translate import TranslateConfig
 from noamt.data import DataConfig, DataError, TokenizerConfig, read_lines, train_tokenizer
+from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
-from noamt.evaluation import AS_GIVEN_BLEU_LABEL, tokenized_bleu
+from noamt.evaluation import AS_GIVEN_BLEU_LABEL, evaluate_checkpoint, tokenized_bleu
 from noamt.model import ModelConfig, Transformer
 from noamt.pipeline import TrainConfig
 
@@ -133,6 +134,16 @@ def test_evaluate_rejects_an_unknown_split(run_dir):
     cfg = EvaluateConfig(checkpoint=str(run_dir), splits=["test_2099"], device=DeviceConfig("cpu"))
     with pytest.raises(DataError, match=r"splits: \['test_2099'\] not in data config multi30k_en_de"):
         evaluate(cfg)
+
+
+def test_evaluate_checkpoint_is_a_library_call(run_dir, tmp_path):
+    path, results = evaluate_checkpoint(
+        run_dir, DecodingConfig(beam_size=1), DeviceConfig("cpu"), splits=["valid"], out_dir=tmp_path, progress=False
+    )
+    saved = json.loads(path.read_text())
+    assert path == tmp_path / "results.json" and saved["decoding"]["beam_size"] == 1
+    assert saved["splits"]["valid"]["bleu"] == results["valid"]["bleu"]
+    assert len(read_lines(tmp_path / "valid.hyp.de")) == results["valid"]["n_sentences"]
 
 
 def compose_app(name: str, overrides: list[str]):

@@ -1,5 +1,8 @@
 """Score translations with sacreBLEU; load a checkpoint, translate splits, write the results.
 
+``evaluate_checkpoint`` is the whole job of ``noamt-evaluate`` as a library call: a checkpoint
+and decoding settings in, hypothesis files and ``results.json`` out.
+
 The headline numbers are sacreBLEU's BLEU, chrF and TER of detokenized, cased hypotheses
 against the raw references, each reported with its signature. For comparison with papers that
 ran ``multi-bleu.perl`` on Multi30k's official ``{split}.lc.norm.tok.{lang}`` references, a
@@ -17,9 +20,12 @@ BP = min(1, exp(1 - r / c)) for reference length r and hypothesis length c.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +33,12 @@ from pathlib import Path
 import torch
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
+from tqdm import tqdm
 
 from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from noamt.data import Batch, Tokenizer
-from noamt.decoding import DecodingConfig, translate_batches, translate_texts
+from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
+from noamt.decoding import DecodingConfig, check_decoding, translate_batches, translate_texts
+from noamt.device import DeviceConfig, device_manager
 from noamt.model import ModelConfig, Transformer
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
@@ -252,3 +260,102 @@ def format_table(results: dict[str, dict]) -> str:
             signatures["tok-BLEU"] = f"{tok['label']}: {tok['signature']}"
     lines += [f"{name}: {signature}" for name, signature in signatures.items()]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the whole job
+log = logging.getLogger(__name__)
+
+
+def stored_data_config(loaded: LoadedModel, data_dir: str | None) -> DataConfig:
+    """The run's data config, reading files from ``data_dir`` when given."""
+    try:
+        data_cfg = DataConfig(**loaded.config["data"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{loaded.path}: config.data is not a DataConfig ({err})") from err
+    if data_dir is not None:
+        data_cfg = dataclasses.replace(data_cfg, dir=data_dir, source="files")
+    return data_cfg
+
+
+def tokenized_references(data_cfg: DataConfig, split: str) -> list[str] | None:
+    """The official lowercased, Moses-tokenized references of ``split``, if the folder has them
+    (cut to ``max_eval_examples`` like the split itself)."""
+    data_dir = resolve_data_dir(data_cfg)
+    if data_dir is None or data_cfg.tokenized:  # tokenized text is its own reference
+        return None
+    stem = data_cfg.valid_split if split == "valid" else split
+    path = tokenized_reference_file(data_dir, stem, data_cfg.tgt_lang)
+    return read_lines(path)[: data_cfg.max_eval_examples] if path.is_file() else None
+
+
+def default_out_dir(checkpoint: Path) -> Path:
+    """``<run>/eval`` for ``<run>/checkpoints/<file>``, else ``eval`` beside the checkpoint."""
+    folder = checkpoint.parent
+    return (folder.parent if folder.name == "checkpoints" else folder) / "eval"
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    decoding: DecodingConfig,
+    device: DeviceConfig,
+    *,
+    splits: Sequence[str] | None = None,
+    data_dir: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    max_tokens: int = 4096,
+    progress: bool = True,
+) -> tuple[Path, dict[str, dict]]:
+    """Translate ``splits`` (default: the stored data config's test splits; ``valid`` names the
+    validation split) with a checkpoint file or run directory and score them.
+
+    The data config is the one stored in the checkpoint (``data_dir`` replaces its folder).
+    Writes ``<split>.hyp.<tgt_lang>`` and ``results.json`` to ``out_dir`` (default:
+    ``<run>/eval``); returns the path of results.json and the scores per split. Batches hold at
+    most ``max_tokens`` source tokens; ``progress`` shows a bar per split on stderr.
+    """
+    check_decoding(decoding)
+    dm = device_manager(device)
+    loaded = load_model(checkpoint, dm.device)
+    data_cfg = stored_data_config(loaded, data_dir)
+    splits = list(splits or data_cfg.test_splits)
+    known = ["valid", *data_cfg.test_splits]
+    unknown = [s for s in splits if s not in known]
+    if unknown:
+        raise DataError(f"splits: {unknown} not in data config {data_cfg.name} (has {known})")
+    log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
+    log.info("data: %s, splits %s", data_cfg.name, ", ".join(splits))
+    if data_cfg.tokenized:
+        log.info(
+            "data.tokenized=true: hypotheses are lowercased and tokenized already and are scored as they are "
+            "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
+        )
+    corpus = load_corpus(data_cfg, splits=splits)  # only the files of the splits scored
+    hypotheses, results = {}, {}
+    for split in splits:
+        bar = tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress)
+        with bar, dm.autocast():
+            hypotheses[split], results[split] = evaluate_split(
+                loaded.model,
+                loaded.tokenizer,
+                corpus[split]["src"],
+                corpus[split]["tgt"],
+                decoding,
+                tgt_lang=data_cfg.tgt_lang,
+                max_tokens=max_tokens,
+                tok_references=tokenized_references(data_cfg, split),
+                tokenized=data_cfg.tokenized,
+                on_batch=bar.update,
+            )
+    meta = {
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
+        "data": data_cfg.name,
+        "src_lang": data_cfg.src_lang,
+        "tgt_lang": data_cfg.tgt_lang,
+        "tokenized": data_cfg.tokenized,
+        "decoding": {f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
+    }
+    out = Path(out_dir) if out_dir else default_out_dir(loaded.path)
+    path = write_results(out, hypotheses, results, data_cfg.tgt_lang, meta)
+    log.info("wrote %s and the hypotheses", path)
+    return path, results
