@@ -1,4 +1,4 @@
-"""scripts/compare_schedules.py end to end with the smoke profile: one Hydra multirun, every
+"""noamt-compare end to end with the smoke profile: one Hydra multirun, every
 report file, re-runs that train nothing, and an interrupted run that is resumed, not restarted."""
 
 import json
@@ -13,7 +13,6 @@ import pytest
 from noamt.checkpoint import LAST
 from noamt.metrics import read_metrics
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_schedules.py"
 TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
 REPORT_FILES = [
     "report.md",
@@ -27,7 +26,17 @@ REPORT_FILES = [
 
 def compare(out: Path, *args: str, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NOAMT_CACHE_DIR": str(cache)}
-    command = [sys.executable, str(SCRIPT), "--profile", "smoke", "--out", str(out), *args, "device.num_threads=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "noamt.cli.compare",
+        "--profile",
+        "smoke",
+        "--out",
+        str(out),
+        *args,
+        "device.num_threads=1",
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 

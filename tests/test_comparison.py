@@ -9,9 +9,10 @@ import random
 import pytest
 from sacrebleu.metrics import BLEU
 
-from noamt import comparison, report, stats
 from noamt.checkpoint import LAST, config_differences, save_checkpoint
-from noamt.comparison import Job
+from noamt.compare import report, stats
+from noamt.compare import runs as compare_runs
+from noamt.compare.runs import Job
 
 SPLITS = ["valid", "test_a"]
 
@@ -85,19 +86,19 @@ def test_paired_bootstrap_finds_nothing_between_systems_of_equal_quality():
 
 # ----------------------------------------------------------------------------- jobs and configs
 def test_jobs_are_seed_major_and_their_configs_set_schedule_seed_and_peak():
-    jobs = comparison.plan_jobs(["noam", "cosine"], [1, 2])
+    jobs = compare_runs.plan_jobs(["noam", "cosine"], [1, 2])
     assert [j.name for j in jobs] == ["noam-seed1", "cosine-seed1", "noam-seed2", "cosine-seed2"]
-    assert "schedule:" not in comparison.job_config(jobs[1]).replace("override /schedule:", "")
-    sweep = comparison.plan_jobs(["noam", "cosine"], [1], [0.5, 2.0])
+    assert "schedule:" not in compare_runs.job_config(jobs[1]).replace("override /schedule:", "")
+    sweep = compare_runs.plan_jobs(["noam", "cosine"], [1], [0.5, 2.0])
     assert [j.name for j in sweep] == ["noam-x0.5-seed1", "cosine-x0.5-seed1", "noam-x2-seed1", "cosine-x2-seed1"]
-    noam, cosine = comparison.job_config(sweep[0]), comparison.job_config(sweep[1])
+    noam, cosine = compare_runs.job_config(sweep[0]), compare_runs.job_config(sweep[1])
     assert noam.startswith("# @package _global_\n") and "override /schedule: noam" in noam
     assert "factor: 0.5" in noam and "seed: 1" in noam and "run_name: noam-x0.5-seed1" in noam
     assert "peak_lr: ${noam_peak:${model.d_model},${.warmup_steps},0.5}" in cosine
     with pytest.raises(ValueError, match="unknown schedules"):
-        comparison.plan_jobs(["nom"], [1])
+        compare_runs.plan_jobs(["nom"], [1])
     with pytest.raises(ValueError, match="without repeats"):
-        comparison.plan_jobs(["noam"], [1, 1])
+        compare_runs.plan_jobs(["noam"], [1, 1])
 
 
 def test_config_differences_name_the_changed_keys():
@@ -178,34 +179,34 @@ def test_a_resumed_run_is_read_as_one_training(tmp_path):
             end_record(6, 231.0),
         ],
     )
-    log = comparison.read_training(tmp_path)
+    log = compare_runs.read_training(tmp_path)
     assert [(r["step"], r["loss"]) for r in log.valid] == [(0, 8.0), (3, 6.5), (6, 5.0)]
     assert log.wall_time_s == pytest.approx((110.0 - 100.0) + (231.0 - 200.0))
     assert log.step == 6 and log.end["step"] == 6 and log.info["time"] == 100.0
 
 
 def test_run_state_new_partial_finished(tmp_path):
-    assert comparison.run_state(tmp_path / "absent", 6) == comparison.RunState("new", 0)
+    assert compare_runs.run_state(tmp_path / "absent", 6) == compare_runs.RunState("new", 0)
     interrupted = tmp_path / "interrupted"
     write_records(interrupted, [run_record(0, 1.0), end_record(3, 2.0, interrupted=True)])
     save_checkpoint({"model": {}, "step": 3}, interrupted / "checkpoints" / LAST)
-    assert comparison.run_state(interrupted, 6) == comparison.RunState("partial", 3)
+    assert compare_runs.run_state(interrupted, 6) == compare_runs.RunState("partial", 3)
     killed = tmp_path / "killed"  # SIGKILL after the last checkpoint: no "end" record
     write_records(killed, [run_record(0, 1.0), valid_record(6, 2.0, 5.0)])
     save_checkpoint({"model": {}, "step": 6}, killed / "checkpoints" / LAST)
-    assert comparison.run_state(killed, 6) == comparison.RunState("finished", 6)
+    assert compare_runs.run_state(killed, 6) == compare_runs.RunState("finished", 6)
     done = tmp_path / "done"
     write_records(done, [run_record(0, 1.0), end_record(6, 2.0)])
-    assert comparison.run_state(done, 6) == comparison.RunState("finished", 6)
-    assert comparison.run_state(done, 8).status == "new"  # a longer budget, no checkpoint to resume
+    assert compare_runs.run_state(done, 6) == compare_runs.RunState("finished", 6)
+    assert compare_runs.run_state(done, 8).status == "new"  # a longer budget, no checkpoint to resume
 
 
 def test_evaluation_is_reused_only_for_the_same_checkpoint_step_and_decoding(tmp_path):
     run_dir = fake_run(tmp_path, Job("noam", 1), {"valid": (1, 2), "test_a": (3, 4)}, {}, 5.0)
-    assert comparison.current_evaluation(run_dir, 6, {"beam_size": 1}, SPLITS)
-    assert comparison.current_evaluation(run_dir, 8, {"beam_size": 1}, SPLITS) is None
-    assert comparison.current_evaluation(run_dir, 6, {"beam_size": 5}, SPLITS) is None
-    assert comparison.current_evaluation(run_dir, 6, {"beam_size": 1}, [*SPLITS, "test_b"]) is None
+    assert compare_runs.current_evaluation(run_dir, 6, {"beam_size": 1}, SPLITS)
+    assert compare_runs.current_evaluation(run_dir, 8, {"beam_size": 1}, SPLITS) is None
+    assert compare_runs.current_evaluation(run_dir, 6, {"beam_size": 5}, SPLITS) is None
+    assert compare_runs.current_evaluation(run_dir, 6, {"beam_size": 1}, [*SPLITS, "test_b"]) is None
 
 
 def corpus_bleu(hyps, refs):
@@ -225,13 +226,13 @@ def benchmark(tmp_path):
             scores = {"valid": (valid_bleu[name][seed - 1], 50.0 + seed), "test_a": (corpus_bleu(hyps, refs), 60.0)}
             loss = {"noam": 4.0, "cosine": 5.0}[name] + seed / 10
             fake_run(tmp_path, job, scores, {"test_a": hyps}, loss)
-            runs.append(comparison.collect_run(job, tmp_path / "runs" / job.name))
+            runs.append(compare_runs.collect_run(job, tmp_path / "runs" / job.name))
     return tmp_path, runs, {"test_a": refs}
 
 
 def test_settings_summarize_runs_over_seeds(benchmark):
     _, runs, _ = benchmark
-    noam, cosine = comparison.summarize_settings(runs)
+    noam, cosine = compare_runs.summarize_settings(runs)
     assert (noam.setting, cosine.setting, noam.seeds) == ("noam", "cosine", [1, 2, 3])
     assert noam.scores["valid"]["bleu"].mean == 32.0 and noam.scores["valid"]["bleu"].std == 2.0
     assert noam.scores["valid"]["bleu"].ci_high == pytest.approx(32.0 + 4.968275, abs=1e-5)
@@ -251,15 +252,15 @@ def test_best_peak_is_chosen_per_schedule_on_validation_bleu(tmp_path):
             for scale, bleu in by_scale.items():
                 job = Job(name, seed, scale)
                 fake_run(tmp_path, job, {"valid": (bleu + seed, 1.0), "test_a": (0.0, 0.0)}, {}, 5.0)
-                runs.append(comparison.collect_run(job, tmp_path / "runs" / job.name))
-    chosen = comparison.select_best_peaks(comparison.summarize_settings(runs))
+                runs.append(compare_runs.collect_run(job, tmp_path / "runs" / job.name))
+    chosen = compare_runs.select_best_peaks(compare_runs.summarize_settings(runs))
     assert [(s.setting, s.seeds) for s in chosen] == [("noam-x1", [1, 2]), ("constant-x2", [1, 2])]
 
 
 def test_comparison_conclusions_and_report_files(benchmark):
     root, runs, refs = benchmark
-    settings = comparison.summarize_settings(runs)
-    (result,) = comparison.compare_to_reference(settings, "noam", ["test_a"], refs, n_samples=300)
+    settings = compare_runs.summarize_settings(runs)
+    (result,) = compare_runs.compare_to_reference(settings, "noam", ["test_a"], refs, n_samples=300)
     noam, cosine = (s.scores["test_a"]["bleu"] for s in settings)
     assert (result.split, result.reference, result.other) == ("test_a", "noam", "cosine")
     assert result.test.delta == pytest.approx(noam.mean - cosine.mean) and result.test.delta > 10
@@ -305,18 +306,18 @@ def test_hypotheses_that_disagree_with_results_json_are_an_error(benchmark):
     root, runs, refs = benchmark
     (root / "runs" / "cosine-seed2" / "eval" / "test_a.hyp.de").write_text("".join(r + "\n" for r in refs["test_a"]))
     with pytest.raises(ValueError, match=r"cosine-seed2/eval: test_a hypotheses score 100.00 BLEU"):
-        comparison.compare_to_reference(comparison.summarize_settings(runs), "noam", ["test_a"], refs)
+        compare_runs.compare_to_reference(compare_runs.summarize_settings(runs), "noam", ["test_a"], refs)
 
 
 def test_conclusion_does_not_claim_an_insignificant_or_one_seed_difference(benchmark):
     _, runs, _ = benchmark
-    noam, cosine = comparison.summarize_settings(runs)
+    noam, cosine = compare_runs.summarize_settings(runs)
     flat = stats.PairedBootstrap(delta=0.4, ci_low=-0.3, ci_high=1.1, p_value=0.21, n_samples=1000, n_seeds=3)
-    line = comparison.conclusion("test_a", noam, cosine, flat)
+    line = compare_runs.conclusion("test_a", noam, cosine, flat)
     assert line.endswith("difference +0.40 not significant (p = 0.21)")
-    single = comparison.summarize_settings([runs[0], runs[1]])
+    single = compare_runs.summarize_settings([runs[0], runs[1]])
     sharp = stats.PairedBootstrap(delta=8.0, ci_low=6.0, ci_high=10.0, p_value=0.001, n_samples=1000, n_seeds=1)
-    line = comparison.conclusion("test_a", *single, sharp)
+    line = compare_runs.conclusion("test_a", *single, sharp)
     assert "(1 seed)" in line and line.endswith("one seed, so the variation between seeds is not measured")
 
 
@@ -333,7 +334,7 @@ def test_seed_level_comparison_has_the_known_winner_and_t_test():
 
 def test_comparison_counts_the_seeds_each_schedule_wins(benchmark):
     _, runs, refs = benchmark
-    (result,) = comparison.compare_to_reference(comparison.summarize_settings(runs), "noam", ["test_a"], refs, 100)
+    (result,) = compare_runs.compare_to_reference(compare_runs.summarize_settings(runs), "noam", ["test_a"], refs, 100)
     assert (result.seeds.wins, result.seeds.losses) == (3, 0) and result.seeds.p_value < 0.05
     assert "noam higher on 3 of 3 seeds, cosine on 0; paired t-test over seeds significant" in result.seed_conclusion
 
@@ -349,7 +350,7 @@ def test_comparison_counts_the_seeds_each_schedule_wins(benchmark):
 )
 def test_a_run_whose_validation_loss_rises_over_its_last_half_is_diverged(losses, flagged):
     records = [valid_record(step, 0.0, loss) for step, loss in zip(range(0, 1000, 200), losses, strict=True)]
-    assert comparison.diverged(records) is flagged
+    assert compare_runs.diverged(records) is flagged
 
 
 def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
@@ -359,14 +360,14 @@ def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
     fake_run(
         root, job, {"valid": (10.0, 40.0), "test_a": (corpus_bleu(hyps, refs["test_a"]), 50.0)}, {"test_a": hyps}, 7.0
     )
-    runs = [*runs, comparison.collect_run(job, root / "runs" / job.name)]  # loss 9.0, 6.0, then 7.0
-    settings = comparison.summarize_settings(runs)
+    runs = [*runs, compare_runs.collect_run(job, root / "runs" / job.name)]  # loss 9.0, 6.0, then 7.0
+    settings = compare_runs.summarize_settings(runs)
     cosine = settings[1]
     assert cosine.diverged_seeds == [4] and cosine.scores["valid"]["bleu"].n == 4
-    (warning,) = comparison.divergence_warnings(settings)
+    (warning,) = compare_runs.divergence_warnings(settings)
     assert warning.startswith("cosine-seed4 diverged: validation loss rose over the last half of training")
     meta = {"profile": "synthetic", "reference": "noam", "test_splits": ["test_a"], "bootstrap_samples": 50}
-    result = comparison.compare_to_reference(settings, "noam", ["test_a"], refs, 50)
+    result = compare_runs.compare_to_reference(settings, "noam", ["test_a"], refs, 50)
     report.write_report(root, {**meta, "description": {}}, settings, settings, result, [])
     text = (root / "report.md").read_text()
     assert warning in text and "cosine-seed4](runs/cosine-seed4/eval/results.json) (diverged)" in text

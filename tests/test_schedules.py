@@ -1,4 +1,4 @@
-"""Tests of noamt.schedules and scripts/plot_schedules.py.
+"""Tests of noamt.schedules and noamt.compare.plots (scripts/plot_schedules.py).
 
 Expected values are written out from the formulas (each regime resolved by hand), never
 computed by calling the module under test. Public implementations (fairseq, Hugging Face
@@ -7,7 +7,6 @@ test the conversions stated in docs/schedules.md.
 """
 
 import dataclasses
-import importlib.util
 import inspect
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from noamt import schedules as S
+from noamt.compare import plots
 
 REL = 1e-12
 ROOT = Path(__file__).resolve().parents[1]
@@ -584,16 +584,13 @@ def test_opennmt_noam_is_exact():
 
 
 # ---------------------------------------------------------------------------
-# scripts/plot_schedules.py
+# noamt.compare.plots (scripts/plot_schedules.py)
 # ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def plot_script():
-    spec = importlib.util.spec_from_file_location("plot_schedules", ROOT / "scripts/plot_schedules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return plots
 
 
 def test_parse_spec(plot_script):

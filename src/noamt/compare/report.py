@@ -1,7 +1,7 @@
 """The schedule comparison's report: report.md, results.csv, results.json and the plots.
 
 Every number comes from the per-run files (metrics.jsonl, eval/results.json) through
-``noamt.comparison``; this module only lays them out.
+``noamt.compare.runs``; this module only lays them out.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from noamt.comparison import Comparison, SettingSummary, divergence_warnings, format_summary  # noqa: E402
-from noamt.stats import Summary  # noqa: E402
+from noamt.compare.runs import Comparison, SettingSummary, divergence_warnings, format_summary  # noqa: E402
+from noamt.compare.stats import Summary  # noqa: E402
 
 VALIDATION_PLOT = "validation_curves.png"
 TEST_PLOT = "test_bleu.png"

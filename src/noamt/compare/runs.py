@@ -21,10 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from noamt.checkpoint import LAST, load_checkpoint
-from noamt.data import read_lines
-from noamt.metrics import read_metrics
-from noamt.schedules import CONFIGS
-from noamt.stats import (
+from noamt.compare.stats import (
     PairedBootstrap,
     SeedComparison,
     Summary,
@@ -34,6 +31,9 @@ from noamt.stats import (
     paired_bootstrap,
     summarize,
 )
+from noamt.data import read_lines
+from noamt.metrics import read_metrics
+from noamt.schedules import CONFIGS
 
 JOB_GROUP = "compare_run"
 SCORED_METRICS = ("bleu", "chrf")

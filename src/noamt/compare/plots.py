@@ -1,0 +1,164 @@
+"""Plot noamt learning-rate schedules on one figure.
+
+Each positional argument is a schedule spec: a name (``noam``, ``cosine``, ...) optionally
+followed by ``:key=value,key=value`` overrides of its parameters, e.g.
+
+    python scripts/plot_schedules.py noam cosine:peak_lr=7e-4,total_steps=50000 --log
+
+Unless overridden, every schedule gets ``--warmup-steps``, decaying ones get
+``total_steps = --steps``, ``noam`` gets ``--d-model``, and with ``--same-peak`` (default)
+every schedule with a ``peak_lr`` gets the peak of Noam for ``--d-model`` and
+``--warmup-steps``: (d_model * warmup_steps)^-0.5. Without schedules it compares noam,
+constant and cosine. Writes ``<out>.png`` and ``<out>.svg``.
+"""
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from noamt.schedules import CONFIGS, make_schedule, peak_lr, peak_step, validate  # noqa: E402
+
+DEFAULT_SPECS = ("noam", "constant", "cosine")
+POINTS = 2000
+
+
+def _convert(text: str, kind: Any) -> Any:
+    """Convert an override's text to the config field's type (int accepts "1e5")."""
+    if kind is int:
+        value = float(text)
+        if not value.is_integer():
+            raise ValueError(f"expected an integer, got {text!r}")
+        return int(value)
+    if kind is float:
+        return float(text)
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value,..."`` -> (name, overrides), values typed like the config fields."""
+    name, _, rest = spec.partition(":")
+    if name not in CONFIGS:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    types = typing.get_type_hints(CONFIGS[name])
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, text = (part.strip() for part in item.partition("="))
+        if not sep:
+            raise ValueError(f"bad override {item!r} in {spec!r}: expected key=value")
+        overrides[key] = _convert(text, types.get(key))
+    return name, overrides
+
+
+def schedule_params(
+    name: str,
+    overrides: dict[str, Any],
+    *,
+    d_model: int,
+    warmup_steps: int,
+    steps: int,
+    same_peak: bool,
+) -> dict[str, Any]:
+    """The validated parameters of one curve: config defaults, command-line options, overrides."""
+    config = CONFIGS[name]()
+    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    del params["name"]
+    params["warmup_steps"] = warmup_steps
+    if "d_model" in params:
+        params["d_model"] = d_model
+    if "total_steps" in params:
+        params["total_steps"] = steps
+    if "peak_lr" in params and same_peak:
+        params["peak_lr"] = peak_lr("noam", d_model=d_model, warmup_steps=warmup_steps)
+    params.update(overrides)
+    return validate(name, **params)
+
+
+def _label(name: str, params: dict[str, Any]) -> str:
+    parts = [f"peak {peak_lr(name, **params):.3g}", f"warmup {params['warmup_steps']}"]
+    if "total_steps" in params:
+        parts.append(f"total {params['total_steps']}")
+    return f"{name} ({', '.join(parts)})"
+
+
+def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, out: str) -> list[Path]:
+    """Draw the curves over updates 1..steps and save ``<out>.png`` and ``<out>.svg``."""
+    grid = np.unique(np.linspace(1, steps, POINTS).round().astype(int))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, params in curves:
+        lr = make_schedule(name, **params)
+        top = peak_step(name, **params)
+        marks = [k for k in (top, params.get("total_steps")) if k is not None and k <= steps]
+        xs = np.union1d(grid, marks)
+        (line,) = ax.plot(xs, [lr(int(k)) for k in xs], label=_label(name, params))
+        if top <= steps:
+            ax.plot([top], [lr(top)], marker="o", color=line.get_color())
+    for warmup in sorted({params["warmup_steps"] for _, params in curves}):
+        if 0 < warmup <= steps:
+            ax.axvline(warmup, linestyle=":", color="gray", label=f"warmup end ({warmup})")
+    if log:
+        ax.set_yscale("log", nonpositive="mask")
+    ax.set_xlabel("update k")
+    ax.set_ylabel("learning rate lr(k)")
+    ax.set_xlim(0, steps)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    paths = [Path(f"{out}.png"), Path(f"{out}.svg")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="name[:key=value,...] (default: noam constant cosine)",
+    )
+    parser.add_argument("--steps", type=int, default=100_000, help="x range and default total_steps")
+    parser.add_argument("--log", action="store_true", help="log-scale y axis")
+    parser.add_argument(
+        "--same-peak",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give every schedule the Noam peak unless peak_lr is set",
+    )
+    parser.add_argument("--d-model", type=int, default=512)
+    parser.add_argument("--warmup-steps", type=int, default=4000)
+    parser.add_argument("--out", default="schedules", help="output prefix")
+    args = parser.parse_args(argv)
+    try:
+        curves = []
+        for spec in args.specs or DEFAULT_SPECS:
+            name, overrides = parse_spec(spec)
+            params = schedule_params(
+                name,
+                overrides,
+                d_model=args.d_model,
+                warmup_steps=args.warmup_steps,
+                steps=args.steps,
+                same_peak=args.same_peak,
+            )
+            curves.append((name, params))
+    except ValueError as error:
+        parser.error(str(error))
+    for path in plot(curves, args.steps, args.log, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
