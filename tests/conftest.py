@@ -5,6 +5,8 @@ that need the real data use the `multi30k_dir` fixture, which skips when it is a
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from noamt.model import ModelConfig
 from noamt.trainer import TrainerConfig
 
 _DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 os.environ.setdefault("NOAMT_DATA_DIR", str(_DEFAULT_DATA_DIR))
 
 
@@ -64,3 +67,9 @@ def small_run(multi30k_dir, tmp_path_factory):
         )
 
     return make
+
+
+def run_script(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``scripts/<name>`` with this Python, as a user would; output captured as text."""
+    command = [sys.executable, str(SCRIPTS / name), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

@@ -1,24 +1,29 @@
 """scripts/average_checkpoints.py: the mean of the weights, usable by noamt-evaluate."""
 
-import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_script
 from test_cli_translate_evaluate import make_checkpoint, run_cli
 
 from noamt.checkpoint import load_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "average_checkpoints.py"
+
+def average(*args: str) -> str:
+    """Run scripts/average_checkpoints.py; its stdout (it must succeed)."""
+    proc = run_script("average_checkpoints.py", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("average_checkpoints", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def average_error(*args: str) -> str:
+    """Run scripts/average_checkpoints.py where it must fail; its one-line error."""
+    proc = run_script("average_checkpoints.py", *args)
+    assert proc.returncode != 0
+    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +35,10 @@ def run_dir(tmp_path_factory, multi30k_dir) -> Path:
     return run
 
 
-def test_average_of_the_last_two_is_the_mean_and_evaluates(script, run_dir, tmp_path, capsys):
-    script.main(["--run-dir", str(run_dir), "--last", "2"])
+def test_average_of_the_last_two_is_the_mean_and_evaluates(run_dir, tmp_path):
+    printed = average("--run-dir", str(run_dir), "--last", "2")
     output = run_dir / "checkpoints" / "checkpoint_avg.pt"
-    assert f"-> {output}" in capsys.readouterr().out
+    assert f"-> {output}" in printed
     a, b = (load_checkpoint(run_dir / "checkpoints" / f"checkpoint_{s}.pt") for s in (20, 30))
     averaged = load_checkpoint(output)
     assert averaged["step"] == 30 and averaged["tokenizer"] == b["tokenizer"]
@@ -47,25 +52,25 @@ def test_average_of_the_last_two_is_the_mean_and_evaluates(script, run_dir, tmp_
     assert saved["checkpoint"] == str(output) and saved["step"] == 30
 
 
-def test_explicit_inputs_and_output(script, run_dir, tmp_path):
+def test_explicit_inputs_and_output(run_dir, tmp_path):
     inputs = [run_dir / "checkpoints" / f"checkpoint_{s}.pt" for s in (10, 30)]
-    script.main(["--inputs", *map(str, inputs), "--output", str(tmp_path / "avg.pt")])
+    average("--inputs", *map(str, inputs), "--output", str(tmp_path / "avg.pt"))
     assert load_checkpoint(tmp_path / "avg.pt")["averaged_from"] == [str(p) for p in inputs]
 
 
-def test_too_few_checkpoints_is_a_one_line_error(script, run_dir):
-    with pytest.raises(SystemExit, match=r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt"):
-        script.main(["--run-dir", str(run_dir), "--last", "5"])
+def test_too_few_checkpoints_is_a_one_line_error(run_dir):
+    error = average_error("--run-dir", str(run_dir), "--last", "5")
+    assert re.search(r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt", error), error
 
 
-def test_epochs_flag_averages_the_last_epoch_checkpoints(script, tmp_path, multi30k_dir):
+def test_epochs_flag_averages_the_last_epoch_checkpoints(tmp_path, multi30k_dir):
     folder = tmp_path / "checkpoints"
     for seed, name in enumerate(
         ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt", "checkpoint_epoch10.pt", "checkpoint_99.pt"]
     ):
         make_checkpoint(folder / name, multi30k_dir, seed, step=seed)
-    script.main(["--run-dir", str(tmp_path), "--last", "2", "--epochs"])
+    average("--run-dir", str(tmp_path), "--last", "2", "--epochs")
     averaged = load_checkpoint(folder / "checkpoint_avg.pt")
     assert averaged["averaged_from"] == [str(folder / "checkpoint_epoch2.pt"), str(folder / "checkpoint_epoch10.pt")]
-    with pytest.raises(SystemExit, match=r"--last 4: .* has only 3 checkpoint_epoch<E>.pt files"):
-        script.main(["--run-dir", str(tmp_path), "--last", "4", "--epochs"])
+    error = average_error("--run-dir", str(tmp_path), "--last", "4", "--epochs")
+    assert re.search(r"--last 4: .* has only 3 checkpoint_epoch<E>.pt files", error), error

@@ -1,17 +1,15 @@
 """scripts/benchmark_peers.py and noamt.peers: Marian of our shape, trained on our batches."""
 
-import importlib.util
-from pathlib import Path
+import json
 
 import pytest
+from conftest import run_script
 
 from noamt.model import ModelConfig, Transformer
 
 transformers = pytest.importorskip("transformers")
 
 from noamt.peers import marian_model, trainable_parameters  # noqa: E402
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_peers.py"
 
 
 @pytest.mark.parametrize(
@@ -46,14 +44,14 @@ def test_pre_norm_has_no_marian_twin():
 
 
 def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(multi30k_dir, tmp_path):
-    spec = importlib.util.spec_from_file_location("benchmark_peers", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     overrides = [f"data.dir={multi30k_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
                  "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny",
                  "model.encoder_layers=1", "model.decoder_layers=1", "trainer.max_tokens=512", "device=cpu",
                  "device.num_threads=1"]  # fmt: skip
-    result = script.main([*overrides, "--rounds", "2", "--block", "3", "--decode-length", "5", "--beam", "2", "--json"])
+    proc = run_script("benchmark_peers.py", *overrides, "--rounds", "2", "--block", "3", "--decode-length", "5",
+                      "--beam", "2", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["rounds"]) == 2
     assert result["trainable_parameters"]["noamt"] == result["trainable_parameters"]["marian"]
     for r in result["rounds"]:
