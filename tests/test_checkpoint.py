@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from noamt.checkpoint import (
+    Checkpointer,
     CheckpointError,
     average_checkpoints,
     load_checkpoint,
@@ -73,3 +74,29 @@ def test_average_of_two_checkpoints_is_the_mean(tmp_path):
     torch.testing.assert_close(avg["model"]["b"], torch.tensor([1.0]))
     assert avg["step"] == 2 and "optimizer" not in avg
     assert avg["averaged_from"] == [os.fspath(p) for p in paths]
+
+
+def test_checkpointer_writes_what_is_due_rotates_and_names_the_run_to_resume(tmp_path):
+    folder = tmp_path / "checkpoints"
+    ckpt = Checkpointer(folder, save_interval=2, keep_last=2, save_every_epoch=True, keep_last_epochs=1)
+    assert ckpt.resume_path("auto") is None and ckpt.resume_path("none") is None
+    built = []
+
+    def state():
+        built.append(1)
+        return {"step": len(built)}
+
+    for step in range(1, 7):
+        ckpt.save(state, step, epoch=step // 3 + 1, epoch_end=step % 3 == 0, best=step == 5)
+    ckpt.save(state, 6, epoch=3)  # nothing new at the same update
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["checkpoint_4.pt", "checkpoint_6.pt", "checkpoint_best.pt", "checkpoint_epoch3.pt",
+                     "checkpoint_last.pt"]  # fmt: skip
+    assert len(built) == 6  # one serialization per update, whatever the number of files
+    assert ckpt.resume_path("auto") == folder / "checkpoint_last.pt"
+    assert ckpt.resume_path(str(folder / "checkpoint_4.pt")) == folder / "checkpoint_4.pt"
+    with pytest.raises(FileExistsError, match="pass trainer.resume=auto to continue that run"):
+        ckpt.resume_path("none")  # a folder with checkpoints is not overwritten
+    silent = Checkpointer(tmp_path / "other", 1, 0, False, 0, enabled=False)
+    silent.save(state, 1, 1)
+    assert not (tmp_path / "other").exists()

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noamt.loss import projected_label_smoothed_cross_entropy
+from noamt.loss import projected_label_smoothed_cross_entropy, projected_token_losses
 
 
 def reference(hidden, weight, target, epsilon):
@@ -63,3 +63,16 @@ def test_under_autocast_products_run_in_its_dtype_and_match_closely():
     full = torch.autograd.grad(reference(hidden, weight, target, 0.1), (hidden, weight))
     for got, want in zip(grads, full, strict=True):
         torch.testing.assert_close(got, want, rtol=0.05, atol=0.05)
+
+
+def test_the_nll_comes_along_and_no_grad_skips_the_gradients():
+    torch.manual_seed(3)
+    hidden, weight = torch.randn(33, 16, requires_grad=True), torch.randn(21, 16, requires_grad=True)
+    target = torch.randint(0, 21, (33,))
+    loss, nll = projected_token_losses(hidden, weight, target, 0.1, chunk_rows=8)
+    torch.testing.assert_close(nll, F.cross_entropy(hidden @ weight.t(), target, reduction="sum"))
+    assert not nll.requires_grad and loss.requires_grad
+    with torch.no_grad():
+        loss_ng, nll_ng = projected_token_losses(hidden, weight, target, 0.1, chunk_rows=8)
+    assert loss_ng.grad_fn is None
+    torch.testing.assert_close((loss_ng, nll_ng), (loss.detach(), nll))

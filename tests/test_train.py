@@ -13,6 +13,7 @@ import torch
 from noamt import pipeline, schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
+from noamt.trainer import BestTracker
 
 
 def run(cfg: pipeline.TrainConfig, run_dir) -> dict:
@@ -225,3 +226,15 @@ def test_epoch_checkpoints_and_validation_at_epoch_ends(small_run, tmp_path):
         assert state["step"] == epoch * per_epoch and state["epoch"] == epoch
         assert state["data"]["position"] == per_epoch  # the whole epoch consumed
     assert not list(ckpts.glob("checkpoint_[0-9]*.pt"))  # save_interval=0 writes no update checkpoints
+
+
+def test_best_tracker_follows_its_metric_and_counts_patience():
+    tracker = BestTracker("bleu", patience=2)
+    assert tracker.update({"loss": 5.0, "bleu": 10.0})
+    assert not tracker.update({"loss": 4.0, "bleu": 9.0})  # lower loss, but BLEU decides
+    assert tracker.best == {"loss": 4.0, "bleu": 10.0} and not tracker.out_of_patience()
+    assert not tracker.update({"loss": 4.5, "bleu": 10.0}) and tracker.out_of_patience()
+    assert tracker.update({"loss": 4.4, "bleu": 11.0}) and tracker.without_improvement == 0
+    assert BestTracker("loss", 0).finite() == {}
+    with pytest.raises(ValueError, match="trainer.best_metric='ppl': expected 'loss' or 'bleu'"):
+        BestTracker("ppl", 0)

@@ -13,7 +13,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -165,3 +165,59 @@ def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -
     skip = tuple(ignore)
     keys = sorted(k for k in a.keys() | b.keys() if not any(k == i or k.startswith(i + ".") for i in skip))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+class Checkpointer:
+    """Which checkpoint files a run writes, when, and which run it resumes.
+
+    ``save`` writes checkpoint_last.pt once per update, checkpoint_<step>.pt every
+    ``save_interval`` updates and checkpoint_epoch<E>.pt at epoch ends when ``save_every_epoch``
+    (each kind rotated to its ``keep_*`` count), and checkpoint_best.pt when asked; the state is
+    serialized once for all of them. Only the main process (``enabled``) writes.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        save_interval: int,
+        keep_last: int,
+        save_every_epoch: bool,
+        keep_last_epochs: int,
+        enabled: bool = True,
+    ):
+        self.folder = Path(folder)
+        self.save_interval, self.keep_last = save_interval, keep_last
+        self.save_every_epoch, self.keep_last_epochs = save_every_epoch, keep_last_epochs
+        self.enabled = enabled
+        self._saved_step = -1
+
+    def save(
+        self, state: Callable[[], dict], step: int, epoch: int, best: bool = False, epoch_end: bool = False
+    ) -> None:
+        """Write what is due at update ``step`` of epoch ``epoch``; ``state()`` builds the contents."""
+        if not self.enabled:
+            return
+        names = []
+        if self._saved_step != step:
+            names.append(LAST)
+            if self.save_interval > 0 and step % self.save_interval == 0:
+                names.append(update_checkpoint_name(step))
+        if epoch_end and self.save_every_epoch:
+            names.append(epoch_checkpoint_name(epoch))
+        if best:
+            names.append(BEST)
+        if not names:
+            return
+        save_checkpoints(state(), [self.folder / name for name in names])
+        self._saved_step = step
+        prune_checkpoints(self.folder, self.keep_last, kind="update")
+        prune_checkpoints(self.folder, self.keep_last_epochs, kind="epoch")
+
+    def resume_path(self, resume: str) -> Path | None:
+        """The checkpoint ``trainer.resume`` names: ``none`` (refusing a folder that holds
+        checkpoints), ``auto`` (checkpoint_last.pt if there is one) or a path; None to start fresh."""
+        if resume == "none":
+            check_new_run(self.folder, resume)
+            return None
+        path = self.folder / LAST if resume == "auto" else Path(resume)
+        return None if resume == "auto" and not path.exists() else path

@@ -14,7 +14,7 @@ written into one reused buffer, turned into G in place and multiplied out at onc
 tensor is kept for the backward pass (which only scales the two stored gradients) and none is
 allocated per step. PyTorch's version keeps the logits and builds its smoothing and NLL
 gradients in separate N x V buffers; on a CPU that was about a fifth of a training step of
-the small model.
+the small model. The negative log-likelihood, sum_i (lse_i - x_{i,t_i}), comes along for free.
 """
 
 from __future__ import annotations
@@ -24,33 +24,40 @@ import torch
 CHUNK_ROWS = 1024  # rows of logits alive at once: 1024 x 8,000 floats = 32 MB
 
 
-def _loss_and_gradient_(logits: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """The summed loss of ``logits`` (n, V) float32; overwrites them with G (see the module)."""
+def _losses_and_gradient_(
+    logits: torch.Tensor, target: torch.Tensor, epsilon: float, gradient: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed smoothed loss and NLL of ``logits`` (n, V) float32, which are overwritten:
+    with G (see the module) when ``gradient``, else with unnormalised probabilities."""
     vocab = logits.size(1)
     target = target[:, None]  # (n, 1)
     top = logits.amax(dim=1, keepdim=True)  # (n, 1)
-    loss = -(1.0 - epsilon) * logits.gather(1, target).sum()
-    if epsilon:
-        loss = loss - (epsilon / vocab) * logits.sum()
+    target_logits = logits.gather(1, target).sum()
+    smoothing = logits.sum() if epsilon else None
     probs = logits.sub_(top).exp_()  # (n, V), unnormalised
     total = probs.sum(dim=1, keepdim=True)  # (n, 1)
-    loss = loss + (top + total.log()).sum()  # + sum_i lse_i
-    grad = probs.div_(total)  # softmax
-    grad.scatter_add_(1, target, torch.full_like(total, -(1.0 - epsilon)))
-    if epsilon:
-        grad.sub_(epsilon / vocab)
-    return loss
+    lse = (top + total.log()).sum()  # sum_i lse_i
+    nll = lse - target_logits
+    loss = lse - (1.0 - epsilon) * target_logits - (epsilon / vocab * smoothing if epsilon else 0.0)
+    if gradient:
+        grad = probs.div_(total)  # softmax
+        grad.scatter_add_(1, target, torch.full_like(total, -(1.0 - epsilon)))
+        if epsilon:
+            grad.sub_(epsilon / vocab)
+    return loss, nll
 
 
 class _ProjectedLabelSmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, target, epsilon, chunk_rows, dtype):
+    def forward(ctx, hidden, weight, target, epsilon, chunk_rows, dtype, gradient):
         n, vocab = hidden.size(0), weight.size(0)
         w = weight.to(dtype)
-        grad_hidden = torch.empty_like(hidden, memory_format=torch.contiguous_format)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        if gradient:
+            grad_hidden = torch.empty_like(hidden, memory_format=torch.contiguous_format)
+            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         buffer = hidden.new_empty((min(n, chunk_rows), vocab), dtype=torch.float32)
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        nll = torch.zeros((), dtype=torch.float32, device=hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, chunk_rows):
                 h = hidden[start : start + chunk_rows].to(dtype)  # (n_c, d)
@@ -59,7 +66,13 @@ class _ProjectedLabelSmoothedCrossEntropy(torch.autograd.Function):
                     torch.mm(h, w.t(), out=logits)
                 else:  # reduced-precision products, float32 softmax
                     logits.copy_(torch.mm(h, w.t()))
-                loss += _loss_and_gradient_(logits, target[start : start + chunk_rows], epsilon)
+                chunk_loss, chunk_nll = _losses_and_gradient_(
+                    logits, target[start : start + chunk_rows], epsilon, gradient
+                )
+                loss += chunk_loss
+                nll += chunk_nll
+                if not gradient:
+                    continue
                 g = logits.to(dtype)  # G of the chunk
                 if dtype == torch.float32:
                     torch.mm(g, w, out=grad_hidden[start : start + chunk_rows])
@@ -67,24 +80,36 @@ class _ProjectedLabelSmoothedCrossEntropy(torch.autograd.Function):
                 else:
                     grad_hidden[start : start + chunk_rows] = torch.mm(g, w)
                     grad_weight += torch.mm(g.t(), h).float()
-        ctx.save_for_backward(grad_hidden, grad_weight)
+        if gradient:
+            ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
-        return loss
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
+    def backward(ctx, grad_loss: torch.Tensor, grad_nll: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_output, (grad_weight * grad_output).to(ctx.weight_dtype), None, None, None, None
+        return grad_hidden * grad_loss, (grad_weight * grad_loss).to(ctx.weight_dtype), None, None, None, None, None
+
+
+def projected_token_losses(
+    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, epsilon: float, chunk_rows: int = CHUNK_ROWS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums over the N rows of the label-smoothed cross-entropy (differentiable) and of the
+    negative log-likelihood (not) of the logits ``hidden @ weight.T``.
+
+    hidden (N, d), weight (V, d), target (N,). Under autocast the products run in its dtype
+    (as ``F.linear`` would) and the softmax in float32. Without gradients (``torch.no_grad``,
+    or inputs that need none) the gradient products are skipped.
+    """
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    gradient = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _ProjectedLabelSmoothedCrossEntropy.apply(hidden, weight, target, epsilon, chunk_rows, dtype, gradient)
 
 
 def projected_label_smoothed_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, epsilon: float, chunk_rows: int = CHUNK_ROWS
 ) -> torch.Tensor:
-    """Sum over the N rows of the label-smoothed cross-entropy of the logits ``hidden @ weight.T``.
-
-    hidden (N, d), weight (V, d), target (N,). Under autocast the products run in its dtype
-    (as ``F.linear`` would) and the softmax in float32.
-    """
-    device = hidden.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    return _ProjectedLabelSmoothedCrossEntropy.apply(hidden, weight, target, epsilon, chunk_rows, dtype)
+    """The first of :func:`projected_token_losses`: the summed label-smoothed cross-entropy."""
+    return projected_token_losses(hidden, weight, target, epsilon, chunk_rows)[0]

@@ -229,7 +229,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
             **result,
             "step": trainer.step,
             "interrupted": trainer.stop.signum,
-            "best": trainer.best,
+            "best": trainer.tracker.best,
         }
     finally:
         dm.close()

@@ -1,6 +1,11 @@
 """The training loop: label-smoothed cross-entropy, Adam with a learning-rate schedule,
 gradient accumulation and clipping, validation, checkpoints, resume and clean interruption.
 
+``Trainer.train`` calls, in order: the checkpointer (``noamt.checkpoint.Checkpointer``: which
+files, when, which run to resume), ``train_step``, the log window, validation and the
+``BestTracker`` (best scores and patience). Training and validation measure the same
+``token_losses``.
+
 Step k is the k-th optimizer update (k = 1, 2, ...); it uses lr(k) from a pure schedule function,
 so a resumed run restores the learning rate exactly from the saved step.
 """
@@ -17,25 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from noamt.checkpoint import (
-    BEST,
-    LAST,
-    CheckpointError,
-    check_new_run,
-    config_differences,
-    epoch_checkpoint_name,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoints,
-    update_checkpoint_name,
-)
+from noamt.checkpoint import Checkpointer, CheckpointError, config_differences, load_checkpoint
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
-from noamt.loss import projected_label_smoothed_cross_entropy
+from noamt.loss import projected_token_losses
 from noamt.metrics import MetricsWriter
 
 log = logging.getLogger(__name__)
@@ -98,6 +91,34 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     )
 
 
+class BestTracker:
+    """The best validation loss and BLEU so far, and the validations since ``metric`` last improved."""
+
+    def __init__(self, metric: str, patience: int):
+        if metric not in {"loss", "bleu"}:
+            raise ValueError(f"trainer.best_metric={metric!r}: expected 'loss' or 'bleu'")
+        self.metric, self.patience = metric, patience
+        self.best = {"loss": math.inf, "bleu": -math.inf}
+        self.without_improvement = 0
+
+    def update(self, result: dict) -> bool:
+        """Record a validation result; True when it improves ``metric`` (lower loss, higher BLEU)."""
+        value = result[self.metric]
+        improved = value < self.best["loss"] if self.metric == "loss" else value > self.best["bleu"]
+        self.best["loss"] = min(self.best["loss"], result["loss"])
+        if "bleu" in result:
+            self.best["bleu"] = max(self.best["bleu"], result["bleu"])
+        self.without_improvement = 0 if improved else self.without_improvement + 1
+        return improved
+
+    def out_of_patience(self) -> bool:
+        return self.patience > 0 and self.without_improvement >= self.patience
+
+    def finite(self) -> dict[str, float]:
+        """``best_loss``/``best_bleu`` for the metrics records, those reached so far."""
+        return {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
 
@@ -141,23 +162,26 @@ class Trainer:
         run_info: dict | None = None,
         bleu: Callable[[nn.Module], float] | None = None,
     ):
-        if cfg.best_metric not in {"loss", "bleu"}:
-            raise ValueError(f"trainer.best_metric={cfg.best_metric!r}: expected 'loss' or 'bleu'")
+        self.tracker = BestTracker(cfg.best_metric, cfg.patience)
         if cfg.best_metric == "bleu" and bleu is None:
             raise ValueError("trainer.best_metric=bleu needs trainer.val_bleu=true")
         self.cfg, self.model, self.optimizer, self.schedule = cfg, model, optimizer, schedule
         self.train_data, self.valid_data, self.dm = train_data, valid_data, device
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.checkpointer = Checkpointer(
+            self.run_dir / "checkpoints",
+            cfg.save_interval,
+            cfg.keep_last,
+            cfg.save_every_epoch,
+            cfg.keep_last_epochs,
+            enabled=device.is_main,
+        )
         self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
         self.run_info = run_info or {}  # written to metrics.jsonl as the "run" record
         self.bleu = bleu  # model -> validation BLEU
         self.wrapped = device.wrap(model)
         self.scaler = device.grad_scaler()
         self.step, self.epoch = 0, 1
-        self.best = {"loss": math.inf, "bleu": -math.inf}
-        self.validations_without_improvement = 0
-        self._saved_step = -1
         self._validated_step = -1
         self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run
         self._nonfinite_in_a_row = 0
@@ -172,8 +196,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            "best": dict(self.best),
-            "validations_without_improvement": self.validations_without_improvement,
+            "best": dict(self.tracker.best),
+            "validations_without_improvement": self.tracker.without_improvement,
             "skipped_updates": self.skipped_updates,
             "data": self.train_data.state_dict(),
             "rng": rng_state(),
@@ -184,41 +208,22 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.best = state["step"], state["epoch"], dict(state["best"])
-        self.validations_without_improvement = state["validations_without_improvement"]
+        self.step, self.epoch, self.tracker.best = state["step"], state["epoch"], dict(state["best"])
+        self.tracker.without_improvement = state["validations_without_improvement"]
         self.skipped_updates = state.get("skipped_updates", 0)
         self.train_data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
 
     def save(self, best: bool = False, epoch_end: bool = False) -> None:
-        """checkpoint_last.pt; checkpoint_<step>.pt every save_interval updates and
-        checkpoint_epoch<E>.pt at epoch ends (each rotated); checkpoint_best.pt when ``best``."""
-        if not self.dm.is_main:
-            return
-        names = []
-        if self._saved_step != self.step:
-            names.append(LAST)
-            if _every(self.step, self.cfg.save_interval):
-                names.append(update_checkpoint_name(self.step))
-        if epoch_end and self.cfg.save_every_epoch:
-            names.append(epoch_checkpoint_name(self.epoch))
-        if best:
-            names.append(BEST)
-        if not names:
-            return
-        save_checkpoints(self.state_dict(), [self.ckpt_dir / name for name in names])
-        self._saved_step = self.step
-        prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, kind="update")
-        prune_checkpoints(self.ckpt_dir, self.cfg.keep_last_epochs, kind="epoch")
+        """The checkpoints due now (see :class:`~noamt.checkpoint.Checkpointer`)."""
+        self.checkpointer.save(self.state_dict, self.step, self.epoch, best=best, epoch_end=epoch_end)
 
     def resume(self) -> bool:
         """Load the checkpoint named by ``trainer.resume``; False when starting fresh."""
-        if self.cfg.resume == "none":
-            check_new_run(self.ckpt_dir, self.cfg.resume)
-            return False
-        path = self.ckpt_dir / LAST if self.cfg.resume == "auto" else Path(self.cfg.resume)
-        if self.cfg.resume == "auto" and not path.exists():
-            log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
+        path = self.checkpointer.resume_path(self.cfg.resume)
+        if path is None:
+            if self.cfg.resume == "auto":
+                log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.checkpointer.folder)
             return False
         # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
         # copied to the model's device by load_state_dict.
@@ -252,11 +257,7 @@ class Trainer:
             batch = batch.to(self.dm.device, non_blocking=True)
             sync = i == len(batches) - 1 or not self.dm.distributed
             with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
-                keep = batch.tgt_out != self.model.pad_id  # (B, T)
-                hidden = self.wrapped(batch.src, batch.tgt_in, keep, logits=False)  # (N, d)
-                loss = projected_label_smoothed_cross_entropy(
-                    hidden, self.model.output_weight, batch.tgt_out[keep], self.cfg.label_smoothing
-                )
+                loss, _ = self.token_losses(self.wrapped, batch)
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
         nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
@@ -276,25 +277,30 @@ class Trainer:
         self.step += 1
         return {"skipped": False, "loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
 
+    def token_losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The label-smoothed loss and the NLL summed over the batch's target tokens, through the
+        output projection fused with the loss (``noamt.loss``); ``model`` is the module to call
+        (wrapped for training, bare for validation)."""
+        keep = batch.tgt_out != self.model.pad_id  # (B, T)
+        hidden = model(batch.src, batch.tgt_in, keep, logits=False)  # (N, d)
+        return projected_token_losses(hidden, self.model.output_weight, batch.tgt_out[keep], self.cfg.label_smoothing)
+
     @torch.no_grad()
     def validate(self) -> dict:
         """Label-smoothed loss, NLL and perplexity per target token on the validation set.
 
         Every process scores the whole set, so all of them agree on the best checkpoint.
         """
-        model = self.model
-        model.eval()
+        self.model.eval()
         sums = torch.zeros(3, dtype=torch.float64, device=self.dm.device)  # loss, nll, tokens
         self.valid_data.rewind()
         for batch in self.valid_data:
             batch = batch.to(self.dm.device)
             with self.dm.autocast():
-                keep = batch.tgt_out != model.pad_id
-                logits = model(batch.src, batch.tgt_in, keep).float()
-            target = batch.tgt_out[keep]
-            sums[0] += F.cross_entropy(logits, target, label_smoothing=self.cfg.label_smoothing, reduction="sum")
-            sums[1] += F.cross_entropy(logits, target, reduction="sum")
-            sums[2] += target.numel()
+                loss, nll = self.token_losses(self.model, batch)
+            sums[0] += loss
+            sums[1] += nll
+            sums[2] += batch.n_tgt_tokens
         loss, nll, tokens = sums.tolist()
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 
@@ -304,15 +310,9 @@ class Trainer:
         result = self.validate()
         if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
             result["bleu"] = self.bleu(self.model)
-        key = self.cfg.best_metric
-        improved = result[key] < self.best[key] if key == "loss" else result[key] > self.best[key]
-        self.best["loss"] = min(self.best["loss"], result["loss"])
-        if "bleu" in result:
-            self.best["bleu"] = max(self.best["bleu"], result["bleu"])
-        self.validations_without_improvement = 0 if improved else self.validations_without_improvement + 1
+        improved = self.tracker.update(result)
         if self.metrics:
-            bests = {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
-            self.metrics.write("valid", self.step, **result, **bests)
+            self.metrics.write("valid", self.step, **result, **self.tracker.finite())
         bleu = f" | bleu {result['bleu']:.2f}" if "bleu" in result else ""
         log.info(
             "valid | update %d | loss %.4f | nll %.4f | ppl %.2f%s | best %s %.4f",
@@ -321,14 +321,11 @@ class Trainer:
             result["nll_loss"],
             result["ppl"],
             bleu,
-            key,
-            self.best[key],
+            self.tracker.metric,
+            self.tracker.best[self.tracker.metric],
         )
         if self.step > 0:
             self.save(best=improved, epoch_end=epoch_end)
-
-    def _out_of_patience(self) -> bool:
-        return self.cfg.patience > 0 and self.validations_without_improvement >= self.cfg.patience
 
     # ----------------------------------------------------------------------------- loop
     def _updates(self) -> Iterator[list[Batch]]:
@@ -399,7 +396,7 @@ class Trainer:
                     self.save(epoch_end=epoch_end)
                 if self._done() or self.stop.signum is not None:
                     break
-                if self._out_of_patience():
+                if self.tracker.out_of_patience():
                     log.info(
                         "no better validation %s for %d validations: stopping early",
                         self.cfg.best_metric,
@@ -454,18 +451,17 @@ class Trainer:
     def _finish(self) -> None:
         interrupted = self.stop.signum is not None
         validated = self._validated_step == self.step
-        if not interrupted and not validated and self.valid_data is not None and not self._out_of_patience():
+        if not interrupted and not validated and self.valid_data is not None and not self.tracker.out_of_patience():
             self._validate_and_record()
         self.save()
         if self.metrics:
-            bests = {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
-            self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted, **bests)
+            self.metrics.write("end", self.step, epoch=self.epoch, interrupted=interrupted, **self.tracker.finite())
             self.metrics.close()
         log.info(
             "%s at update %d; checkpoints in %s",
             "stopped" if interrupted else "finished",
             self.step,
-            self.ckpt_dir,
+            self.checkpointer.folder,
         )
 
 
