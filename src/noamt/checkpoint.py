@@ -1,10 +1,8 @@
 """Atomic checkpoint files: save, load, rotate, average.
 
-A checkpoint is one ``torch.save`` file holding a dict: ``model``, ``optimizer``, ``step``,
-``data`` (position in the batch stream), ``rng``, ``config`` (the resolved run config),
-``tokenizer`` (its JSON), ``epoch``, ``best`` and ``scaler``. It is written to a temporary file in the same
-folder, flushed to disk and renamed over the target, so a crash or kill at any moment leaves
-either the old or the new file, never a broken one.
+A checkpoint is one ``torch.save`` file holding a :class:`CheckpointState` dict. It is written
+to a temporary file in the same folder, flushed to disk and renamed over the target, so a crash
+or kill at any moment leaves either the old or the new file, never a broken one.
 """
 
 from __future__ import annotations
@@ -15,12 +13,31 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 TMP_SUFFIX = ".tmp"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
+
+
+class CheckpointState(TypedDict):
+    """What a training checkpoint holds (``Trainer.state_dict``). An averaged one
+    (:func:`average_checkpoints`) also lists the files it averages, ``averaged_from``."""
+
+    model: dict  # the bare model's state_dict (before torch.compile / DDP wrapping)
+    optimizer: dict
+    scaler: dict  # the gradient scaler (fp16)
+    step: int  # optimizer updates done
+    epoch: int
+    best: dict[str, float]  # {"loss": lowest, "bleu": highest} validation scores so far
+    validations_without_improvement: int
+    skipped_updates: int  # updates skipped for a NaN or infinite loss
+    data: dict  # position in the batch stream (TokenBudgetBatches.state_dict)
+    rng: dict  # every generator's state (noamt.device.rng_state)
+    config: dict  # the resolved run config
+    tokenizer: str  # the tokenizer as JSON
 
 
 def update_checkpoint_name(step: int) -> str:
@@ -93,7 +110,7 @@ def check_new_run(folder: str | os.PathLike, resume: str) -> None:
         )
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CheckpointState:
     """Read a checkpoint; a missing or unreadable file is a one-line :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():

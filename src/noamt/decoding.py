@@ -45,6 +45,9 @@ class DecodingConfig:
     min_len: int = 0  # EOS is banned before this many tokens (fairseq's --min-len)
 
 
+DEFAULT_DECODING = DecodingConfig()  # the one source of the search functions' defaults
+
+
 def check_decoding(cfg: DecodingConfig) -> None:
     """Settings that cannot produce a translation are a ValueError naming the key."""
     if cfg.beam_size < 1:
@@ -138,9 +141,9 @@ def greedy_search(
     *,
     bos_id: int,
     eos_id: int,
-    max_len_a: float = 1.2,
-    max_len_b: float = 10,
-    min_len: int = 0,
+    max_len_a: float = DEFAULT_DECODING.max_len_a,
+    max_len_b: float = DEFAULT_DECODING.max_len_b,
+    min_len: int = DEFAULT_DECODING.min_len,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """y_t = argmax_v log p(v | y_<t, x) until EOS; src (B, S) -> B lists of ids without BOS/EOS."""
@@ -244,11 +247,11 @@ def beam_search(
     *,
     bos_id: int,
     eos_id: int,
-    beam_size: int = 5,
-    length_penalty: float = 1.0,
-    max_len_a: float = 1.2,
-    max_len_b: float = 10,
-    min_len: int = 0,
+    beam_size: int = DEFAULT_DECODING.beam_size,
+    length_penalty: float = DEFAULT_DECODING.length_penalty,
+    max_len_a: float = DEFAULT_DECODING.max_len_a,
+    max_len_b: float = DEFAULT_DECODING.max_len_b,
+    min_len: int = DEFAULT_DECODING.min_len,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """Beam search as in fairseq; src (B, S) -> B lists of ids without BOS/EOS.
@@ -304,11 +307,11 @@ def translate_batches(
     batches: Iterable[Batch],
     tokenizer: Tokenizer,
     *,
-    beam_size: int = 5,
-    length_penalty: float = 1.0,
-    max_len_a: float = 1.2,
-    max_len_b: float = 10,
-    min_len: int = 0,
+    beam_size: int = DEFAULT_DECODING.beam_size,
+    length_penalty: float = DEFAULT_DECODING.length_penalty,
+    max_len_a: float = DEFAULT_DECODING.max_len_a,
+    max_len_b: float = DEFAULT_DECODING.max_len_b,
+    min_len: int = DEFAULT_DECODING.min_len,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Translate every batch (greedy search for beam_size 1) and detokenize.

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import DecodingConfig, check_decoding, translate_batches, translate_texts
+from noamt.decoding import DEFAULT_DECODING, DecodingConfig, check_decoding, translate_batches, translate_texts
 from noamt.device import DeviceConfig, device_manager
 from noamt.model import ModelConfig, Transformer
 
@@ -105,8 +105,8 @@ def validation_bleu(
     batches: Iterable[Batch],
     tokenizer: Tokenizer,
     references: Sequence[str],
-    max_len_a: float = 1.2,
-    max_len_b: float = 10,
+    max_len_a: float = DEFAULT_DECODING.max_len_a,
+    max_len_b: float = DEFAULT_DECODING.max_len_b,
     tokenize: str = "13a",
 ) -> tuple[float, list[str]]:
     """sacreBLEU of greedy translations of ``batches`` against ``references`` (in split order),

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from noamt.checkpoint import Checkpointer, CheckpointError, config_differences, load_checkpoint
+from noamt.checkpoint import Checkpointer, CheckpointError, CheckpointState, config_differences, load_checkpoint
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.loss import projected_token_losses
@@ -189,7 +189,7 @@ class Trainer:
         self.stop = StopRequest()
 
     # ----------------------------------------------------------------------------- state
-    def state_dict(self) -> dict:
+    def state_dict(self) -> CheckpointState:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -204,7 +204,7 @@ class Trainer:
             **self.extra_state,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: CheckpointState) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
