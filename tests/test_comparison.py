@@ -152,7 +152,10 @@ def fake_run(root, job: Job, scores: dict, hypotheses: dict, final_loss: float, 
     results = {
         "checkpoint": str(run_dir / "checkpoints" / LAST),
         "step": 6,
+        "data": "toy",
+        "src_lang": "en",
         "tgt_lang": "de",
+        "tokenized": False,
         "decoding": {"beam_size": 1},
         "splits": {
             s: {"bleu": b, "chrf": c, "ter": 50.0, "n_sentences": 3, "signatures": signatures}

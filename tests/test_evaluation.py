@@ -26,6 +26,7 @@ from noamt.evaluation import (
     write_results,
 )
 from noamt.model import ModelConfig, Transformer
+from noamt.results import EvaluationResults, ResultsError, read_results_json
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +116,9 @@ def test_results_file_hypotheses_and_table(tmp_path):
     hyps = {"test_a": ["Hallo Welt.", "Zweite\nZeile"]}
     result = {**score(hyps["test_a"], ["Hallo Welt.", "Zweite Zeile"]), "n_sentences": 2}
     result["tokenized_bleu"] = tokenized_bleu(hyps["test_a"], ["hallo welt .", "zweite zeile"], "de")
-    path = write_results(tmp_path, hyps, {"test_a": result}, "de", {"checkpoint": "ck.pt", "step": 7})
+    meta = {"checkpoint": "ck.pt", "step": 7, "data": "toy", "src_lang": "en", "tgt_lang": "de", "tokenized": False}
+    results = EvaluationResults(**meta, decoding={"beam_size": 1}, splits={"test_a": result})
+    path = write_results(tmp_path, hyps, results)
     saved = json.loads(path.read_text())
     assert saved["checkpoint"] == "ck.pt" and saved["step"] == 7
     assert saved["splits"]["test_a"]["signatures"]["bleu"].startswith("nrefs:1")
@@ -127,6 +130,24 @@ def test_results_file_hypotheses_and_table(tmp_path):
     table = format_table({"test_a": result})
     assert "test_a" in table and "tok-BLEU" in table and TOKENIZED_BLEU_LABEL in table
     assert result["signatures"]["bleu"] in table
+
+
+def test_results_json_is_read_back_as_written_and_an_incomplete_one_is_named(tmp_path):
+    result = {**score(["Hallo Welt."], ["Hallo Welt."]), "n_sentences": 1}
+    meta = {"checkpoint": "ck.pt", "step": 7, "data": "toy", "src_lang": "en", "tgt_lang": "de", "tokenized": False}
+    written = EvaluationResults(**meta, decoding={"beam_size": 5}, splits={"test_a": result})
+    path = write_results(tmp_path, {"test_a": ["Hallo Welt."]}, written)
+    assert read_results_json(path) == written and not list(tmp_path.glob("*.tmp"))
+    del result["chrf"]
+    path.write_text(json.dumps(written))
+    with pytest.raises(ResultsError, match=r"results.json: no splits.test_a.chrf \("):
+        read_results_json(path)
+    path.write_text(json.dumps({"splits": {}}))
+    with pytest.raises(ResultsError, match="no checkpoint, data, decoding, src_lang, step, tgt_lang, tokenized"):
+        read_results_json(path)
+    path.write_text("{")
+    with pytest.raises(ResultsError, match="cannot read .*results.json"):
+        read_results_json(path)
 
 
 def test_tokenized_text_is_scored_as_given_without_a_second_moses_pass(multi30k_dir):

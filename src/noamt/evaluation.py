@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import sys
@@ -40,13 +39,15 @@ from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, rea
 from noamt.decoding import DEFAULT_DECODING, DecodingConfig, check_decoding, translate_batches, translate_texts
 from noamt.device import DeviceConfig, device_manager
 from noamt.model import ModelConfig, Transformer
+from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
 AS_GIVEN_BLEU_LABEL = "BLEU (lc, tokenized text scored as given, multi-bleu comparable)"
 
 
 def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> dict:
-    """Corpus BLEU, chrF and TER (one reference per sentence) and signatures.
+    """Corpus BLEU, chrF and TER (one reference per sentence) and signatures: a
+    :class:`~noamt.results.SplitResults` without ``n_sentences``.
 
     sacreBLEU's defaults, except BLEU's ``tokenize`` ("none" for text that is tokenized already).
     """
@@ -78,26 +79,25 @@ def moses_tokenize(text: str, lang: str) -> str:
 
 def tokenized_bleu(
     hypotheses: Sequence[str], tok_references: Sequence[str], lang: str, retokenize: bool = True
-) -> dict:
+) -> TokenizedBleu:
     """BLEU on whitespace tokens, unsmoothed (``multi-bleu.perl``), against tokenized references.
 
     With ``retokenize`` the hypotheses are first lowercased and Moses-tokenized
     (:func:`moses_tokenize`); without it they are taken as given (already tokenized).
-    Returns {"score", "label", "signature", "bp", "ratio", "precisions"}; comparable to
-    ``multi-bleu.perl`` numbers only.
+    Comparable to ``multi-bleu.perl`` numbers only.
     """
     _check_lengths(hypotheses, tok_references)
     metric = BLEU(tokenize="none", smooth_method="none", force=True)
     hyps = [moses_tokenize(h, lang) for h in hypotheses] if retokenize else list(hypotheses)
     result = metric.corpus_score(hyps, [list(tok_references)])
-    return {
-        "score": float(result.score),
-        "label": TOKENIZED_BLEU_LABEL if retokenize else AS_GIVEN_BLEU_LABEL,
-        "signature": str(metric.get_signature()),
-        "bp": float(result.bp),
-        "ratio": float(result.sys_len / result.ref_len) if result.ref_len else 0.0,
-        "precisions": [float(p) for p in result.precisions],
-    }
+    return TokenizedBleu(
+        score=float(result.score),
+        label=TOKENIZED_BLEU_LABEL if retokenize else AS_GIVEN_BLEU_LABEL,
+        signature=str(metric.get_signature()),
+        bp=float(result.bp),
+        ratio=float(result.sys_len / result.ref_len) if result.ref_len else 0.0,
+        precisions=[float(p) for p in result.precisions],
+    )
 
 
 def validation_bleu(
@@ -198,9 +198,8 @@ def evaluate_split(
     tok_references: Sequence[str] | None = None,
     tokenized: bool = False,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[list[str], dict]:
-    """Translate ``sources`` and score them: (hypotheses, {n_sentences, bleu, chrf, ter,
-    signatures[, tokenized_bleu]}).
+) -> tuple[list[str], SplitResults]:
+    """Translate ``sources`` and score them: (hypotheses, their scores).
 
     Raw text: sacreBLEU on the detokenized text, and a tokenized BLEU when ``tok_references``
     are given. ``tokenized`` text (hypotheses and ``references`` lowercased and tokenized
@@ -208,37 +207,27 @@ def evaluate_split(
     """
     hyps = translate_texts(model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch)
     if tokenized:
-        result = {"n_sentences": len(hyps), **score(hyps, references, tokenize="none")}
+        result = SplitResults(n_sentences=len(hyps), **score(hyps, references, tokenize="none"))
         result["tokenized_bleu"] = tokenized_bleu(hyps, references, tgt_lang, retokenize=False)
         return hyps, result
-    result = {"n_sentences": len(hyps), **score(hyps, references)}
+    result = SplitResults(n_sentences=len(hyps), **score(hyps, references))
     if tok_references is not None:
         result["tokenized_bleu"] = tokenized_bleu(hyps, tok_references, tgt_lang)
     return hyps, result
 
 
-def write_results(
-    out_dir: str | os.PathLike,
-    hypotheses: dict[str, list[str]],
-    results: dict[str, dict],
-    tgt_lang: str,
-    meta: dict,
-) -> Path:
-    """Write ``<out_dir>/<split>.hyp.<tgt_lang>`` per split and ``results.json``:
-    ``{**meta, "splits": results}``. Returns the path of results.json."""
+def write_results(out_dir: str | os.PathLike, hypotheses: dict[str, list[str]], results: EvaluationResults) -> Path:
+    """Write ``<out_dir>/<split>.hyp.<tgt_lang>`` per split and ``results.json``; returns the
+    path of results.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, hyps in hypotheses.items():
-        (out_dir / f"{split}.hyp.{tgt_lang}").write_text("".join(as_line(h) + "\n" for h in hyps), encoding="utf-8")
-    path = out_dir / "results.json"
-    path.write_text(
-        json.dumps({**meta, "splits": results}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
-    return path
+        path = out_dir / f"{split}.hyp.{results['tgt_lang']}"
+        path.write_text("".join(as_line(h) + "\n" for h in hyps), encoding="utf-8")
+    return write_results_json(out_dir / RESULTS_FILE, results)
 
 
-def format_table(results: dict[str, dict]) -> str:
+def format_table(results: dict[str, SplitResults]) -> str:
     """A plain-text table (split, n, BLEU, chrF, TER, tok-BLEU) followed by the signatures."""
     width = max(len("split"), *(len(s) for s in results))
     lines = [f"{'split':<{width}}  {'n':>5}  {'BLEU':>6}  {'chrF':>6}  {'TER':>6}  {'tok-BLEU':>8}"]
@@ -304,7 +293,7 @@ def evaluate_checkpoint(
     out_dir: str | os.PathLike | None = None,
     max_tokens: int = 4096,
     progress: bool = True,
-) -> tuple[Path, dict[str, dict]]:
+) -> tuple[Path, dict[str, SplitResults]]:
     """Translate ``splits`` (default: the stored data config's test splits; ``valid`` names the
     validation split) with a checkpoint file or run directory and score them.
 
@@ -330,11 +319,12 @@ def evaluate_checkpoint(
             "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
         )
     corpus = load_corpus(data_cfg, splits=splits)  # only the files of the splits scored
-    hypotheses, results = {}, {}
+    hypotheses: dict[str, list[str]] = {}
+    scores: dict[str, SplitResults] = {}
     for split in splits:
         bar = tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress)
         with bar, dm.autocast():
-            hypotheses[split], results[split] = evaluate_split(
+            hypotheses[split], scores[split] = evaluate_split(
                 loaded.model,
                 loaded.tokenizer,
                 corpus[split]["src"],
@@ -346,16 +336,17 @@ def evaluate_checkpoint(
                 tokenized=data_cfg.tokenized,
                 on_batch=bar.update,
             )
-    meta = {
-        "checkpoint": str(loaded.path),
-        "step": loaded.step,
-        "data": data_cfg.name,
-        "src_lang": data_cfg.src_lang,
-        "tgt_lang": data_cfg.tgt_lang,
-        "tokenized": data_cfg.tokenized,
-        "decoding": {f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
-    }
+    results = EvaluationResults(
+        checkpoint=str(loaded.path),
+        step=loaded.step,
+        data=data_cfg.name,
+        src_lang=data_cfg.src_lang,
+        tgt_lang=data_cfg.tgt_lang,
+        tokenized=data_cfg.tokenized,
+        decoding={f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
+        splits=scores,
+    )
     out = Path(out_dir) if out_dir else default_out_dir(loaded.path)
-    path = write_results(out, hypotheses, results, data_cfg.tgt_lang, meta)
+    path = write_results(out, hypotheses, results)
     log.info("wrote %s and the hypotheses", path)
-    return path, results
+    return path, scores

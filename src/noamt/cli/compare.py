@@ -44,7 +44,7 @@ from noamt.checkpoint import LAST, CheckpointError, config_differences
 from noamt.cli.config import register_configs
 from noamt.compare import runs
 from noamt.compare.plots import plot as plot_lr_curves
-from noamt.compare.report import format_duration, write_report
+from noamt.compare.report import BenchmarkMeta, format_duration, write_report
 from noamt.compare.runs import Job
 from noamt.data import DataConfig, DataError, load_corpus
 from noamt.decoding import DecodingConfig
@@ -357,20 +357,20 @@ def write_outputs(
     comparisons = runs.compare_to_reference(selected, reference(args), tests, refs, BOOTSTRAP_SAMPLES)
     curves = [(s.schedule, s.runs[0].schedule_params) for s in selected]
     lr_plot = plot_lr_curves(curves, cfg["trainer"]["max_steps"], log=False, out=str(args.out / "lr_schedules"))[0]
-    meta = {
-        "profile": args.profile,
-        "mode": "lr_sweep" if args.lr_sweep else "same_peak",
-        "schedules": args.schedules,
-        "seeds": args.seeds,
-        "lr_scales": args.lr_scales if args.lr_sweep else None,
-        "max_steps": cfg["trainer"]["max_steps"],
-        "beam_size": args.beam_size,
-        "checkpoint": LAST,
-        "reference": reference(args),
-        "test_splits": tests,
-        "bootstrap_samples": BOOTSTRAP_SAMPLES,
-        "description": describe(args, cfg, settings, selected),
-    }
+    meta = BenchmarkMeta(
+        profile=args.profile,
+        mode="lr_sweep" if args.lr_sweep else "same_peak",
+        schedules=args.schedules,
+        seeds=args.seeds,
+        lr_scales=args.lr_scales if args.lr_sweep else None,
+        max_steps=cfg["trainer"]["max_steps"],
+        beam_size=args.beam_size,
+        checkpoint=LAST,
+        reference=reference(args),
+        test_splits=tests,
+        bootstrap_samples=BOOTSTRAP_SAMPLES,
+        description=describe(args, cfg, settings, selected),
+    )
     return write_report(args.out, meta, settings, selected, comparisons, [lr_plot.name]), comparisons
 
 

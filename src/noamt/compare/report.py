@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypedDict
 
 import matplotlib
 
@@ -20,7 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from noamt.compare.runs import Comparison, SettingSummary, divergence_warnings, format_summary  # noqa: E402
+from noamt.compare.runs import (  # noqa: E402
+    Comparison,
+    SettingSummary,
+    divergence_warnings,
+    evaluation_results_file,
+    format_summary,
+)
 from noamt.compare.stats import Summary  # noqa: E402
 
 VALIDATION_PLOT = "validation_curves.png"
@@ -40,55 +47,123 @@ METHOD = (
 )
 
 
-def summary_dict(s: Summary) -> dict:
-    return {"n": s.n, "mean": s.mean, "std": s.std, "ci95": [s.ci_low, s.ci_high], "values": list(s.values)}
+class SummaryEntry(TypedDict):
+    """A :class:`~noamt.compare.stats.Summary` over seeds."""
+
+    n: int
+    mean: float
+    std: float
+    ci95: list[float]  # [low, high]
+    values: list[float]  # one per seed, in seed order
 
 
-def setting_dict(s: SettingSummary, selected: bool) -> dict:
-    return {
-        "setting": s.setting,
-        "schedule": s.schedule,
-        "lr_scale": s.lr_scale,
-        "peak_lr": s.peak_lr,
-        "selected": selected,
-        "seeds": s.seeds,
-        "updates": summary_dict(s.updates),
-        "wall_time_s": summary_dict(s.wall_time_s),
-        "best_valid_loss": summary_dict(s.best_valid_loss),
-        "diverged_seeds": s.diverged_seeds,
-        "scores": {split: {m: summary_dict(v) for m, v in ms.items()} for split, ms in s.scores.items()},
-        "runs": [
-            {
-                "name": r.job.name,
-                "seed": r.job.seed,
-                "run_dir": str(r.run_dir),
-                "results_json": str(r.run_dir / "eval" / "results.json"),
-                "schedule_params": r.schedule_params,
-                "updates": r.updates,
-                "wall_time_s": r.wall_time_s,
-                "best_valid_loss": r.best_valid_loss,
-                "diverged": r.diverged,
-                "scores": {split: {m: v[m] for m in ("bleu", "chrf", "ter")} for split, v in r.scores.items()},
-            }
+class RunEntry(TypedDict):
+    """One run: where its files are and its own numbers."""
+
+    name: str
+    seed: int
+    run_dir: str
+    results_json: str  # the run's eval/results.json, the source of its scores
+    schedule_params: dict
+    updates: int
+    wall_time_s: float
+    best_valid_loss: float
+    diverged: bool
+    scores: dict[str, dict[str, float]]  # split -> {"bleu", "chrf", "ter"}
+
+
+class SettingEntry(TypedDict):
+    """One schedule at one peak, summarised over its seeds."""
+
+    setting: str
+    schedule: str
+    lr_scale: float | None
+    peak_lr: float
+    selected: bool  # in the comparison (with --lr-sweep: the schedule's best peak)
+    seeds: list[int]
+    updates: SummaryEntry
+    wall_time_s: SummaryEntry
+    best_valid_loss: SummaryEntry
+    diverged_seeds: list[int]
+    scores: dict[str, dict[str, SummaryEntry]]  # split -> metric -> summary
+    runs: list[RunEntry]
+
+
+class BenchmarkMeta(TypedDict):
+    """How the benchmark was run."""
+
+    profile: str
+    mode: str  # "same_peak" or "lr_sweep"
+    schedules: list[str]
+    seeds: list[int]
+    lr_scales: list[float] | None
+    max_steps: int
+    beam_size: int
+    checkpoint: str  # the checkpoint each run is evaluated at
+    reference: str  # the schedule the others are compared with
+    test_splits: list[str]
+    bootstrap_samples: int
+    description: dict
+
+
+class BenchmarkResults(TypedDict):
+    """The benchmark's results.json."""
+
+    meta: BenchmarkMeta
+    settings: list[SettingEntry]
+    comparisons: list[dict]  # dataclasses.asdict(Comparison)
+    diverged: list[str]  # one warning per diverged run
+
+
+def summary_entry(s: Summary) -> SummaryEntry:
+    return SummaryEntry(n=s.n, mean=s.mean, std=s.std, ci95=[s.ci_low, s.ci_high], values=list(s.values))
+
+
+def setting_entry(s: SettingSummary, selected: bool) -> SettingEntry:
+    return SettingEntry(
+        setting=s.setting,
+        schedule=s.schedule,
+        lr_scale=s.lr_scale,
+        peak_lr=s.peak_lr,
+        selected=selected,
+        seeds=s.seeds,
+        updates=summary_entry(s.updates),
+        wall_time_s=summary_entry(s.wall_time_s),
+        best_valid_loss=summary_entry(s.best_valid_loss),
+        diverged_seeds=s.diverged_seeds,
+        scores={split: {m: summary_entry(v) for m, v in ms.items()} for split, ms in s.scores.items()},
+        runs=[
+            RunEntry(
+                name=r.job.name,
+                seed=r.job.seed,
+                run_dir=str(r.run_dir),
+                results_json=str(evaluation_results_file(r.run_dir)),
+                schedule_params=r.schedule_params,
+                updates=r.updates,
+                wall_time_s=r.wall_time_s,
+                best_valid_loss=r.best_valid_loss,
+                diverged=r.diverged,
+                scores={split: {m: v[m] for m in ("bleu", "chrf", "ter")} for split, v in r.scores.items()},
+            )
             for r in s.runs
         ],
-    }
+    )
 
 
 def write_json(
     path: Path,
-    meta: dict,
+    meta: BenchmarkMeta,
     settings: Sequence[SettingSummary],
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],
 ) -> None:
     chosen = {s.setting for s in selected}
-    data = {
-        "meta": meta,
-        "settings": [setting_dict(s, s.setting in chosen) for s in settings],
-        "comparisons": [asdict(c) for c in comparisons],
-        "diverged": divergence_warnings(settings),
-    }
+    data = BenchmarkResults(
+        meta=meta,
+        settings=[setting_entry(s, s.setting in chosen) for s in settings],
+        comparisons=[asdict(c) for c in comparisons],
+        diverged=divergence_warnings(settings),
+    )
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -235,7 +310,7 @@ def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[Setti
     header = ["run", "peak lr", "updates", "wall time", "best valid loss", *(f"{split} BLEU" for split in splits)]
     rows = [
         [
-            f"[{r.job.name}]({os.path.relpath(r.run_dir / 'eval' / 'results.json', out_dir)})"
+            f"[{r.job.name}]({os.path.relpath(evaluation_results_file(r.run_dir), out_dir)})"
             + (" (diverged)" if r.diverged else ""),
             f"{r.peak_lr:.3g}",
             str(r.updates),
@@ -253,7 +328,7 @@ def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[Setti
 
 def markdown(
     out_dir: Path,
-    meta: dict,
+    meta: BenchmarkMeta,
     settings: Sequence[SettingSummary],
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],
@@ -320,7 +395,7 @@ def plot_test_bleu(selected: Sequence[SettingSummary], splits: Sequence[str], pa
 
 def write_report(
     out_dir: Path,
-    meta: dict,
+    meta: BenchmarkMeta,
     settings: Sequence[SettingSummary],
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],

@@ -12,13 +12,13 @@ checkpoint, i.e. after exactly the budgeted number of updates. Folder layout:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from noamt.checkpoint import LAST, load_checkpoint
 from noamt.compare.stats import (
@@ -33,6 +33,7 @@ from noamt.compare.stats import (
 )
 from noamt.data import read_lines
 from noamt.metrics import read_metrics
+from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
 from noamt.schedules import CONFIGS
 
 JOB_GROUP = "compare_run"
@@ -77,23 +78,20 @@ def job_config(job: Job) -> str:
 
     Peak scale m: ``noam`` gets factor = m; the others peak_lr = m * (d_model * warmup_steps)^-0.5.
     """
-    lines = [
-        "# @package _global_",
-        "defaults:",
-        f"  - override /schedule: {job.schedule}",
-        f"run_name: {job.name}",
-        "trainer:",
-        f"  seed: {job.seed}",
-    ]
+    option: dict = {
+        "defaults": [{"override /schedule": job.schedule}],
+        "run_name": job.name,
+        "trainer": {"seed": job.seed},
+    }
     if job.lr_scale is not None:
         fields = {f.name for f in dataclasses.fields(CONFIGS[job.schedule])}
         if "factor" in fields:
-            lines += ["schedule:", f"  factor: {job.lr_scale!r}"]
+            option["schedule"] = {"factor": job.lr_scale}
         elif "peak_lr" in fields:
-            lines += ["schedule:", f"  peak_lr: ${{noam_peak:${{model.d_model}},${{.warmup_steps}},{job.lr_scale!r}}}"]
+            option["schedule"] = {"peak_lr": f"${{noam_peak:${{model.d_model}},${{.warmup_steps}},{job.lr_scale!r}}}"}
         else:
             raise ValueError(f"schedule {job.schedule!r} has neither factor nor peak_lr to scale")
-    return "\n".join(lines) + "\n"
+    return "# @package _global_\n" + OmegaConf.to_yaml(OmegaConf.create(option))
 
 
 def write_job_configs(jobs: Sequence[Job], config_dir: Path) -> Path:
@@ -161,16 +159,21 @@ def evaluation_dir(run_dir: Path) -> Path:
     return run_dir / "eval"
 
 
-def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> dict | None:
+def evaluation_results_file(run_dir: Path) -> Path:
+    """The run's ``eval/results.json``, written by :func:`noamt.evaluation.evaluate_checkpoint`."""
+    return evaluation_dir(run_dir) / RESULTS_FILE
+
+
+def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> EvaluationResults | None:
     """The run's eval/results.json if it scored checkpoint_last.pt at ``step`` with ``decoding``
     on every split of ``splits``; None when it must be (re)done."""
-    path = evaluation_dir(run_dir) / "results.json"
+    path = evaluation_results_file(run_dir)
     if not path.is_file():
         return None
-    results = json.loads(path.read_text(encoding="utf-8"))
-    same_model = Path(results.get("checkpoint", "")).name == LAST and results.get("step") == step
-    same_decoding = all(results.get("decoding", {}).get(k) == v for k, v in decoding.items())
-    return results if same_model and same_decoding and set(splits) <= set(results.get("splits", {})) else None
+    results = read_results_json(path)
+    same_model = Path(results["checkpoint"]).name == LAST and results["step"] == step
+    same_decoding = all(results["decoding"].get(k) == v for k, v in decoding.items())
+    return results if same_model and same_decoding and set(splits) <= set(results["splits"]) else None
 
 
 @dataclass
@@ -185,7 +188,7 @@ class RunResult:
     wall_time_s: float
     best_valid_loss: float
     valid: list[dict]  # validation records during training: step, loss, bleu (from update 1)
-    scores: dict[str, dict]  # split -> {"bleu", "chrf", "ter", "n_sentences", "signatures", ...}
+    scores: dict[str, SplitResults]  # split -> scores, from the run's eval/results.json
     tgt_lang: str
     device: str  # as the trainer described it, e.g. "cpu (cpu), fp32, 2 threads"
 
@@ -222,10 +225,10 @@ def diverged(valid: Sequence[dict], tolerance: float = 0.01) -> bool:
 def collect_run(job: Job, run_dir: Path) -> RunResult:
     """A run's training log and evaluation as a RunResult (both must exist)."""
     log = read_training(run_dir)
-    path = evaluation_dir(run_dir) / "results.json"
+    path = evaluation_results_file(run_dir)
     if log is None or not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl or {path.name}: train and evaluate the run first")
-    evaluation = json.loads(path.read_text(encoding="utf-8"))
+    evaluation = read_results_json(path)
     return RunResult(
         job=job,
         run_dir=run_dir,

@@ -1,0 +1,83 @@
+"""``results.json`` of an evaluation: its contents as TypedDicts, the writer and the reader.
+
+``noamt-evaluate`` (:func:`noamt.evaluation.evaluate_checkpoint`) writes one per evaluated
+checkpoint, beside the hypothesis files; the schedule comparison reads it back to decide whether
+a run must be evaluated again and to build its report. Both go through this module.
+"""
+
+# no `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations
+import json
+import os
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+RESULTS_FILE = "results.json"
+
+
+class TokenizedBleu(TypedDict):
+    """BLEU on whitespace tokens against Multi30k's tokenized references (``multi-bleu.perl``)."""
+
+    score: float
+    label: str  # which of the two tokenized BLEUs: hypotheses Moses-tokenized, or scored as given
+    signature: str
+    bp: float  # brevity penalty
+    ratio: float  # hypothesis length / reference length, in tokens
+    precisions: list[float]  # clipped 1- to 4-gram precisions, in percent
+
+
+class SplitResults(TypedDict):
+    """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures."""
+
+    n_sentences: int
+    bleu: float
+    chrf: float
+    ter: float
+    signatures: dict[str, str]  # metric name ("bleu", "chrf", "ter") -> sacreBLEU signature
+    tokenized_bleu: NotRequired[TokenizedBleu]  # where tokenized references exist
+
+
+class EvaluationResults(TypedDict):
+    """The whole file: what was evaluated, how, and the scores per split."""
+
+    checkpoint: str  # the checkpoint file
+    step: int | None  # its optimizer updates
+    data: str  # the data config's name
+    src_lang: str
+    tgt_lang: str
+    tokenized: bool  # the text was lowercased and tokenized already (data.tokenized)
+    decoding: dict[str, int | float | bool]  # the DecodingConfig's fields
+    splits: dict[str, SplitResults]  # split name ("valid", "test_2016_flickr", ...) -> scores
+
+
+class ResultsError(ValueError):
+    """A results.json that cannot be read or lacks what is needed."""
+
+
+def write_results_json(path: str | os.PathLike, results: EvaluationResults) -> Path:
+    """Write ``results`` to ``path`` atomically (a temporary file renamed over it)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results_json(path: str | os.PathLike) -> EvaluationResults:
+    """The contents of ``path``; a file that is not JSON or lacks a key is a one-line ResultsError."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsError(f"cannot read {path}: {err}") from err
+    _require(results, EvaluationResults, path, "")
+    for split, scores in results["splits"].items():
+        _require(scores, SplitResults, path, f"splits.{split}.")
+    return results
+
+
+def _require(value: object, kind: type, path: Path, prefix: str) -> None:
+    if not isinstance(value, dict):
+        raise ResultsError(f"{path}: {prefix.rstrip('.') or 'the file'} is not a JSON object")
+    missing = sorted(prefix + key for key in kind.__required_keys__ if key not in value)  # type: ignore[attr-defined]
+    if missing:
+        raise ResultsError(f"{path}: no {', '.join(missing)} (not the results.json of an evaluation)")
