@@ -118,3 +118,12 @@ def test_a_few_updates_of_the_paper_recipe_run(multi30k_dir, tmp_path):
     assert result["step"] == 3
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint_epoch*.pt"))
     assert names == ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt", "checkpoint_epoch3.pt"]
+
+
+def test_every_config_group_is_packaged():
+    """A group folder missing from pyproject's packages would be left out of a wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with (CONFIGS.parent / "pyproject.toml").open("rb") as f:
+        packages = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    groups = {f"noamt.configs.{d.name}" for d in CONFIGS.iterdir() if d.is_dir() and any(d.glob("*.yaml"))}
+    assert groups and groups <= packages, sorted(groups - packages)

@@ -5,11 +5,12 @@ checkpoint, beside the hypothesis files; the schedule comparison reads it back t
 a run must be evaluated again and to build its report. Both go through this module.
 """
 
-# no `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations
+from __future__ import annotations
+
 import json
 import os
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import TypedDict
 
 RESULTS_FILE = "results.json"
 
@@ -25,15 +26,19 @@ class TokenizedBleu(TypedDict):
     precisions: list[float]  # clipped 1- to 4-gram precisions, in percent
 
 
-class SplitResults(TypedDict):
-    """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures."""
-
+class _SacreBleuScores(TypedDict):
     n_sentences: int
     bleu: float
     chrf: float
     ter: float
     signatures: dict[str, str]  # metric name ("bleu", "chrf", "ter") -> sacreBLEU signature
-    tokenized_bleu: NotRequired[TokenizedBleu]  # where tokenized references exist
+
+
+class SplitResults(_SacreBleuScores, total=False):
+    """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures, and the
+    tokenized BLEU where tokenized references exist."""
+
+    tokenized_bleu: TokenizedBleu
 
 
 class EvaluationResults(TypedDict):
