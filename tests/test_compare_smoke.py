@@ -162,3 +162,20 @@ def test_runs_trained_at_once_equal_runs_trained_one_after_another(smoke, tmp_pa
             for root in (tmp_path / "bench", out)
         ]
         assert scores[0] == scores[1], name
+
+
+def test_a_time_limit_stops_training_or_evaluation_and_a_rerun_goes_on(smoke, tmp_path):
+    out, cache, _ = smoke
+    stopped = compare(tmp_path / "a", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache)
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert "time limit reached: stopping the runs" in stopped.stderr
+    assert "run the same command again to go on" in stopped.stdout and not (tmp_path / "a" / "report.md").exists()
+
+    trained = tmp_path / "b" / "runs" / "noam-seed1"  # trained, not yet evaluated
+    shutil.copytree(out / "runs" / "noam-seed1", trained, ignore=shutil.ignore_patterns("eval"))
+    stopped = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache)
+    assert stopped.returncode == 75 and "time limit reached before evaluating run 1/1" in stopped.stderr
+    assert not (trained / "eval").exists()
+    resumed = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", cache=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "1 finished (skipped)" in resumed.stderr and (tmp_path / "b" / "report.md").is_file()

@@ -119,6 +119,36 @@ class BestTracker:
         return {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
 
 
+class LogWindow:
+    """The training updates since the last log line.
+
+    loss = (sum of the token losses) / (target tokens) on this rank; tokens/s = target tokens of
+    all ranks / wall time since the window opened. The loss stays on the device until read.
+    """
+
+    def __init__(self, device: torch.device, all_reduce_sum: Callable[[float], float]):
+        self.device = device
+        self.all_reduce_sum = all_reduce_sum
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss_sum: torch.Tensor, tokens: int) -> None:
+        self.loss_sum += loss_sum
+        self.tokens += tokens
+
+    def close(self) -> tuple[float, float]:
+        """(loss per token, tokens/s) of the window; a new window opens."""
+        elapsed = time.perf_counter() - self.start
+        tokens = self.all_reduce_sum(self.tokens)
+        loss = self.loss_sum.item() / max(self.tokens, 1)
+        self._reset()
+        return loss, tokens / elapsed if elapsed > 0 else 0.0
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
 
@@ -367,11 +397,7 @@ class Trainer:
             unit="upd",
             dynamic_ncols=True,
         )
-        window = {
-            "loss": torch.zeros((), device=self.dm.device),
-            "tokens": 0,
-            "start": time.perf_counter(),
-        }
+        window = LogWindow(self.dm.device, self.dm.all_reduce_sum)
         last: dict = {}
         with self.stop.installed():
             for batches in [] if self._done() else self._updates():
@@ -382,8 +408,7 @@ class Trainer:
                         break
                     continue
                 self._nonfinite_in_a_row = 0
-                window["loss"] += out["loss_sum"]
-                window["tokens"] += out["tokens"]
+                window.add(out["loss_sum"], out["tokens"])
                 bar.update(1)
                 if self.step % self.cfg.log_interval == 0 or self._done():
                     last = self._log_window(window, out, bar)
@@ -426,15 +451,9 @@ class Trainer:
                 "trainer.clip_norm; the checkpoints hold the last finite state"
             )
 
-    def _log_window(self, window: dict, out: dict, bar: tqdm) -> dict:
-        elapsed = time.perf_counter() - window["start"]
-        tokens = self.dm.all_reduce_sum(window["tokens"])
-        record = {
-            "epoch": self.epoch,
-            "loss": window["loss"].item() / max(window["tokens"], 1),
-            "lr": out["lr"],
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-        }
+    def _log_window(self, window: LogWindow, out: dict, bar: tqdm) -> dict:
+        loss, tokens_per_s = window.close()
+        record = {"epoch": self.epoch, "loss": loss, "lr": out["lr"], "tokens_per_s": tokens_per_s}
         if out["grad_norm"] is not None:
             record["grad_norm"] = float(out["grad_norm"])
         bar.set_postfix(
@@ -445,7 +464,6 @@ class Trainer:
         )
         if self.metrics:
             self.metrics.write("train", self.step, **record)
-        window.update(loss=torch.zeros((), device=self.dm.device), tokens=0, start=time.perf_counter())
         return record
 
     def _finish(self) -> None:

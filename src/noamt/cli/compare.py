@@ -18,7 +18,9 @@ each compare_run option (written to <out>/configs/compare_run/) setting the sche
 and, with --lr-sweep, the peak; add e.g. hydra/launcher=submitit_slurm to run them elsewhere.
 With --jobs N the runs are dealt into N such multiruns, which train at the same time.
 Finished runs are skipped and interrupted ones resumed, so the command can be re-run safely.
-Every run's checkpoint_last.pt is then evaluated on the validation and test sets
+--time-limit M stops the runs after M minutes (each saves a checkpoint after its current update)
+and exits with status 75, so that a short allocation (a 10-minute GPU call) ends cleanly and the
+same command, run again, goes on. Every run's checkpoint_last.pt is then evaluated on the validation and test sets
 (<run>/eval/results.json) and <out>/report.md, results.csv, results.json and plots are written.
 """
 
@@ -94,6 +96,9 @@ IGNORED_CHANGES = (
 )
 
 
+EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: --time-limit stopped the benchmark; run it again
+
+
 class CompareError(Exception):
     """A problem the user can fix; reported as one line."""
 
@@ -136,6 +141,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs trained at once, e.g. several small models sharing one GPU (each process trains its share "
         "of the runs one after another; on a CPU give each device.num_threads)",
     )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="minutes after which the runs are stopped (they save a checkpoint) and the command exits with "
+        f"status {EXIT_UNFINISHED}; run it again to go on. Leave a margin for the last update and validation",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the multirun command, train nothing")
     parser.add_argument("overrides", nargs="*", help="noamt-train overrides for every run, e.g. device.num_threads=2")
     args = parser.parse_args(argv)
@@ -145,6 +156,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"{clashes}: set by the benchmark (use --schedules, --seeds, --lr-sweep, --lr-scales, --out)")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
+    if args.time_limit is not None and args.time_limit <= 0:
+        parser.error(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
+    args.deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
     args.seeds = args.seeds or list(PROFILES[args.profile].seeds)
     args.beam_size = args.beam_size or PROFILES[args.profile].beam_size
     suffix = "_lr_sweep" if args.lr_sweep else ""
@@ -260,19 +274,25 @@ class Progress:
         print(line, file=sys.stderr, flush=True)
 
 
-def train(commands: list[list[str]], progress: Progress) -> int:
+def train(commands: list[list[str]], progress: Progress, deadline: float | None = None) -> tuple[int, bool]:
     """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
-    (the runs save). Returns the first non-zero exit status, else 0."""
+    (the runs save), and sent to them at ``deadline`` (time.monotonic()). Returns the first
+    non-zero exit status, else 0, and whether the deadline stopped them."""
     procs = [subprocess.Popen(command) for command in commands]
 
-    def terminate(signum, frame) -> None:
+    def terminate(signum=None, frame=None) -> None:
         for proc in procs:
             proc.terminate()
 
+    timed_out = False
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         while any(proc.poll() is None for proc in procs):
             progress.poll()
+            if deadline is not None and not timed_out and time.monotonic() >= deadline:
+                print("[compare] time limit reached: stopping the runs (each saves a checkpoint)", file=sys.stderr)
+                timed_out = True
+                terminate()
             time.sleep(1.0)
     except KeyboardInterrupt:  # the runs got the same SIGINT and save their checkpoints
         for proc in procs:
@@ -280,17 +300,23 @@ def train(commands: list[list[str]], progress: Progress) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     progress.poll()
-    return next((proc.returncode for proc in procs if proc.returncode), 0)
+    return next((proc.returncode for proc in procs if proc.returncode), 0), timed_out
 
 
-def evaluate_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path, beam_size: int) -> None:
-    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done)."""
+def evaluate_runs(
+    jobs: list[Job], configs: dict[str, dict], runs_dir: Path, beam_size: int, deadline: float | None = None
+) -> bool:
+    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done).
+    Returns False if ``deadline`` (time.monotonic()) passed before every run was scored."""
     for i, job in enumerate(jobs, 1):
         cfg, run_dir = configs[job.name], runs_dir / job.name
         splits = ["valid", *cfg["data"]["test_splits"]]
         step = runs.run_state(run_dir, cfg["trainer"]["max_steps"]).step
         if runs.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
             continue
+        if deadline is not None and time.monotonic() >= deadline:
+            print(f"[compare] time limit reached before evaluating run {i}/{len(jobs)}", file=sys.stderr)
+            return False
         print(f"[compare] evaluating run {i}/{len(jobs)} {job.name} on {', '.join(splits)}", file=sys.stderr)
         evaluate_checkpoint(
             run_dir / "checkpoints" / LAST,
@@ -299,6 +325,7 @@ def evaluate_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path, bea
             splits=splits,
             out_dir=runs.evaluation_dir(run_dir),
         )
+    return True
 
 
 def describe(args: argparse.Namespace, cfg: dict, settings: list, selected: list) -> dict:
@@ -408,7 +435,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(map(shlex.join, commands)) if pending else "nothing to train")
         return 0
     if pending:
-        code = train(commands, Progress(pending, runs_dir, states, configs))
+        code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), args.deadline)
+        if timed_out:
+            print(f"[compare] stopped at --time-limit {args.time_limit:g} min: run the same command again to go on")
+            return EXIT_UNFINISHED
         if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
             print("[compare] interrupted: the runs saved checkpoints; run the same command again to resume")
             return code
@@ -418,7 +448,9 @@ def run(args: argparse.Namespace) -> int:
         unfinished = [name for name, state in states.items() if state.status != "finished"]
         if unfinished:
             raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
-    evaluate_runs(jobs, configs, runs_dir, args.beam_size)
+    if not evaluate_runs(jobs, configs, runs_dir, args.beam_size, args.deadline):
+        print(f"[compare] stopped at --time-limit {args.time_limit:g} min: run the same command again to go on")
+        return EXIT_UNFINISHED
     paths, comparisons = write_outputs(args, jobs, configs)
     print("\n".join(line for c in comparisons for line in (c.conclusion, c.seed_conclusion)))
     print("\n".join(map(str, paths)))
