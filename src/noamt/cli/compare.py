@@ -16,7 +16,8 @@ The runs are one Hydra multirun of noamt-train over the jobs still to train,
 
 each compare_run option (written to <out>/configs/compare_run/) setting the schedule, the seed
 and, with --lr-sweep, the peak; add e.g. hydra/launcher=submitit_slurm to run them elsewhere.
-With --jobs N the runs are dealt into N such multiruns, which train at the same time.
+With --jobs N the runs are dealt into N such multiruns, which train at the same time, and N
+runs are evaluated at a time.
 Finished runs are skipped and interrupted ones resumed, so the command can be re-run safely.
 --time-limit M stops the runs after M minutes (each saves a checkpoint after its current update)
 and exits with status 75, so that a short allocation (a 10-minute GPU call) ends cleanly and the
@@ -25,6 +26,7 @@ same command, run again, goes on. Every run's checkpoint_last.pt is then evaluat
 """
 
 import argparse
+import multiprocessing
 import os
 import platform
 import re
@@ -33,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -138,8 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--jobs",
         type=int,
         default=1,
-        help="runs trained at once, e.g. several small models sharing one GPU (each process trains its share "
-        "of the runs one after another; on a CPU give each device.num_threads)",
+        help="runs trained (and then evaluated) at once, e.g. several small models sharing one GPU (each process "
+        "trains its share of the runs one after another; on a CPU give each device.num_threads)",
     )
     parser.add_argument(
         "--time-limit",
@@ -304,27 +307,55 @@ def train(commands: list[list[str]], progress: Progress, deadline: float | None 
 
 
 def evaluate_runs(
-    jobs: list[Job], configs: dict[str, dict], runs_dir: Path, beam_size: int, deadline: float | None = None
+    jobs: list[Job],
+    configs: dict[str, dict],
+    runs_dir: Path,
+    beam_size: int,
+    deadline: float | None = None,
+    processes: int = 1,
 ) -> bool:
-    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done).
-    Returns False if ``deadline`` (time.monotonic()) passed before every run was scored."""
+    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done),
+    ``processes`` runs at a time. Returns False if ``deadline`` (time.monotonic()) passed before
+    every run was scored."""
+    todo = []
     for i, job in enumerate(jobs, 1):
         cfg, run_dir = configs[job.name], runs_dir / job.name
         splits = ["valid", *cfg["data"]["test_splits"]]
         step = runs.run_state(run_dir, cfg["trainer"]["max_steps"]).step
-        if runs.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
-            continue
-        if deadline is not None and time.monotonic() >= deadline:
-            print(f"[compare] time limit reached before evaluating run {i}/{len(jobs)}", file=sys.stderr)
-            return False
-        print(f"[compare] evaluating run {i}/{len(jobs)} {job.name} on {', '.join(splits)}", file=sys.stderr)
-        evaluate_checkpoint(
-            run_dir / "checkpoints" / LAST,
-            DecodingConfig(beam_size=beam_size),
-            DeviceConfig(**cfg["device"]),
-            splits=splits,
-            out_dir=runs.evaluation_dir(run_dir),
-        )
+        if not runs.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
+            todo.append(Evaluation(f"run {i}/{len(jobs)} {job.name}", run_dir, beam_size, cfg["device"], splits))
+    if processes == 1 or len(todo) < 2:
+        return all(evaluate_run(e, deadline, progress=True) for e in todo)
+    spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked process
+    with ProcessPoolExecutor(min(processes, len(todo)), mp_context=spawn) as pool:
+        return all(list(pool.map(evaluate_run, todo, [deadline] * len(todo), [False] * len(todo))))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One run's evaluation, as a worker process receives it."""
+
+    label: str
+    run_dir: Path
+    beam_size: int
+    device: dict
+    splits: list[str]
+
+
+def evaluate_run(evaluation: Evaluation, deadline: float | None, progress: bool) -> bool:
+    """Evaluate one run unless ``deadline`` has passed; returns whether it was evaluated."""
+    if deadline is not None and time.monotonic() >= deadline:
+        print(f"[compare] time limit reached before evaluating {evaluation.label}", file=sys.stderr, flush=True)
+        return False
+    print(f"[compare] evaluating {evaluation.label} on {', '.join(evaluation.splits)}", file=sys.stderr, flush=True)
+    evaluate_checkpoint(
+        evaluation.run_dir / "checkpoints" / LAST,
+        DecodingConfig(beam_size=evaluation.beam_size),
+        DeviceConfig(**evaluation.device),
+        splits=evaluation.splits,
+        out_dir=runs.evaluation_dir(evaluation.run_dir),
+        progress=progress,
+    )
     return True
 
 
@@ -448,7 +479,7 @@ def run(args: argparse.Namespace) -> int:
         unfinished = [name for name, state in states.items() if state.status != "finished"]
         if unfinished:
             raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
-    if not evaluate_runs(jobs, configs, runs_dir, args.beam_size, args.deadline):
+    if not evaluate_runs(jobs, configs, runs_dir, args.beam_size, args.deadline, args.jobs):
         print(f"[compare] stopped at --time-limit {args.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
     paths, comparisons = write_outputs(args, jobs, configs)
