@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -387,8 +388,8 @@ def describe(args: argparse.Namespace, cfg: dict, settings: list, selected: list
         f"{decoding}, valid and test sets{limit}; sacreBLEU BLEU and chrF on detokenized, cased text",
         "compared": f"{reference(args)} against each other schedule on each test set",
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
-        "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}; "
-        f"training device: {trained[0].device}",
+        "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__}; training device: {trained[0].device}",
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": f"`{shlex.join(['noamt-compare', *sys.argv[1:]])}`",
     }
