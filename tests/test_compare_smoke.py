@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from noamt.checkpoint import LAST
+from noamt.compare.stats import holm_adjusted
 from noamt.metrics import read_metrics
 
 TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
@@ -83,6 +84,9 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
     assert "same peak: every schedule at peak lr" in report
     for c in comparisons:
         assert 0 < c["test"]["p_value"] <= 1 and c["conclusion"] in report and c["conclusion"] in result.stdout
+    # the 4 comparisons are one family: each p-value is Holm-adjusted over all of them
+    assert [c["test_p_holm"] for c in comparisons] == holm_adjusted([c["test"]["p_value"] for c in comparisons])
+    assert [c["seeds_p_holm"] for c in comparisons] == holm_adjusted([c["seeds"]["p_value"] for c in comparisons])
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
@@ -179,3 +183,21 @@ def test_a_time_limit_stops_training_or_evaluation_and_a_rerun_goes_on(smoke, tm
     resumed = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", cache=cache)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "1 finished (skipped)" in resumed.stderr and (tmp_path / "b" / "report.md").is_file()
+
+
+def test_the_same_comparison_runs_on_another_language_pair(smoke, tmp_path):
+    _, cache, _ = smoke
+    result = compare(
+        tmp_path / "bench", "--schedules", "noam,cosine", "--seeds", "1", "data=multi30k_de_en", cache=cache
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((tmp_path / "bench" / "results.json").read_text())["meta"]
+    assert (meta["data"], meta["src_lang"], meta["tgt_lang"]) == ("multi30k_de_en", "de", "en")
+    assert "multi30k_de_en" in meta["description"]["training"]
+    for name in ("noam-seed1", "cosine-seed1"):
+        eval_dir = tmp_path / "bench" / "runs" / name / "eval"
+        assert sorted(p.name for p in eval_dir.glob("*.hyp.*")) == sorted(
+            f"{split}.hyp.en" for split in ["valid", *TEST_SPLITS]
+        )
+        translations = (eval_dir / "test_2016_flickr.hyp.en").read_text().splitlines()
+        assert len(translations) == 20

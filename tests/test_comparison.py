@@ -324,6 +324,35 @@ def test_conclusion_does_not_claim_an_insignificant_or_one_seed_difference(bench
     assert "(1 seed)" in line and line.endswith("one seed, so the variation between seeds is not measured")
 
 
+def test_holm_adjustment_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): 4 * 0.005, 3 * 0.01, 2 * 0.03, max(0.06, 1 * 0.04)
+    assert stats.holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm_adjusted([None, 0.2, 0.01]) == [None, pytest.approx(0.2), pytest.approx(0.02)]
+    assert stats.holm_adjusted([0.5, 0.6]) == [1.0, 1.0]  # capped at 1, and never below a smaller p's
+    assert stats.holm_adjusted([0.03]) == [0.03]
+
+
+def test_a_difference_among_several_is_significant_only_after_holms_adjustment(benchmark):
+    _, runs, _ = benchmark
+    noam, cosine = compare_runs.summarize_settings(runs)
+    test = stats.PairedBootstrap(delta=0.6, ci_low=0.1, ci_high=1.1, p_value=0.03, n_samples=1000, n_seeds=3)
+    alone = compare_runs.conclusion("test_a", noam, cosine, test)
+    assert "noam higher by 0.60, significant under test-sentence resampling (p = 0.03)" in alone
+    among_8 = compare_runs.conclusion("test_a", noam, cosine, test, p_holm=0.24, family=8)
+    assert among_8.endswith(
+        "noam higher by 0.60, not significant once adjusted for the 8 comparisons "
+        "(p = 0.03; p = 0.24 after Holm's adjustment for 8 comparisons)"
+    )
+    kept = compare_runs.conclusion("test_a", noam, cosine, test, p_holm=0.04, family=2)
+    assert "significant under test-sentence resampling (p = 0.03; p = 0.04 after Holm's adjustment" in kept
+    seeds = stats.compare_seeds([31.0, 32.0, 33.0], [30.0, 30.0, 30.0])  # p = 0.074
+    line = compare_runs.seed_conclusion("test_a", noam, cosine, seeds, p_holm=0.6, family=8)
+    assert line.endswith(
+        "paired t-test over seeds not significant (p = 0.07, 2 degrees of freedom; "
+        "p = 0.60 after Holm's adjustment for 8 comparisons)"
+    )
+
+
 # ----------------------------------------------------------------------------- seeds and divergence
 def test_seed_level_comparison_has_the_known_winner_and_t_test():
     seeds = stats.compare_seeds([31.0, 32.0, 33.0], [30.0, 30.0, 30.0])  # d = 1, 2, 3

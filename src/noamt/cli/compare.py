@@ -388,8 +388,8 @@ def describe(args: argparse.Namespace, cfg: dict, settings: list, selected: list
         f"{decoding}, valid and test sets{limit}; sacreBLEU BLEU and chrF on detokenized, cased text",
         "compared": f"{reference(args)} against each other schedule on each test set",
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
-        "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}; training device: {trained[0].device}",
+        "machine": f"trained on {trained[0].device}; report written on {platform.node()} ({platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}, torch {torch.__version__})",
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": f"`{shlex.join(['noamt-compare', *sys.argv[1:]])}`",
     }
@@ -419,6 +419,9 @@ def write_outputs(
     meta = BenchmarkMeta(
         profile=args.profile,
         mode="lr_sweep" if args.lr_sweep else "same_peak",
+        data=cfg["data"]["name"],
+        src_lang=cfg["data"]["src_lang"],
+        tgt_lang=cfg["data"]["tgt_lang"],
         schedules=args.schedules,
         seeds=args.seeds,
         lr_scales=args.lr_scales if args.lr_sweep else None,

@@ -41,7 +41,11 @@ METHOD = (
     "mean-over-seeds sacreBLEU; two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1). It measures "
     "how much the difference depends on the particular test sentences, not on the seeds. Over seeds: the "
     "per-seed differences of BLEU (same seed for both schedules), how many seeds each wins, and the paired "
-    "t-test t = mean(d) / (std(d) / √n) with n − 1 degrees of freedom. A run is flagged as diverged when its "
+    "t-test t = mean(d) / (std(d) / √n) with n − 1 degrees of freedom. Several comparisons: each kind of "
+    "p-value is Holm-adjusted over all the comparisons of the report ([in brackets]; sorted p_(1) ≤ … ≤ p_(m), "
+    "adjusted p_(i) = max_(j≤i) min(1, (m − j + 1) · p_(j))), and a difference is called significant only when "
+    "its adjusted p is below 0.05, which keeps the chance of any false positive among them under 5%. "
+    "A run is flagged as diverged when its "
     "validation loss rose over the last half of training (positive least-squares slope over the validations "
     "from half-way, last loss more than 1% above the run's lowest); flagged runs stay in the means."
 )
@@ -94,6 +98,9 @@ class BenchmarkMeta(TypedDict):
 
     profile: str
     mode: str  # "same_peak" or "lr_sweep"
+    data: str  # the data config's name, e.g. multi30k_en_de
+    src_lang: str
+    tgt_lang: str
     schedules: list[str]
     seeds: list[int]
     lr_scales: list[float] | None
@@ -271,17 +278,17 @@ def _split_section(
         "chrF",
         "chrF 95% CI",
         f"Δ BLEU {reference} − schedule [95% bootstrap]",
-        "p (sentences)",
+        "p (sentences) [Holm]",
         f"seeds won ({reference} : schedule)",
-        "p (seeds)",
+        "p (seeds) [Holm]",
     ]
     rows = []
     for s in selected:
         bleu, chrf, t = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
         delta = f"{t.test.delta:+.2f} [{t.test.ci_low:+.2f}, {t.test.ci_high:+.2f}]" if t else "reference"
-        p = f"{t.test.p_value:.3f}" if t else ""
+        p = f"{t.test.p_value:.3f} [{t.test_p_holm:.3f}]" if t else ""
         won = f"{t.seeds.wins} : {t.seeds.losses}" if t else ""
-        p_seeds = "" if t is None or t.seeds.p_value is None else f"{t.seeds.p_value:.3f}"
+        p_seeds = "" if t is None or t.seeds.p_value is None else f"{t.seeds.p_value:.3f} [{t.seeds_p_holm:.3f}]"
         row = [s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf), _ci(chrf), delta, p, won, p_seeds]
         rows.append(row)
     conclusions = [f"- {line}" for c in comparisons if c.split == split for line in (c.conclusion, c.seed_conclusion)]

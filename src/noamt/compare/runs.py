@@ -28,6 +28,7 @@ from noamt.compare.stats import (
     bleu_from_statistics,
     bleu_statistics,
     compare_seeds,
+    holm_adjusted,
     paired_bootstrap,
     summarize,
 )
@@ -338,8 +339,29 @@ def format_summary(s: Summary, digits: int = 1) -> str:
     return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
 
 
-def conclusion(split: str, a: SettingSummary, b: SettingSummary, test: PairedBootstrap, alpha: float = 0.05) -> str:
-    """One line that states the difference, its p-value, and no more than they support."""
+def _p(value: float) -> str:
+    return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
+
+
+def _adjusted(p_holm: float | None, family: int) -> str:
+    """``; p = … after Holm's adjustment for N comparisons``, or nothing for a single test."""
+    return "" if family < 2 or p_holm is None else f"; {_p(p_holm)} after Holm's adjustment for {family} comparisons"
+
+
+def conclusion(
+    split: str,
+    a: SettingSummary,
+    b: SettingSummary,
+    test: PairedBootstrap,
+    p_holm: float | None = None,
+    family: int = 1,
+    alpha: float = 0.05,
+) -> str:
+    """One line that states the difference, its p-value, and no more than they support.
+
+    ``p_holm`` is the p-value adjusted for the ``family`` comparisons reported together
+    (``holm_adjusted``); with more than one, a difference is significant only when it is below alpha.
+    """
     sa, sb = a.scores[split]["bleu"], b.scores[split]["bleu"]
     n = min(sa.n, sb.n)
 
@@ -348,11 +370,13 @@ def conclusion(split: str, a: SettingSummary, b: SettingSummary, test: PairedBoo
 
     spread = f"mean ± std over {n} seeds" if n > 1 else "1 seed"
     head = f"{split}: {a.setting} {value(sa)} vs {b.setting} {value(sb)} BLEU ({spread})"
-    p = f"p = {test.p_value:.3f}" if test.p_value < 0.01 else f"p = {test.p_value:.2f}"
+    p = f"{_p(test.p_value)}{_adjusted(p_holm, family)}"
     if test.p_value >= alpha:
         return f"{head}: difference {test.delta:+.2f} not significant ({p})"
-    higher = a.setting if test.delta > 0 else b.setting
-    line = f"{head}: {higher} higher by {abs(test.delta):.2f}, significant under test-sentence resampling ({p})"
+    higher = f"{head}: {a.setting if test.delta > 0 else b.setting} higher by {abs(test.delta):.2f}"
+    if _adjusted(p_holm, family) and p_holm >= alpha:
+        return f"{higher}, not significant once adjusted for the {family} comparisons ({p})"
+    line = f"{higher}, significant under test-sentence resampling ({p})"
     if n < 2:
         return line + "; one seed, so the variation between seeds is not measured"
     overlap = max(min(sa.values), min(sb.values)) <= min(max(sa.values), max(sb.values))
@@ -360,17 +384,25 @@ def conclusion(split: str, a: SettingSummary, b: SettingSummary, test: PairedBoo
 
 
 def seed_conclusion(
-    split: str, a: SettingSummary, b: SettingSummary, seeds: SeedComparison, alpha: float = 0.05
+    split: str,
+    a: SettingSummary,
+    b: SettingSummary,
+    seeds: SeedComparison,
+    p_holm: float | None = None,
+    family: int = 1,
+    alpha: float = 0.05,
 ) -> str:
-    """One line on the seed-level view: who wins on how many seeds, and the paired t-test over them."""
+    """One line on the seed-level view: who wins on how many seeds, and the paired t-test over
+    them (with more than one comparison, significant only when its Holm-adjusted p is below alpha)."""
     n = len(seeds.differences)
     head = f"{split}, seed by seed: {a.setting} − {b.setting} = {seeds.mean_difference:+.2f} BLEU on average"
     if n < 2:
         return f"{head} (1 seed: no test over seeds)"
     record = f"{a.setting} higher on {seeds.wins} of {n} seeds, {b.setting} on {seeds.losses}"
-    p = f"p = {seeds.p_value:.3f}" if seeds.p_value < 0.01 else f"p = {seeds.p_value:.2f}"
-    verdict = "significant" if seeds.p_value < alpha else "not significant"
-    return f"{head}; {record}; paired t-test over seeds {verdict} ({p}, {n - 1} degrees of freedom)"
+    decisive = p_holm if _adjusted(p_holm, family) else seeds.p_value
+    verdict = "significant" if decisive < alpha else "not significant"
+    p = f"{_p(seeds.p_value)}, {n - 1} degrees of freedom{_adjusted(p_holm, family)}"
+    return f"{head}; {record}; paired t-test over seeds {verdict} ({p})"
 
 
 def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
@@ -393,8 +425,10 @@ class Comparison:
     reference: str
     other: str
     test: PairedBootstrap
+    test_p_holm: float  # test.p_value adjusted for all the comparisons reported together (Holm)
     conclusion: str
     seeds: SeedComparison
+    seeds_p_holm: float | None  # seeds.p_value adjusted likewise
     seed_conclusion: str
 
 
@@ -406,27 +440,34 @@ def compare_to_reference(
     n_samples: int = 1000,
 ) -> list[Comparison]:
     """The schedule ``reference`` against every other setting on each split: the paired
-    bootstrap over test sentences and the paired t-test over the seeds both ran."""
+    bootstrap over test sentences and the paired t-test over the seeds both ran. The
+    comparisons are one family: each kind of p-value is Holm-adjusted over all of them."""
     ref = next((s for s in settings if s.schedule == reference), None)
     if ref is None:
         raise ValueError(f"reference schedule {reference!r} is not among {[s.setting for s in settings]}")
-    out = []
-    for split in splits:
-        for other in settings:
-            if other is not ref:
-                test = compare_bleu(ref, other, split, references[split], n_samples)
-                common = sorted(set(ref.seeds) & set(other.seeds))
-                by_seed = [{r.job.seed: r.scores[split]["bleu"] for r in s.runs} for s in (ref, other)]
-                seeds = compare_seeds([by_seed[0][k] for k in common], [by_seed[1][k] for k in common])
-                out.append(
-                    Comparison(
-                        split,
-                        ref.setting,
-                        other.setting,
-                        test,
-                        conclusion(split, ref, other, test),
-                        seeds,
-                        seed_conclusion(split, ref, other, seeds),
-                    )
-                )
+    pairs = [(split, other) for split in splits for other in settings if other is not ref]
+    tests, seed_tests = [], []
+    for split, other in pairs:
+        tests.append(compare_bleu(ref, other, split, references[split], n_samples))
+        common = sorted(set(ref.seeds) & set(other.seeds))
+        by_seed = [{r.job.seed: r.scores[split]["bleu"] for r in s.runs} for s in (ref, other)]
+        seed_tests.append(compare_seeds([by_seed[0][k] for k in common], [by_seed[1][k] for k in common]))
+    test_holm = holm_adjusted([t.p_value for t in tests])
+    seed_holm = holm_adjusted([t.p_value for t in seed_tests])
+    family, out = len(pairs), []
+    for i, (split, other) in enumerate(pairs):
+        test, p_test, seeds, p_seeds = tests[i], test_holm[i], seed_tests[i], seed_holm[i]
+        out.append(
+            Comparison(
+                split,
+                ref.setting,
+                other.setting,
+                test,
+                p_test,
+                conclusion(split, ref, other, test, p_test, family),
+                seeds,
+                p_seeds,
+                seed_conclusion(split, ref, other, seeds, p_seeds, family),
+            )
+        )
     return out

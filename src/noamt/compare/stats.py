@@ -222,3 +222,19 @@ def compare_seeds(a: Sequence[float], b: Sequence[float]) -> SeedComparison:
         return SeedComparison(d, mean, **counts, t=None, p_value=1.0 if mean == 0.0 else 0.0)
     t = mean / (std / math.sqrt(n))
     return SeedComparison(d, mean, **counts, t=t, p_value=1.0 - t_two_sided_mass(t, n - 1))
+
+
+def holm_adjusted(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of the m p-values of a family of tests (None: no test, skipped).
+
+    With the p-values sorted, p_(1) <= ... <= p_(m), the adjusted p_(i) is
+    max over j <= i of min(1, (m - j + 1) * p_(j)), returned in the input's order. Calling a test
+    significant when its adjusted p is below alpha keeps the chance of one or more false
+    positives among the m below alpha, whatever the dependence between the tests.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m, adjusted, running = len(tested), list(p_values), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
