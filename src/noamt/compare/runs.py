@@ -343,9 +343,14 @@ def _p(value: float) -> str:
     return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
 
 
+def _holm_applies(p_holm: float | None, family: int) -> bool:
+    """Whether a test has an adjusted p-value: it is one of several, and was run."""
+    return family > 1 and p_holm is not None
+
+
 def _adjusted(p_holm: float | None, family: int) -> str:
     """``; p = … after Holm's adjustment for N comparisons``, or nothing for a single test."""
-    return "" if family < 2 or p_holm is None else f"; {_p(p_holm)} after Holm's adjustment for {family} comparisons"
+    return f"; {_p(p_holm)} after Holm's adjustment for {family} comparisons" if _holm_applies(p_holm, family) else ""
 
 
 def conclusion(
@@ -374,7 +379,7 @@ def conclusion(
     if test.p_value >= alpha:
         return f"{head}: difference {test.delta:+.2f} not significant ({p})"
     higher = f"{head}: {a.setting if test.delta > 0 else b.setting} higher by {abs(test.delta):.2f}"
-    if _adjusted(p_holm, family) and p_holm >= alpha:
+    if _holm_applies(p_holm, family) and p_holm >= alpha:
         return f"{higher}, not significant once adjusted for the {family} comparisons ({p})"
     line = f"{higher}, significant under test-sentence resampling ({p})"
     if n < 2:
@@ -399,7 +404,7 @@ def seed_conclusion(
     if n < 2:
         return f"{head} (1 seed: no test over seeds)"
     record = f"{a.setting} higher on {seeds.wins} of {n} seeds, {b.setting} on {seeds.losses}"
-    decisive = p_holm if _adjusted(p_holm, family) else seeds.p_value
+    decisive = p_holm if _holm_applies(p_holm, family) else seeds.p_value
     verdict = "significant" if decisive < alpha else "not significant"
     p = f"{_p(seeds.p_value)}, {n - 1} degrees of freedom{_adjusted(p_holm, family)}"
     return f"{head}; {record}; paired t-test over seeds {verdict} ({p})"
@@ -454,7 +459,9 @@ def compare_to_reference(
         seed_tests.append(compare_seeds([by_seed[0][k] for k in common], [by_seed[1][k] for k in common]))
     test_holm = holm_adjusted([t.p_value for t in tests])
     seed_holm = holm_adjusted([t.p_value for t in seed_tests])
-    family, out = len(pairs), []
+    family = len(pairs)
+    seed_family = sum(p is not None for p in seed_holm)  # comparisons with 2 or more common seeds
+    out = []
     for i, (split, other) in enumerate(pairs):
         test, p_test, seeds, p_seeds = tests[i], test_holm[i], seed_tests[i], seed_holm[i]
         out.append(
@@ -467,7 +474,7 @@ def compare_to_reference(
                 conclusion(split, ref, other, test, p_test, family),
                 seeds,
                 p_seeds,
-                seed_conclusion(split, ref, other, seeds, p_seeds, family),
+                seed_conclusion(split, ref, other, seeds, p_seeds, seed_family),
             )
         )
     return out
