@@ -71,7 +71,7 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
     for setting in saved["settings"]:
         assert setting["seeds"] == [1, 2] and setting["updates"]["values"] == [6, 6]
         for run in setting["runs"]:
-            own = json.loads(Path(run["results_json"]).read_text())
+            own = json.loads((out / run["results_json"]).read_text())
             assert own["step"] == 6 and Path(own["checkpoint"]).name == LAST
             assert own["decoding"]["beam_size"] == 1
             assert set(own["splits"]) == {"valid", *TEST_SPLITS}
@@ -86,7 +86,9 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
         assert 0 < c["test"]["p_value"] <= 1 and c["conclusion"] in report and c["conclusion"] in result.stdout
     # the 4 comparisons are one family: each p-value is Holm-adjusted over all of them
     assert [c["test_p_holm"] for c in comparisons] == holm_adjusted([c["test"]["p_value"] for c in comparisons])
-    assert [c["seeds_p_holm"] for c in comparisons] == holm_adjusted([c["seeds"]["p_value"] for c in comparisons])
+    boot = [c["bootstrap"]["p_value"] for c in comparisons]
+    assert [c["bootstrap_p_holm"] for c in comparisons] == holm_adjusted(boot)
+    assert all(c["test"]["n_seeds"] == 2 and c["power"]["seeds"] == 2 for c in comparisons)
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):

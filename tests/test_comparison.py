@@ -6,13 +6,15 @@ import json
 import math
 import random
 
+import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
 from noamt.checkpoint import LAST, config_differences, save_checkpoint
-from noamt.compare import report, stats
+from noamt.compare import report, significance, stats
 from noamt.compare import runs as compare_runs
 from noamt.compare.runs import Job
+from noamt.compare.seed_sentence_test import from_variances
 
 SPLITS = ["valid", "test_a"]
 
@@ -263,14 +265,18 @@ def test_best_peak_is_chosen_per_schedule_on_validation_bleu(tmp_path):
 def test_comparison_conclusions_and_report_files(benchmark):
     root, runs, refs = benchmark
     settings = compare_runs.summarize_settings(runs)
-    (result,) = compare_runs.compare_to_reference(settings, "noam", ["test_a"], refs, n_samples=300)
+    (result,) = significance.compare_to_reference(settings, "noam", ["test_a"], refs, n_samples=300)
     noam, cosine = (s.scores["test_a"]["bleu"] for s in settings)
     assert (result.split, result.reference, result.other) == ("test_a", "noam", "cosine")
     assert result.test.delta == pytest.approx(noam.mean - cosine.mean) and result.test.delta > 10
-    assert result.test.p_value < 0.05
+    assert result.bootstrap.delta == pytest.approx(result.test.delta)
+    assert result.test.p_value < 0.05 and result.test.n_seeds == 3
     head = f"test_a: noam {noam.mean:.1f} ± {noam.std:.1f} vs cosine {cosine.mean:.1f} ± {cosine.std:.1f} BLEU"
     assert result.conclusion.startswith(head + " (mean ± std over 3 seeds): noam higher by")
-    assert "significant under test-sentence resampling (p = 0.003)" in result.conclusion
+    assert "significant with seeds and test sentences random" in result.conclusion
+    assert "noam higher on 3 of 3 seeds, cosine on 0" in result.conclusion
+    assert result.bootstrap_conclusion.startswith("test_a, given these trained models (3 per schedule")
+    assert result.bootstrap_conclusion.endswith("significant (p = 0.003)")
 
     meta = {
         "profile": "synthetic",
@@ -298,30 +304,35 @@ def test_comparison_conclusions_and_report_files(benchmark):
         own = json.loads((root / "runs" / run["name"] / "eval" / "results.json").read_text())
         assert run["scores"]["test_a"]["bleu"] == own["splits"]["test_a"]["bleu"]
     assert saved["comparisons"][0]["test"]["p_value"] == result.test.p_value
+    assert saved["comparisons"][0]["test"]["seed_sd"] == pytest.approx(result.test.seed_sd)
+    assert first["runs"][0]["results_json"] == "runs/noam-seed1/eval/results.json"  # relative to the report
     rows = list(csv.DictReader((root / "results.csv").open()))
     row = next(r for r in rows if (r["setting"], r["split"], r["metric"]) == ("cosine", "valid", "bleu"))
     assert (row["n"], float(row["mean"]), row["values"]) == ("3", 22.0, "20;21;25")
     text = (root / "report.md").read_text()
-    assert result.conclusion in text and "[noam-seed1](runs/noam-seed1/eval/results.json)" in text
+    assert result.conclusion in text and result.bootstrap_conclusion in text
+    assert "[noam-seed1](runs/noam-seed1/eval/results.json)" in text
 
 
 def test_hypotheses_that_disagree_with_results_json_are_an_error(benchmark):
     root, runs, refs = benchmark
     (root / "runs" / "cosine-seed2" / "eval" / "test_a.hyp.de").write_text("".join(r + "\n" for r in refs["test_a"]))
     with pytest.raises(ValueError, match=r"cosine-seed2/eval: test_a hypotheses score 100.00 BLEU"):
-        compare_runs.compare_to_reference(compare_runs.summarize_settings(runs), "noam", ["test_a"], refs)
+        significance.compare_to_reference(compare_runs.summarize_settings(runs), "noam", ["test_a"], refs)
 
 
 def test_conclusion_does_not_claim_an_insignificant_or_one_seed_difference(benchmark):
     _, runs, _ = benchmark
     noam, cosine = compare_runs.summarize_settings(runs)
-    flat = stats.PairedBootstrap(delta=0.4, ci_low=-0.3, ci_high=1.1, p_value=0.21, n_samples=1000, n_seeds=3)
-    line = compare_runs.conclusion("test_a", noam, cosine, flat)
-    assert line.endswith("difference +0.40 not significant (p = 0.21)")
+    flat = from_variances(np.array([-0.2, 0.4, 1.0]), v_sent=0.01, v_pair=0.03, n_samples=1000)
+    record = stats.compare_seeds([-0.2, 0.4, 1.0], [0.0] * 3)
+    line = significance.conclusion("test_a", noam, cosine, flat, record)
+    assert "difference +0.40 (95% CI [" in line
+    verdict = "not significant with seeds and test sentences random (p = 0.37)"
+    assert line.endswith(f"{verdict}; noam higher on 2 of 3 seeds, cosine on 1")
     single = compare_runs.summarize_settings([runs[0], runs[1]])
-    sharp = stats.PairedBootstrap(delta=8.0, ci_low=6.0, ci_high=10.0, p_value=0.001, n_samples=1000, n_seeds=1)
-    line = compare_runs.conclusion("test_a", *single, sharp)
-    assert "(1 seed)" in line and line.endswith("one seed, so the variation between seeds is not measured")
+    line = significance.conclusion("test_a", *single, None, stats.compare_seeds([8.0], [0.0]))
+    assert "(1 seed)" in line and line.endswith("1 common seed, so no test can count the variation between seeds")
 
 
 def test_holm_adjustment_by_hand():
@@ -335,22 +346,18 @@ def test_holm_adjustment_by_hand():
 def test_a_difference_among_several_is_significant_only_after_holms_adjustment(benchmark):
     _, runs, _ = benchmark
     noam, cosine = compare_runs.summarize_settings(runs)
-    test = stats.PairedBootstrap(delta=0.6, ci_low=0.1, ci_high=1.1, p_value=0.03, n_samples=1000, n_seeds=3)
-    alone = compare_runs.conclusion("test_a", noam, cosine, test)
-    assert "noam higher by 0.60, significant under test-sentence resampling (p = 0.03)" in alone
-    among_8 = compare_runs.conclusion("test_a", noam, cosine, test, p_holm=0.24, family=8)
-    assert among_8.endswith(
-        "noam higher by 0.60, not significant once adjusted for the 8 comparisons "
-        "(p = 0.03; p = 0.24 after Holm's adjustment for 8 comparisons)"
-    )
-    kept = compare_runs.conclusion("test_a", noam, cosine, test, p_holm=0.04, family=2)
-    assert "significant under test-sentence resampling (p = 0.03; p = 0.04 after Holm's adjustment" in kept
-    seeds = stats.compare_seeds([31.0, 32.0, 33.0], [30.0, 30.0, 30.0])  # p = 0.074
-    line = compare_runs.seed_conclusion("test_a", noam, cosine, seeds, p_holm=0.6, family=8)
-    assert line.endswith(
-        "paired t-test over seeds not significant (p = 0.07, 2 degrees of freedom; "
-        "p = 0.60 after Holm's adjustment for 8 comparisons)"
-    )
+    test = from_variances(np.array([0.5, 0.6, 0.7]), v_sent=0.01, v_pair=0.03, n_samples=1000)  # p = 0.009
+    record = stats.compare_seeds([0.5, 0.6, 0.7], [0.0] * 3)
+    alone = significance.conclusion("test_a", noam, cosine, test, record)
+    assert "noam higher by 0.60 (95% CI [" in alone
+    assert "significant with seeds and test sentences random (p = 0.009)" in alone
+    among_8 = significance.conclusion("test_a", noam, cosine, test, record, p_holm=0.24, family=8)
+    assert "not significant once adjusted for the 8 comparisons (p = 0.009; p = 0.24 after Holm's adjustment" in among_8
+    kept = significance.conclusion("test_a", noam, cosine, test, record, p_holm=0.04, family=2)
+    assert "significant with seeds and test sentences random (p = 0.009; p = 0.04 after Holm's adjustment" in kept
+    boot = stats.PairedBootstrap(delta=0.6, ci_low=0.1, ci_high=1.1, p_value=0.03, n_samples=1000, n_seeds=3)
+    line = significance.bootstrap_conclusion("test_a", noam, cosine, boot, p_holm=0.24, family=8)
+    assert line.endswith("not significant (p = 0.03; p = 0.24 after Holm's adjustment for 8 comparisons)")
 
 
 # ----------------------------------------------------------------------------- seeds and divergence
@@ -366,9 +373,10 @@ def test_seed_level_comparison_has_the_known_winner_and_t_test():
 
 def test_comparison_counts_the_seeds_each_schedule_wins(benchmark):
     _, runs, refs = benchmark
-    (result,) = compare_runs.compare_to_reference(compare_runs.summarize_settings(runs), "noam", ["test_a"], refs, 100)
+    settings = compare_runs.summarize_settings(runs)
+    (result,) = significance.compare_to_reference(settings, "noam", ["test_a"], refs, 100)
     assert (result.seeds.wins, result.seeds.losses) == (3, 0) and result.seeds.p_value < 0.05
-    assert "noam higher on 3 of 3 seeds, cosine on 0; paired t-test over seeds significant" in result.seed_conclusion
+    assert result.seeds.differences == pytest.approx(result.test.differences)
 
 
 @pytest.mark.parametrize(
@@ -399,7 +407,7 @@ def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
     (warning,) = compare_runs.divergence_warnings(settings)
     assert warning.startswith("cosine-seed4 diverged: validation loss rose over the last half of training")
     meta = {"profile": "synthetic", "reference": "noam", "test_splits": ["test_a"], "bootstrap_samples": 50}
-    result = compare_runs.compare_to_reference(settings, "noam", ["test_a"], refs, 50)
+    result = significance.compare_to_reference(settings, "noam", ["test_a"], refs, 50)
     report.write_report(root, {**meta, "description": {}}, settings, settings, result, [])
     text = (root / "report.md").read_text()
     assert warning in text and "cosine-seed4](runs/cosine-seed4/eval/results.json) (diverged)" in text

@@ -52,6 +52,7 @@ from noamt.compare import runs
 from noamt.compare.plots import plot as plot_lr_curves
 from noamt.compare.report import BenchmarkMeta, format_duration, write_report
 from noamt.compare.runs import Job
+from noamt.compare.significance import Comparison, compare_to_reference
 from noamt.data import DataConfig, DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
@@ -401,7 +402,7 @@ def reference(args: argparse.Namespace) -> str:
 
 def write_outputs(
     args: argparse.Namespace, jobs: list[Job], configs: dict[str, dict]
-) -> tuple[list[Path], list[runs.Comparison]]:
+) -> tuple[list[Path], list[Comparison]]:
     """Collect the runs, summarize, test, plot and write the report."""
     results = [runs.collect_run(job, args.out / "runs" / job.name) for job in jobs]
     settings = runs.summarize_settings(results)
@@ -412,8 +413,9 @@ def write_outputs(
     tests = cfg["data"]["test_splits"]
     corpus = load_corpus(DataConfig(**cfg["data"]))
     refs = {split: list(corpus[split]["tgt"]) for split in tests}
-    print(f"[compare] paired bootstrap ({BOOTSTRAP_SAMPLES} resamples) on {', '.join(tests)}", file=sys.stderr)
-    comparisons = runs.compare_to_reference(selected, reference(args), tests, refs, BOOTSTRAP_SAMPLES)
+    splits = ", ".join(tests)
+    print(f"[compare] seed-and-sentence tests ({BOOTSTRAP_SAMPLES} sentence resamples) on {splits}", file=sys.stderr)
+    comparisons = compare_to_reference(selected, reference(args), tests, refs, BOOTSTRAP_SAMPLES)
     curves = [(s.schedule, s.runs[0].schedule_params) for s in selected]
     lr_plot = plot_lr_curves(curves, cfg["trainer"]["max_steps"], log=False, out=str(args.out / "lr_schedules"))[0]
     meta = BenchmarkMeta(
@@ -487,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[compare] stopped at --time-limit {args.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
     paths, comparisons = write_outputs(args, jobs, configs)
-    print("\n".join(line for c in comparisons for line in (c.conclusion, c.seed_conclusion)))
+    print("\n".join(line for c in comparisons for line in (c.conclusion, c.bootstrap_conclusion)))
     print("\n".join(map(str, paths)))
     return 0
 

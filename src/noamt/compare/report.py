@@ -22,12 +22,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from noamt.compare.runs import (  # noqa: E402
-    Comparison,
     SettingSummary,
     divergence_warnings,
     evaluation_results_file,
     format_summary,
 )
+from noamt.compare.significance import Comparison, power_line  # noqa: E402
 from noamt.compare.stats import Summary  # noqa: E402
 
 VALIDATION_PLOT = "validation_curves.png"
@@ -35,19 +35,23 @@ TEST_PLOT = "test_bleu.png"
 
 METHOD = (
     "mean ± sample standard deviation over seeds; 95% CI = mean ± t(0.975, n−1) · std / √n (Student t). "
-    "Significance: paired bootstrap resampling of the test sentences ({n_samples} resamples, numpy seed 12345): "
-    "the runs of two schedules are paired seed by seed (same seed = same initialisation and batches), one "
-    "resample of sentence indices is shared by all runs, and the statistic is the difference of the "
-    "mean-over-seeds sacreBLEU; two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1). It measures "
-    "how much the difference depends on the particular test sentences, not on the seeds. Over seeds: the "
-    "per-seed differences of BLEU (same seed for both schedules), how many seeds each wins, and the paired "
-    "t-test t = mean(d) / (std(d) / √n) with n − 1 degrees of freedom. Several comparisons: each kind of "
-    "p-value is Holm-adjusted over all the comparisons of the report ([in brackets]; sorted p_(1) ≤ … ≤ p_(m), "
-    "adjusted p_(i) = max_(j≤i) min(1, (m − j + 1) · p_(j))), and a difference is called significant only when "
-    "its adjusted p is below 0.05, which keeps the chance of any false positive among them under 5%. "
-    "A run is flagged as diverged when its "
-    "validation loss rose over the last half of training (positive least-squares slope over the validations "
-    "from half-way, last loss more than 1% above the run's lowest); flagged runs stay in the means."
+    "**Headline test, seeds and test sentences random**: the runs of two schedules are paired seed by seed "
+    "(same seed = same initialisation and batches), d_s = BLEU(A_s) − BLEU(B_s), Δ = mean(d_s); "
+    "Var(Δ) = V_seed + V_f, where V_seed = Σ(d_s − Δ)² / (n(n−1)) is the seeds' spread and V_f = "
+    "max(0, (n·V_sent − V_pair) / (n − 1)) the part of the test-sentence variance that all seeds share "
+    "(V_sent: bootstrap variance of Δ, V_pair: mean bootstrap variance of one seed's d_s, over {n_samples} "
+    "resamples of the sentences shared by all runs, numpy seed 12345); t = Δ / √Var with "
+    "(n − 1)(Var / V_seed)² degrees of freedom (Welch–Satterthwaite). Its null, “no difference in expected BLEU "
+    "over new seeds and new sentences”, includes the seed-to-seed variance. With it: the smallest difference "
+    "the comparison detects with 80% power at 5% (two-sided), (t(0.975) + t(0.8)) · √(n·V_seed / m + V_f) "
+    "for m seeds, and the seeds that a 0.5 BLEU difference would need. **Given these trained models**: the "
+    "paired bootstrap over test sentences (Koehn 2004) on the same resamples, two-sided p = "
+    "(1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1); it holds the runs fixed and says nothing about other seeds. "
+    "Several comparisons: each kind of p-value is Holm-adjusted over all the comparisons of the report "
+    "([in brackets]; sorted p_(1) ≤ … ≤ p_(m), adjusted p_(i) = max_(j≤i) min(1, (m − j + 1) · p_(j))), and a "
+    "difference is called significant only when its adjusted p is below 0.05. A run is flagged as diverged "
+    "when its validation loss rose over the last half of training (positive least-squares slope over the "
+    "validations from half-way, last loss more than 1% above the run's lowest); flagged runs stay in the means."
 )
 
 
@@ -118,7 +122,7 @@ class BenchmarkResults(TypedDict):
 
     meta: BenchmarkMeta
     settings: list[SettingEntry]
-    comparisons: list[dict]  # dataclasses.asdict(Comparison)
+    comparisons: list[dict]  # dataclasses.asdict(Comparison), each test's n_seeds and seed_sd added
     diverged: list[str]  # one warning per diverged run
 
 
@@ -126,7 +130,7 @@ def summary_entry(s: Summary) -> SummaryEntry:
     return SummaryEntry(n=s.n, mean=s.mean, std=s.std, ci95=[s.ci_low, s.ci_high], values=list(s.values))
 
 
-def setting_entry(s: SettingSummary, selected: bool) -> SettingEntry:
+def setting_entry(s: SettingSummary, selected: bool, out_dir: Path) -> SettingEntry:
     return SettingEntry(
         setting=s.setting,
         schedule=s.schedule,
@@ -143,8 +147,8 @@ def setting_entry(s: SettingSummary, selected: bool) -> SettingEntry:
             RunEntry(
                 name=r.job.name,
                 seed=r.job.seed,
-                run_dir=str(r.run_dir),
-                results_json=str(evaluation_results_file(r.run_dir)),
+                run_dir=os.path.relpath(r.run_dir, out_dir),
+                results_json=os.path.relpath(evaluation_results_file(r.run_dir), out_dir),
                 schedule_params=r.schedule_params,
                 updates=r.updates,
                 wall_time_s=r.wall_time_s,
@@ -157,6 +161,14 @@ def setting_entry(s: SettingSummary, selected: bool) -> SettingEntry:
     )
 
 
+def comparison_entry(c: Comparison) -> dict:
+    """``asdict(c)`` with the test's derived figures (seeds and the standard deviation of d_s)."""
+    entry = asdict(c)
+    if c.test is not None:
+        entry["test"].update(n_seeds=c.test.n_seeds, seed_sd=c.test.seed_sd)
+    return entry
+
+
 def write_json(
     path: Path,
     meta: BenchmarkMeta,
@@ -167,8 +179,8 @@ def write_json(
     chosen = {s.setting for s in selected}
     data = BenchmarkResults(
         meta=meta,
-        settings=[setting_entry(s, s.setting in chosen) for s in settings],
-        comparisons=[asdict(c) for c in comparisons],
+        settings=[setting_entry(s, s.setting in chosen, path.parent) for s in settings],
+        comparisons=[comparison_entry(c) for c in comparisons],
         diverged=divergence_warnings(settings),
     )
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -276,23 +288,36 @@ def _split_section(
         "BLEU",
         "BLEU 95% CI",
         "chrF",
-        "chrF 95% CI",
-        f"Δ BLEU {reference} − schedule [95% bootstrap]",
-        "p (sentences) [Holm]",
+        f"Δ BLEU {reference} − schedule [95% CI, seeds and sentences random]",
+        "p [Holm]",
         f"seeds won ({reference} : schedule)",
-        "p (seeds) [Holm]",
+        "detectable Δ (80% power)",
+        "p given these models [Holm]",
     ]
     rows = []
     for s in selected:
-        bleu, chrf, t = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
-        delta = f"{t.test.delta:+.2f} [{t.test.ci_low:+.2f}, {t.test.ci_high:+.2f}]" if t else "reference"
-        p = f"{t.test.p_value:.3f} [{t.test_p_holm:.3f}]" if t else ""
-        won = f"{t.seeds.wins} : {t.seeds.losses}" if t else ""
-        p_seeds = "" if t is None or t.seeds.p_value is None else f"{t.seeds.p_value:.3f} [{t.seeds_p_holm:.3f}]"
-        row = [s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf), _ci(chrf), delta, p, won, p_seeds]
+        bleu, chrf, c = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
+        row = [s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf)]
+        if c is None:
+            row += ["reference", "", "", "", ""]
+        else:
+            t, boot = c.test, c.bootstrap
+            row += [
+                f"{t.delta:+.2f} [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t else f"{boot.delta:+.2f} (1 seed)",
+                f"{t.p_value:.3f} [{_holm(c.test_p_holm)}]" if t else "",
+                f"{c.seeds.wins} : {c.seeds.losses}",
+                f"{c.power.detectable:.2f}" if c.power else "",
+                f"{boot.p_value:.3f} [{_holm(c.bootstrap_p_holm)}]",
+            ]
         rows.append(row)
-    conclusions = [f"- {line}" for c in comparisons if c.split == split for line in (c.conclusion, c.seed_conclusion)]
-    return [f"## {split}", "", *_table(header, rows), "", *conclusions]
+    lines = [f"- {c.conclusion}" for c in comparisons if c.split == split]
+    lines += [f"- {power_line(split, c.power)} ({c.other})" for c in comparisons if c.split == split and c.power]
+    lines += [f"- {c.bootstrap_conclusion}" for c in comparisons if c.split == split]
+    return [f"## {split}", "", *_table(header, rows), "", *lines]
+
+
+def _holm(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3f}"
 
 
 def _sweep_section(settings: Sequence[SettingSummary], selected: Sequence[SettingSummary]) -> list[str]:

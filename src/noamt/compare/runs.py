@@ -22,14 +22,7 @@ from omegaconf import OmegaConf
 
 from noamt.checkpoint import LAST, load_checkpoint
 from noamt.compare.stats import (
-    PairedBootstrap,
-    SeedComparison,
     Summary,
-    bleu_from_statistics,
-    bleu_statistics,
-    compare_seeds,
-    holm_adjusted,
-    paired_bootstrap,
     summarize,
 )
 from noamt.data import read_lines
@@ -303,111 +296,11 @@ def select_best_peaks(summaries: Sequence[SettingSummary], split: str = "valid")
     return list(best.values())
 
 
-# ----------------------------------------------------------------------------- significance
-def sentence_statistics(run: RunResult, split: str, references: Sequence[str]) -> np.ndarray:
-    """BLEU statistics of the run's hypotheses on ``split``, checked against its results.json."""
-    table = bleu_statistics(run.hypotheses(split), references)
-    bleu, recorded = bleu_from_statistics(table.sum(axis=0)), run.scores[split]["bleu"]
-    if abs(bleu - recorded) > 0.01:
-        raise ValueError(
-            f"{evaluation_dir(run.run_dir)}: {split} hypotheses score {bleu:.2f} BLEU but results.json says "
-            f"{recorded:.2f}; delete that folder to evaluate the run again"
-        )
-    return table
-
-
-def compare_bleu(
-    a: SettingSummary, b: SettingSummary, split: str, references: Sequence[str], n_samples: int = 1000
-) -> PairedBootstrap:
-    """Paired bootstrap of mean-over-seeds BLEU(a) - BLEU(b) on ``split``, runs paired by seed
-    (same seed: same batches), sentences resampled jointly for all runs."""
-    seeds = sorted(set(a.seeds) & set(b.seeds))
-    if not seeds:
-        raise ValueError(f"{a.setting} and {b.setting} share no seed to pair runs by")
-
-    def tables(s: SettingSummary) -> list[np.ndarray]:
-        by_seed = {r.job.seed: r for r in s.runs}
-        return [sentence_statistics(by_seed[seed], split, references) for seed in seeds]
-
-    return paired_bootstrap(tables(a), tables(b), n_samples=n_samples)
-
-
 def format_summary(s: Summary, digits: int = 1) -> str:
     """``34.1 ± 0.3`` (mean ± std over seeds), or ``34.1 (1 seed)``."""
     if s.std is None:
         return f"{s.mean:.{digits}f} (1 seed)"
     return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
-
-
-def _p(value: float) -> str:
-    return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
-
-
-def _holm_applies(p_holm: float | None, family: int) -> bool:
-    """Whether a test has an adjusted p-value: it is one of several, and was run."""
-    return family > 1 and p_holm is not None
-
-
-def _adjusted(p_holm: float | None, family: int) -> str:
-    """``; p = … after Holm's adjustment for N comparisons``, or nothing for a single test."""
-    return f"; {_p(p_holm)} after Holm's adjustment for {family} comparisons" if _holm_applies(p_holm, family) else ""
-
-
-def conclusion(
-    split: str,
-    a: SettingSummary,
-    b: SettingSummary,
-    test: PairedBootstrap,
-    p_holm: float | None = None,
-    family: int = 1,
-    alpha: float = 0.05,
-) -> str:
-    """One line that states the difference, its p-value, and no more than they support.
-
-    ``p_holm`` is the p-value adjusted for the ``family`` comparisons reported together
-    (``holm_adjusted``); with more than one, a difference is significant only when it is below alpha.
-    """
-    sa, sb = a.scores[split]["bleu"], b.scores[split]["bleu"]
-    n = min(sa.n, sb.n)
-
-    def value(s: Summary) -> str:
-        return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
-
-    spread = f"mean ± std over {n} seeds" if n > 1 else "1 seed"
-    head = f"{split}: {a.setting} {value(sa)} vs {b.setting} {value(sb)} BLEU ({spread})"
-    p = f"{_p(test.p_value)}{_adjusted(p_holm, family)}"
-    if test.p_value >= alpha:
-        return f"{head}: difference {test.delta:+.2f} not significant ({p})"
-    higher = f"{head}: {a.setting if test.delta > 0 else b.setting} higher by {abs(test.delta):.2f}"
-    if _holm_applies(p_holm, family) and p_holm >= alpha:
-        return f"{higher}, not significant once adjusted for the {family} comparisons ({p})"
-    line = f"{higher}, significant under test-sentence resampling ({p})"
-    if n < 2:
-        return line + "; one seed, so the variation between seeds is not measured"
-    overlap = max(min(sa.values), min(sb.values)) <= min(max(sa.values), max(sb.values))
-    return line + ("; the seeds' ranges overlap" if overlap else "")
-
-
-def seed_conclusion(
-    split: str,
-    a: SettingSummary,
-    b: SettingSummary,
-    seeds: SeedComparison,
-    p_holm: float | None = None,
-    family: int = 1,
-    alpha: float = 0.05,
-) -> str:
-    """One line on the seed-level view: who wins on how many seeds, and the paired t-test over
-    them (with more than one comparison, significant only when its Holm-adjusted p is below alpha)."""
-    n = len(seeds.differences)
-    head = f"{split}, seed by seed: {a.setting} − {b.setting} = {seeds.mean_difference:+.2f} BLEU on average"
-    if n < 2:
-        return f"{head} (1 seed: no test over seeds)"
-    record = f"{a.setting} higher on {seeds.wins} of {n} seeds, {b.setting} on {seeds.losses}"
-    decisive = p_holm if _holm_applies(p_holm, family) else seeds.p_value
-    verdict = "significant" if decisive < alpha else "not significant"
-    p = f"{_p(seeds.p_value)}, {n - 1} degrees of freedom{_adjusted(p_holm, family)}"
-    return f"{head}; {record}; paired t-test over seeds {verdict} ({p})"
 
 
 def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
@@ -420,61 +313,3 @@ def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
         for r in s.runs
         if r.diverged
     ]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The reference setting against another on one test split: over sentences and over seeds."""
-
-    split: str
-    reference: str
-    other: str
-    test: PairedBootstrap
-    test_p_holm: float  # test.p_value adjusted for all the comparisons reported together (Holm)
-    conclusion: str
-    seeds: SeedComparison
-    seeds_p_holm: float | None  # seeds.p_value adjusted likewise
-    seed_conclusion: str
-
-
-def compare_to_reference(
-    settings: Sequence[SettingSummary],
-    reference: str,
-    splits: Sequence[str],
-    references: dict[str, Sequence[str]],
-    n_samples: int = 1000,
-) -> list[Comparison]:
-    """The schedule ``reference`` against every other setting on each split: the paired
-    bootstrap over test sentences and the paired t-test over the seeds both ran. The
-    comparisons are one family: each kind of p-value is Holm-adjusted over all of them."""
-    ref = next((s for s in settings if s.schedule == reference), None)
-    if ref is None:
-        raise ValueError(f"reference schedule {reference!r} is not among {[s.setting for s in settings]}")
-    pairs = [(split, other) for split in splits for other in settings if other is not ref]
-    tests, seed_tests = [], []
-    for split, other in pairs:
-        tests.append(compare_bleu(ref, other, split, references[split], n_samples))
-        common = sorted(set(ref.seeds) & set(other.seeds))
-        by_seed = [{r.job.seed: r.scores[split]["bleu"] for r in s.runs} for s in (ref, other)]
-        seed_tests.append(compare_seeds([by_seed[0][k] for k in common], [by_seed[1][k] for k in common]))
-    test_holm = holm_adjusted([t.p_value for t in tests])
-    seed_holm = holm_adjusted([t.p_value for t in seed_tests])
-    family = len(pairs)
-    seed_family = sum(p is not None for p in seed_holm)  # comparisons with 2 or more common seeds
-    out = []
-    for i, (split, other) in enumerate(pairs):
-        test, p_test, seeds, p_seeds = tests[i], test_holm[i], seed_tests[i], seed_holm[i]
-        out.append(
-            Comparison(
-                split,
-                ref.setting,
-                other.setting,
-                test,
-                p_test,
-                conclusion(split, ref, other, test, p_test, family),
-                seeds,
-                p_seeds,
-                seed_conclusion(split, ref, other, seeds, p_seeds, seed_family),
-            )
-        )
-    return out

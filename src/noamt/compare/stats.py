@@ -25,48 +25,23 @@ from dataclasses import dataclass
 
 import numpy as np
 from sacrebleu.metrics import BLEU
+from scipy.stats import t as student_t
 
 MAX_NGRAM_ORDER = 4
 
 
-def t_two_sided_mass(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with ``df`` degrees of freedom (Abramowitz & Stegun 26.7.3).
-
-    With theta = atan(t / sqrt(df)), s = sin(theta), c = cos(theta):
-        df odd:  (2/pi) * (theta + s * (c + (2/3) c^3 + (2*4)/(3*5) c^5 + ... up to c^(df-2)))
-        df even: s * (1 + (1/2) c^2 + (1*3)/(2*4) c^4 + ... up to c^(df-2))
-    """
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    theta = math.atan(abs(t) / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2:
-        term, total = math.cos(theta), 0.0
-        for j in range(1, (df - 1) // 2 + 1):
-            total += term
-            term *= c2 * (2 * j) / (2 * j + 1)
-        return 2.0 / math.pi * (theta + math.sin(theta) * total)
-    term, total = 1.0, 0.0
-    for j in range(df // 2):
-        total += term
-        term *= c2 * (2 * j + 1) / (2 * j + 2)
-    return math.sin(theta) * total
+def t_two_sided_mass(t: float, df: float) -> float:
+    """P(|T| <= t) for Student's t with ``df`` degrees of freedom (need not be an integer)."""
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    return float(1.0 - 2.0 * student_t.sf(abs(t), df))
 
 
-def t_quantile(p: float, df: int) -> float:
-    """The t with P(T <= t) = p for Student's t with ``df`` degrees of freedom (bisection)."""
+def t_quantile(p: float, df: float) -> float:
+    """The t with P(T <= t) = p for Student's t with ``df`` degrees of freedom."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    target = 2.0 * p - 1.0  # P(|T| <= t)
-    low, high = 0.0, 1.0
-    while t_two_sided_mass(high, df) < target:
-        low, high = high, 2.0 * high
-    for _ in range(100):
-        mid = 0.5 * (low + high)
-        low, high = (mid, high) if t_two_sided_mass(mid, df) < target else (low, mid)
-    return 0.5 * (low + high)
+    return float(student_t.ppf(p, df))
 
 
 @dataclass(frozen=True)
@@ -117,16 +92,55 @@ def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> np.
 
 
 def bleu_from_statistics(totals: np.ndarray) -> float:
-    """Corpus BLEU from summed sufficient statistics, exactly as sacreBLEU's ``BLEU()``
-    (exponential smoothing): BP * exp(sum_n log(p_n) / 4), p_n = matches_n / total_n."""
+    """Corpus BLEU from summed sufficient statistics, shape (10,) (see ``bleu_from_statistic_rows``)."""
+    return float(bleu_from_statistic_rows(np.asarray(totals, dtype=np.float64)[None, :])[0])
+
+
+def bleu_from_statistic_rows(totals: np.ndarray) -> np.ndarray:
+    """Corpus BLEU of each row of summed sufficient statistics, shape (R, 10) -> (R,), as
+    sacreBLEU's ``BLEU()`` computes it (exponential smoothing, mteval-v13a):
+
+        BLEU = BP * exp((1/4) sum_n log p_n),  BP = min(1, exp(1 - ref_len / hyp_len))
+        p_n = 100 m_n / t_n, or 100 / (2^k t_n) when m_n = 0, k = #{j <= n : m_j = 0}
+
+    with m_n, t_n the matched and total n-grams; 0 when nothing matches or some t_n is 0."""
     k = MAX_NGRAM_ORDER
-    return BLEU.compute_bleu(
-        correct=[int(x) for x in totals[2 : 2 + k]],
-        total=[int(x) for x in totals[2 + k :]],
-        sys_len=int(totals[0]),
-        ref_len=int(totals[1]),
-        smooth_method="exp",
-    ).score
+    sys_len, ref_len = totals[:, 0], totals[:, 1]
+    matches, ngrams = totals[:, 2 : 2 + k], totals[:, 2 + k :]  # (R, 4) each
+    scorable = (matches.sum(axis=1) > 0) & (ngrams > 0).all(axis=1)
+    safe = np.where(ngrams > 0, ngrams, 1.0)
+    halvings = np.cumsum(matches == 0, axis=1)  # k of the exponential smoothing
+    precision = np.where(matches > 0, 100.0 * matches / safe, 100.0 / (2.0**halvings * safe))
+    short = (sys_len < ref_len) & (sys_len > 0)
+    brevity = np.where(short, np.exp(1.0 - ref_len / np.where(sys_len > 0, sys_len, 1.0)), 1.0)
+    brevity = np.where(sys_len > 0, brevity, 0.0)
+    return np.where(scorable, brevity * np.exp(np.log(precision).mean(axis=1)), 0.0)
+
+
+def bootstrap_differences(
+    stats_a: Sequence[np.ndarray], stats_b: Sequence[np.ndarray], n_samples: int = 1000, seed: int = 12345
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed BLEU differences d_s = BLEU(A_s) - BLEU(B_s) on the test set, shape (n,), and on
+    ``n_samples`` resamples of its sentences, shape (B, n).
+
+    ``stats_a[s]`` and ``stats_b[s]`` are the (N, 10) sentence statistics (``bleu_statistics``) of
+    A and B trained with the s-th common seed, on the same N sentences. Each resample draws N
+    sentence indices with replacement, one draw shared by every seed and both systems (the
+    pairing); the draws are fixed by ``seed`` (sacreBLEU's default 12345)."""
+    if len(stats_a) != len(stats_b) or not stats_a:
+        raise ValueError(f"need the same number (>= 1) of seeds per system, got {len(stats_a)} and {len(stats_b)}")
+    n = stats_a[0].shape[0]
+    if any(s.shape[0] != n for s in (*stats_a, *stats_b)):
+        raise ValueError("every system and seed must be scored on the same sentences")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples).astype(np.float64)  # (B, N) draw counts
+
+    def scores(stats: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:  # (rows of w, n seeds)
+        return np.stack([bleu_from_statistic_rows(w @ s) for s in stats], axis=1)
+
+    whole = np.ones((1, n))
+    observed = (scores(stats_a, whole) - scores(stats_b, whole))[0]  # (n,)
+    return observed, scores(stats_a, weights) - scores(stats_b, weights)
 
 
 @dataclass(frozen=True)
@@ -148,34 +162,23 @@ def paired_bootstrap(
     seed: int = 12345,
     confidence: float = 0.95,
 ) -> PairedBootstrap:
-    """Paired bootstrap test of delta = (1/S) sum_s BLEU(A_s) - (1/S) sum_s BLEU(B_s).
+    """Paired bootstrap test (Koehn 2004) of delta = (1/S) sum_s BLEU(A_s) - (1/S) sum_s BLEU(B_s)
+    over the resamples of ``bootstrap_differences``; see ``paired_bootstrap_from``."""
+    return paired_bootstrap_from(*bootstrap_differences(stats_a, stats_b, n_samples, seed), confidence)
 
-    ``stats_a[s]`` and ``stats_b[s]`` are the (N, 10) sentence statistics (``bleu_statistics``)
-    of systems A and B trained with seed s, on the same N test sentences. Each of the
-    ``n_samples`` resamples draws N sentence indices with replacement, one draw shared by every
-    seed and both systems (the pairing), and recomputes delta*_i. Two-sided p-value of the
-    shifted bootstrap (delta* - delta stands in for the distribution of delta under "no
+
+def paired_bootstrap_from(observed: np.ndarray, resampled: np.ndarray, confidence: float = 0.95) -> PairedBootstrap:
+    """delta = mean_s d_s and, on each resample i, delta*_i = mean_s d*_is. Two-sided p-value of
+    the shifted bootstrap (delta* - delta stands in for the distribution of delta under "no
     difference"):
 
         p = (1 + #{i : |delta*_i - delta| >= |delta|}) / (n_samples + 1)
 
     so identical systems give p = 1. The interval holds the central ``confidence`` mass of
-    delta*. The draw is fixed by ``seed`` (sacreBLEU's default 12345).
-    """
-    if len(stats_a) != len(stats_b) or not stats_a:
-        raise ValueError(f"need the same number (>= 1) of seeds per system, got {len(stats_a)} and {len(stats_b)}")
-    n = stats_a[0].shape[0]
-    if any(s.shape[0] != n for s in (*stats_a, *stats_b)):
-        raise ValueError("every system and seed must be scored on the same sentences")
-
-    def mean_bleu(stats: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
-        sums = [s.sum(axis=0, keepdims=True) if weights is None else weights @ s for s in stats]  # (R, 10) each
-        return np.mean([[bleu_from_statistics(row) for row in rows] for rows in sums], axis=0)  # (R,)
-
-    delta = float(mean_bleu(stats_a, None)[0] - mean_bleu(stats_b, None)[0])
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples).astype(np.float64)  # (B, N) draw counts
-    deltas = mean_bleu(stats_a, weights) - mean_bleu(stats_b, weights)  # (B,)
+    delta*. The trained models are held fixed: the test asks whether the difference survives
+    other test sentences, not other seeds."""
+    delta = float(observed.mean())
+    deltas = resampled.mean(axis=1)  # (B,)
     extreme = int(np.sum(np.abs(deltas - delta) >= abs(delta)))
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(deltas, [tail, 1.0 - tail])
@@ -183,9 +186,9 @@ def paired_bootstrap(
         delta=delta,
         ci_low=float(low),
         ci_high=float(high),
-        p_value=(1 + extreme) / (n_samples + 1),
-        n_samples=n_samples,
-        n_seeds=len(stats_a),
+        p_value=(1 + extreme) / (len(deltas) + 1),
+        n_samples=len(deltas),
+        n_seeds=len(observed),
     )
 
 
