@@ -77,13 +77,14 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     return Summary(values, mean, std, mean - half, mean + half, confidence)
 
 
-def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> np.ndarray:
     """Per-sentence BLEU sufficient statistics, shape (N, 2 + 2 * 4):
     [hypothesis length, reference length, matches of 1..4-grams, hypothesis 1..4-grams]
-    (sacreBLEU's default 13a tokenization, one reference per sentence)."""
+    (sacreBLEU's ``tokenize``, its default 13a, or "none" for text tokenized already as
+    multi-bleu.perl scores it; one reference per sentence)."""
     if len(hypotheses) != len(references):
         raise ValueError(f"got {len(hypotheses)} hypotheses for {len(references)} references")
-    metric = BLEU(effective_order=True)  # effective order changes sentence scores, not the counts
+    metric = BLEU(effective_order=True, tokenize=tokenize)  # effective order changes sentence scores, not counts
     rows = []
     for hyp, ref in zip(hypotheses, references, strict=True):
         s = metric.sentence_score(hyp, [ref])
