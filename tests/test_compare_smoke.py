@@ -89,6 +89,7 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
     boot = [c["bootstrap"]["p_value"] for c in comparisons]
     assert [c["bootstrap_p_holm"] for c in comparisons] == holm_adjusted(boot)
     assert all(c["test"]["n_seeds"] == 2 and c["power"]["seeds"] == 2 for c in comparisons)
+    assert len(saved["verdict"]) == 3 and all(line in report and line in result.stdout for line in saved["verdict"])
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):

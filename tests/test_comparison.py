@@ -311,6 +311,11 @@ def test_comparison_conclusions_and_report_files(benchmark):
     assert (row["n"], float(row["mean"]), row["values"]) == ("3", 22.0, "20;21;25")
     text = (root / "report.md").read_text()
     assert result.conclusion in text and result.bootstrap_conclusion in text
+    lines = significance.verdict([result])
+    assert saved["verdict"] == lines and all(f"- {line}" in text for line in lines) and "## Verdict" in text
+    assert lines[0].startswith("With seeds and test sentences random, 1 of the 1 differences is significant")
+    assert "noam − cosine on test_a (+" in lines[0]
+    assert lines[2].startswith(f"With 3 seeds the comparisons detect differences of {result.power.detectable:.2f} to")
     assert "[noam-seed1](runs/noam-seed1/eval/results.json)" in text
 
 
@@ -413,3 +418,34 @@ def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
     assert warning in text and "cosine-seed4](runs/cosine-seed4/eval/results.json) (diverged)" in text
     saved = json.loads((root / "results.json").read_text())
     assert saved["diverged"] == [warning] and saved["settings"][1]["diverged_seeds"] == [4]
+
+
+def test_the_verdict_names_no_difference_that_its_test_does_not_carry(benchmark):
+    _, runs, _ = benchmark
+    noam, cosine = compare_runs.summarize_settings(runs)
+    d = np.array([-0.2, 0.4, 1.0])
+    flat = from_variances(d, v_sent=0.01, v_pair=0.03, n_samples=1000)  # p = 0.37
+    boot = stats.PairedBootstrap(delta=0.4, ci_low=0.1, ci_high=0.7, p_value=0.004, n_samples=1000, n_seeds=3)
+    record = stats.compare_seeds(list(d), [0.0] * 3)
+    comparison = significance.Comparison(
+        split="test_a",
+        reference="noam",
+        other="cosine",
+        test=flat,
+        test_p_holm=flat.p_value,
+        power=significance.power_analysis(flat),
+        conclusion=significance.conclusion("test_a", noam, cosine, flat, record),
+        bootstrap=boot,
+        bootstrap_p_holm=boot.p_value,
+        bootstrap_conclusion="",
+        seeds=record,
+    )
+    lines = significance.verdict([comparison])
+    assert lines[0] == (
+        "With seeds and test sentences random, 0 of the 1 differences are significant after Holm's adjustment: "
+        "no ranking of the schedules is established here."
+    )
+    assert lines[1].endswith("1 of the 1 is significant after Holm's adjustment; 1 of them not once the seeds count.")
+    assert significance.verdict([]) == [
+        "One seed per schedule: no difference can be tested against the variation between seeds."
+    ]

@@ -52,7 +52,7 @@ from noamt.compare import runs
 from noamt.compare.plots import plot as plot_lr_curves
 from noamt.compare.report import BenchmarkMeta, format_duration, write_report
 from noamt.compare.runs import Job
-from noamt.compare.significance import Comparison, compare_to_reference
+from noamt.compare.significance import Comparison, compare_to_reference, verdict
 from noamt.data import DataConfig, DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
@@ -490,6 +490,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNFINISHED
     paths, comparisons = write_outputs(args, jobs, configs)
     print("\n".join(line for c in comparisons for line in (c.conclusion, c.bootstrap_conclusion)))
+    print("\n".join(verdict(comparisons)))
     print("\n".join(map(str, paths)))
     return 0
 

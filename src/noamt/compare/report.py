@@ -27,7 +27,7 @@ from noamt.compare.runs import (  # noqa: E402
     evaluation_results_file,
     format_summary,
 )
-from noamt.compare.significance import Comparison, power_line  # noqa: E402
+from noamt.compare.significance import Comparison, power_line, verdict  # noqa: E402
 from noamt.compare.stats import Summary  # noqa: E402
 
 VALIDATION_PLOT = "validation_curves.png"
@@ -124,6 +124,7 @@ class BenchmarkResults(TypedDict):
     meta: BenchmarkMeta
     settings: list[SettingEntry]
     comparisons: list[dict]  # dataclasses.asdict(Comparison), each test's n_seeds and seed_sd added
+    verdict: list[str]  # what the comparisons establish and what they do not (significance.verdict)
     diverged: list[str]  # one warning per diverged run
 
 
@@ -182,6 +183,7 @@ def write_json(
         meta=meta,
         settings=[setting_entry(s, s.setting in chosen, path.parent) for s in settings],
         comparisons=[comparison_entry(c) for c in comparisons],
+        verdict=verdict(comparisons),
         diverged=divergence_warnings(settings),
     )
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -311,9 +313,10 @@ def _split_section(
                 f"{boot.p_value:.3f} [{_holm(c.bootstrap_p_holm)}]",
             ]
         rows.append(row)
-    lines = [f"- {c.conclusion}" for c in comparisons if c.split == split]
-    lines += [f"- {power_line(split, c.power)} ({c.other})" for c in comparisons if c.split == split and c.power]
-    lines += [f"- {c.bootstrap_conclusion}" for c in comparisons if c.split == split]
+    here = [c for c in comparisons if c.split == split]
+    lines = [f"- {c.conclusion}" for c in here]
+    lines += [f"- {power_line(split, c.reference, c.other, c.power)}" for c in here if c.power]
+    lines += [f"- {c.bootstrap_conclusion}" for c in here]
     return [f"## {split}", "", *_table(header, rows), "", *lines]
 
 
@@ -372,6 +375,7 @@ def markdown(
     lines += [f"- **{k}**: {v}" for k, v in meta["description"].items()]
     lines += ["", f"Statistics: {METHOD.format(n_samples=meta['bootstrap_samples'])}", ""]
     lines += _summary_section(selected)
+    lines += ["", "## Verdict", "", *(f"- {line}" for line in verdict(comparisons))]
     reference = next(s.setting for s in selected if s.schedule == meta["reference"])
     for split in meta["test_splits"]:
         lines += ["", *_split_section(split, reference, selected, comparisons)]

@@ -132,7 +132,7 @@ def bootstrap_conclusion(
     )
 
 
-def power_line(split: str, power: Power) -> str:
+def power_line(split: str, a: str, b: str, power: Power) -> str:
     """What the comparison could have detected, and the seeds a TARGET_DIFFERENCE would need."""
     need = (
         f"{power.seeds_for_target} seeds"
@@ -140,9 +140,55 @@ def power_line(split: str, power: Power) -> str:
         else "more seeds than 100 (the test set's own variance alone is too large)"
     )
     return (
-        f"{split}: with {power.seeds} seeds this comparison detects a difference of {power.detectable:.2f} BLEU "
+        f"{split}, {a} vs {b}: with {power.seeds} seeds this comparison detects a difference of "
+        f"{power.detectable:.2f} BLEU "
         f"({power.power:.0%} power, two-sided {power.alpha:.0%}); {power.target:g} BLEU would need {need}"
     )
+
+
+def verdict(comparisons: Sequence[Comparison]) -> list[str]:
+    """What the report establishes and what it does not, in three lines: the differences that are
+    significant with seeds and sentences random (Holm-adjusted), those significant only given the
+    trained models, and what the seeds could detect."""
+    tested = [c for c in comparisons if c.test is not None]
+    family = len(tested)
+    if not tested:
+        return ["One seed per schedule: no difference can be tested against the variation between seeds."]
+
+    def name(c: Comparison) -> str:
+        return f"{c.reference} − {c.other} on {c.split} ({c.test.delta:+.2f})"
+
+    real = [c for c in tested if _significant(c.test.p_value, c.test_p_holm, family)]
+    given = [c for c in comparisons if _significant(c.bootstrap.p_value, c.bootstrap_p_holm, len(comparisons))]
+    given_only = [c for c in given if c not in real]
+    lines = [
+        f"With seeds and test sentences random, {len(real)} of the {family} differences "
+        f"{'is' if len(real) == 1 else 'are'} significant after Holm's adjustment"
+        + (
+            ": " + "; ".join(name(c) for c in real) + ". No other difference is established."
+            if real
+            else ": no ranking of the schedules is established here."
+        ),
+        f"Given these trained models (test sentences resampled, seeds fixed), {len(given)} of the {len(comparisons)} "
+        f"{'is' if len(given) == 1 else 'are'} significant after Holm's adjustment"
+        + (f"; {len(given_only)} of them not once the seeds count" if given_only else "")
+        + ".",
+    ]
+    detectable = [c.power.detectable for c in tested]
+    needed = [c.power.seeds_for_target for c in tested]
+    counts = sorted(n for n in needed if n is not None)
+    need = f"{counts[0]} to {counts[-1]} seeds" if counts else ""
+    if None in needed:
+        need = (
+            (need + " (and " if need else "")
+            + f"more than 100 on {needed.count(None)} comparisons"
+            + (")" if counts else "")
+        )
+    lines.append(
+        f"With {tested[0].test.n_seeds} seeds the comparisons detect differences of {min(detectable):.2f} to "
+        f"{max(detectable):.2f} BLEU (80% power, 5%); {TARGET_DIFFERENCE:g} BLEU would need {need}."
+    )
+    return lines
 
 
 @dataclass(frozen=True)
