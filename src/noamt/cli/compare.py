@@ -380,6 +380,7 @@ def describe(args: argparse.Namespace, cfg: dict, settings: list, selected: list
     decoding = "greedy search" if args.beam_size == 1 else f"beam {args.beam_size}"
     overrides = f"; overrides: `{' '.join(args.overrides)}`" if args.overrides else ""
     trained = [r for s in settings for r in s.runs]
+    devices = "; ".join(sorted({r.device for r in trained}))
     return {
         "mode": mode,
         "training": f"experiment=compare_{args.profile} ({cfg['model']['name']} model, {data['name']}), "
@@ -389,7 +390,7 @@ def describe(args: argparse.Namespace, cfg: dict, settings: list, selected: list
         f"{decoding}, valid and test sets{limit}; sacreBLEU BLEU and chrF on detokenized, cased text",
         "compared": f"{reference(args)} against each other schedule on each test set",
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
-        "machine": f"trained on {trained[0].device}; report written on {platform.node()} ({platform.machine()}, "
+        "machine": f"trained on {devices}; report written on {platform.node()} ({platform.machine()}, "
         f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}, torch {torch.__version__})",
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": f"`{shlex.join(['noamt-compare', *sys.argv[1:]])}`",
