@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> dict:
             rounds.append(
                 {"noamt_tok_s": tokens / t_ours, "marian_tok_s": tokens / t_marian, "ratio": t_marian / t_ours}
             )
-        trainer.metrics.close()
     ratios = [r["ratio"] for r in rounds]
     per_update = statistics.mean(b.n_tgt_tokens for block in blocks for b in block)
     result = {

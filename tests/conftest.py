@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toy_corpus import write_toy_corpus
 
 from noamt import pipeline, schedules
 from noamt.data import DataConfig, TokenizerConfig
@@ -29,6 +30,12 @@ def multi30k_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"Multi30k data not found at {path} (set NOAMT_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_data_dir(tmp_path_factory) -> Path:
+    """A synthetic corpus in the Multi30k layout (``toy_corpus.py``): no download, no ../shared."""
+    return write_toy_corpus(tmp_path_factory.mktemp("toy_corpus"))
 
 
 @pytest.fixture()

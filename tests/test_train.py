@@ -230,11 +230,13 @@ def test_epoch_checkpoints_and_validation_at_epoch_ends(small_run, tmp_path):
 
 def test_best_tracker_follows_its_metric_and_counts_patience():
     tracker = BestTracker("bleu", patience=2)
-    assert tracker.update({"loss": 5.0, "bleu": 10.0})
-    assert not tracker.update({"loss": 4.0, "bleu": 9.0})  # lower loss, but BLEU decides
+    assert tracker.update({"loss": 5.0, "bleu": 10.0}, step=10) and tracker.best_step == 10
+    assert not tracker.update({"loss": 4.0, "bleu": 9.0}, step=20)  # lower loss, but BLEU decides
     assert tracker.best == {"loss": 4.0, "bleu": 10.0} and not tracker.out_of_patience()
-    assert not tracker.update({"loss": 4.5, "bleu": 10.0}) and tracker.out_of_patience()
-    assert tracker.update({"loss": 4.4, "bleu": 11.0}) and tracker.without_improvement == 0
+    assert not tracker.update({"loss": 4.5, "bleu": 10.0}, step=30) and tracker.out_of_patience()
+    assert tracker.best_step == 10
+    assert tracker.update({"loss": 4.4, "bleu": 11.0}, step=40) and tracker.without_improvement == 0
+    assert tracker.best_step == 40
     assert BestTracker("loss", 0).finite() == {}
     with pytest.raises(ValueError, match="trainer.best_metric='ppl': expected 'loss' or 'bleu'"):
         BestTracker("ppl", 0)

@@ -1,15 +1,24 @@
-"""Atomic checkpoint files: save, load, rotate, average.
+"""Checkpoint files: save, verify, load, rotate, average.
 
-A checkpoint is one ``torch.save`` file holding a :class:`CheckpointState` dict. It is written
-to a temporary file in the same folder, flushed to disk and renamed over the target, so a crash
-or kill at any moment leaves either the old or the new file, never a broken one.
+A checkpoint is one ``torch.save`` file holding a :class:`CheckpointState` dict and, under
+``sha256``, the SHA-256 of its contents (:func:`content_digest`). It is written to a temporary
+file in the same folder, flushed to disk and renamed over the target, so a crash or kill at any
+moment leaves either the old or the new file, never a broken one; a file damaged afterwards (a
+flipped bit, a bad copy) fails the checksum when it is loaded.
+
+Loading never runs code from the file: ``torch.load(weights_only=True)`` unpickles tensors and
+plain values (dict, list, tuple, str, numbers, None) only, and refuses anything else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
+import pickle
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +26,11 @@ from typing import TypedDict
 
 import torch
 
+log = logging.getLogger(__name__)
+
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 TMP_SUFFIX = ".tmp"
+CHECKSUM_KEY = "sha256"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
 
 
@@ -32,12 +44,15 @@ class CheckpointState(TypedDict):
     step: int  # optimizer updates done
     epoch: int
     best: dict[str, float]  # {"loss": lowest, "bleu": highest} validation scores so far
+    best_step: int  # the update whose validation set best[trainer.best_metric] (0: none yet)
+    validated_step: int  # the last update validated (-1: none)
     validations_without_improvement: int
     skipped_updates: int  # updates skipped for a NaN or infinite loss
     data: dict  # position in the batch stream (TokenBudgetBatches.state_dict)
     rng: dict  # every generator's state (noamt.device.rng_state)
     config: dict  # the resolved run config
     tokenizer: str  # the tokenizer as JSON
+    sha256: str  # content_digest of everything else, added by save_checkpoints
 
 
 def update_checkpoint_name(step: int) -> str:
@@ -54,15 +69,54 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or lacks what is needed."""
 
 
+def content_digest(state: dict) -> str:
+    """SHA-256 of a checkpoint's contents, independent of how torch lays out the file.
+
+    The hash runs over a walk of the nested values: for each dict its length and then each key
+    and value in order; for a list or tuple its length and elements; for a tensor its dtype,
+    shape and raw bytes (on the CPU, in row-major order); for a str, int, float, bool or None its
+    type and ``repr`` (exact for floats). Every item is prefixed by a type tag, so different
+    structures cannot produce the same byte stream. The ``sha256`` entry itself is left out.
+    """
+    digest = hashlib.sha256()
+
+    def feed(tag: bytes, payload: bytes = b"") -> None:
+        digest.update(tag + struct.pack("<Q", len(payload)) + payload)
+
+    def walk(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            feed(b"T", f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            if tensor.numel():
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+        elif isinstance(value, dict):
+            feed(b"D", str(len(value)).encode())
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            feed(b"L" if isinstance(value, list) else b"U", str(len(value)).encode())
+            for item in value:
+                walk(item)
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            feed(b"V", f"{type(value).__name__}:{value!r}".encode())
+        else:
+            raise CheckpointError(f"a checkpoint holds tensors and plain values only, not {type(value).__name__}")
+
+    walk({k: v for k, v in state.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``state`` and its checksum to ``path`` atomically (temporary file, fsync, rename)."""
     return save_checkpoints(state, [path])[0]
 
 
 def save_checkpoints(state: dict, paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Serialize ``state`` once and write it to every path in ``paths``, each atomically."""
+    """Serialize ``state`` with its ``sha256`` once and write it to every path in ``paths``, in
+    order, each atomically."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save({**state, CHECKSUM_KEY: content_digest(state)}, buffer)
     data = buffer.getbuffer()
     return [_write_atomic(Path(path), data) for path in paths]
 
@@ -101,27 +155,63 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def run_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The training checkpoints in ``folder``: checkpoint_last.pt first, then checkpoint_best.pt,
+    then the numbered ones newest first (averaged or other files are not training states)."""
+    folder = Path(folder)
+    named = [folder / name for name in (LAST, BEST) if (folder / name).is_file()]
+    numbered = numbered_checkpoints(folder, "update")[::-1] + numbered_checkpoints(folder, "epoch")[::-1]
+    return named + numbered
+
+
 def check_new_run(folder: str | os.PathLike, resume: str) -> None:
     """Refuse to start a new run (``resume="none"``) over a checkpoint folder that holds one."""
-    last = Path(folder) / LAST
-    if resume == "none" and last.exists():
+    found = run_checkpoints(folder)
+    if resume == "none" and found:
         raise FileExistsError(
-            f"{last} exists: pass trainer.resume=auto to continue that run, or choose another run_name"
+            f"{found[0]} exists: pass trainer.resume=auto to continue that run, or choose another run_name"
         )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CheckpointState:
-    """Read a checkpoint; a missing or unreadable file is a one-line :class:`CheckpointError`."""
+    """Read and verify a checkpoint, without running code from it.
+
+    A missing, unreadable or damaged file (its contents do not match their ``sha256``), or one
+    that holds anything but tensors and plain values, is a one-line :class:`CheckpointError`
+    naming it. The checksum entry is removed from the returned state.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip().rstrip(".") for line in str(err).splitlines()]
+        blocked = next((line for line in lines if "GLOBAL" in line), None)
+        if blocked:
+            raise CheckpointError(
+                f"refused to load {path}: it holds objects other than tensors and plain values, which would "
+                f"run code when loaded ({blocked})"
+            ) from err
+        reason = next((line for line in lines if line.startswith("Unsupported")), _first_line(err))
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a file torch's safe loader reads ({reason})"
+        ) from err
     except Exception as err:  # truncated file, not a torch file, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(err)}") from err
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a noamt checkpoint (no 'model' entry)")
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is None:
+        raise CheckpointError(f"{path} has no {CHECKSUM_KEY} entry, so its contents cannot be verified")
+    if content_digest(state) != stored:
+        raise CheckpointError(f"{path} is damaged: its contents do not match the checksum written with them")
     return state
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def numbered_checkpoints(folder: str | os.PathLike, kind: str = "update") -> list[Path]:
@@ -187,9 +277,10 @@ def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -
 class Checkpointer:
     """Which checkpoint files a run writes, when, and which run it resumes.
 
-    ``save`` writes checkpoint_last.pt once per update, checkpoint_<step>.pt every
-    ``save_interval`` updates and checkpoint_epoch<E>.pt at epoch ends when ``save_every_epoch``
-    (each kind rotated to its ``keep_*`` count), and checkpoint_best.pt when asked; the state is
+    ``save`` writes checkpoint_last.pt whenever the state changed (a new update, or a validation
+    after the update was saved), checkpoint_<step>.pt every ``save_interval`` updates
+    and checkpoint_epoch<E>.pt at epoch ends when ``save_every_epoch`` (each kind rotated to its
+    ``keep_*`` count), and checkpoint_best.pt when asked, before the others; the state is
     serialized once for all of them. Only the main process (``enabled``) writes.
     """
 
@@ -209,32 +300,64 @@ class Checkpointer:
         self._saved_step = -1
 
     def save(
-        self, state: Callable[[], dict], step: int, epoch: int, best: bool = False, epoch_end: bool = False
+        self,
+        state: Callable[[], dict],
+        step: int,
+        epoch: int,
+        best: bool = False,
+        epoch_end: bool = False,
+        validated: bool = False,
     ) -> None:
-        """Write what is due at update ``step`` of epoch ``epoch``; ``state()`` builds the contents."""
+        """Write what is due at update ``step`` of epoch ``epoch``; ``state()`` builds the contents.
+        ``validated``: a validation changed the state (best scores, patience) since the last save."""
         if not self.enabled:
             return
-        names = []
-        if self._saved_step != step:
-            names.append(LAST)
-            if self.save_interval > 0 and step % self.save_interval == 0:
-                names.append(update_checkpoint_name(step))
+        if self._saved_step == step and not (best or epoch_end or validated):
+            return
+        # checkpoint_best.pt first: a kill between the writes may leave checkpoint_last.pt behind
+        # (the run resumes a little earlier), never checkpoint_best.pt behind the best recorded.
+        names = [BEST] if best else []
+        names.append(LAST)
+        if self.save_interval > 0 and step % self.save_interval == 0 and self._saved_step != step:
+            names.append(update_checkpoint_name(step))
         if epoch_end and self.save_every_epoch:
             names.append(epoch_checkpoint_name(epoch))
-        if best:
-            names.append(BEST)
-        if not names:
-            return
         save_checkpoints(state(), [self.folder / name for name in names])
         self._saved_step = step
         prune_checkpoints(self.folder, self.keep_last, kind="update")
         prune_checkpoints(self.folder, self.keep_last_epochs, kind="epoch")
 
-    def resume_path(self, resume: str) -> Path | None:
-        """The checkpoint ``trainer.resume`` names: ``none`` (refusing a folder that holds
-        checkpoints), ``auto`` (checkpoint_last.pt if there is one) or a path; None to start fresh."""
+    def resume_state(self, resume: str) -> tuple[Path, CheckpointState] | None:
+        """The checkpoint ``trainer.resume`` names, loaded and verified; None to start fresh.
+
+        ``none`` starts fresh (refusing a folder that holds checkpoints); a path loads that file;
+        ``auto`` loads checkpoint_last.pt, and when it is damaged or unreadable the checkpoint of
+        the latest update among the run's other checkpoints that verify, saying so in one line.
+        ``auto`` on a folder without checkpoints starts fresh.
+        """
         if resume == "none":
             check_new_run(self.folder, resume)
             return None
-        path = self.folder / LAST if resume == "auto" else Path(resume)
-        return None if resume == "auto" and not path.exists() else path
+        if resume != "auto":
+            return Path(resume), load_checkpoint(resume, map_location="cpu")
+        candidates = run_checkpoints(self.folder)
+        failures, loaded = [], []
+        for path in candidates:
+            try:
+                loaded.append((path, load_checkpoint(path, map_location="cpu")))
+            except CheckpointError as err:
+                failures.append(str(err))
+            if loaded and loaded[0][0].name == LAST:
+                return loaded[0]  # checkpoint_last.pt verifies: the others need not be read
+        if not candidates:
+            return None
+        if not loaded:
+            raise CheckpointError(f"no checkpoint in {self.folder} can be resumed: {'; '.join(failures)}")
+        path, state = max(loaded, key=lambda item: item[1].get("step", 0))
+        log.warning(
+            "%s; resuming from %s (update %s), the latest checkpoint that verifies",
+            failures[0],
+            path.name,
+            state.get("step"),
+        )
+        return path, state

@@ -82,6 +82,8 @@ class DeviceManager:
             raise ValueError(f"device.precision={cfg.precision!r}: expected one of {sorted(PRECISIONS)}")
         if cfg.compile_mode not in COMPILE_MODES:
             raise ValueError(f"device.compile_mode={cfg.compile_mode!r}: expected one of {list(COMPILE_MODES)}")
+        if cfg.num_threads < 0:
+            raise ValueError(f"device.num_threads={cfg.num_threads}: must be at least 0 (0 keeps torch's default)")
         self.cfg = cfg
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))

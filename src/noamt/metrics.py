@@ -8,6 +8,13 @@ import os
 import time
 from pathlib import Path
 
+METRICS_FILE = "metrics.jsonl"
+DAMAGED_SUFFIX = ".damaged"  # metrics.jsonl.damaged: lines set aside on resume
+
+
+class MetricsError(ValueError):
+    """A metrics file that cannot be read or written; the message names it."""
+
 
 class MetricsWriter:
     """Append one JSON object per record to ``metrics.jsonl`` and mirror scalars to TensorBoard.
@@ -19,9 +26,12 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.run_dir / "metrics.jsonl"
-        self._file = self.path.open("a", encoding="utf-8")
+        self.path = self.run_dir / METRICS_FILE
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as err:
+            raise MetricsError(f"cannot write {self.path}: {err.strerror or err}") from err
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -38,36 +48,65 @@ class MetricsWriter:
                     self._tb.add_scalar(f"{kind}/{name}", value, step)
         return record
 
-    def drop_after(self, step: int) -> int:
-        """Remove the records of updates after ``step`` (and any torn last line), e.g. those a
-        killed run wrote after its last checkpoint, so that a resumed run does not repeat them.
-        Returns how many records were dropped."""
-        self._file.close()
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-        keep = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
-        dropped = sum(1 for line in lines if line.strip()) - len(keep)
-        if dropped:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(keep), encoding="utf-8")
-            os.replace(tmp, self.path)
-        self._file = self.path.open("a", encoding="utf-8")
-        return dropped
-
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """All records of a ``metrics.jsonl`` file, in order."""
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _step_of(line: str) -> int | None:
-    """The step of one metrics.jsonl line; None for a blank or torn line."""
+def parse_record(line: bytes) -> dict | None:
+    """One metrics.jsonl line as a record: a JSON object with a str ``kind``, a non-negative
+    int ``step`` and a finite ``time``; None for anything else (a torn or damaged line)."""
     try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         return None
+    if not isinstance(record, dict):
+        return None
+    kind, step, stamp = record.get("kind"), record.get("step"), record.get("time")
+    valid = (
+        isinstance(kind, str)
+        and type(step) is int
+        and step >= 0
+        and isinstance(stamp, (int, float))
+        and not isinstance(stamp, bool)
+        and math.isfinite(stamp)
+    )
+    return record if valid else None
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise MetricsError(f"cannot read {path}: {err.strerror or err}") from err
+    return [line for line in data.split(b"\n") if line.strip()]
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file, in order, leaving out lines that are not records
+    (:func:`parse_record`; a run killed while writing leaves a torn last line)."""
+    return [r for line in _read_lines(Path(path)) if (r := parse_record(line)) is not None]
+
+
+def keep_records_until(path: str | Path, step: int) -> tuple[int, int]:
+    """Rewrite ``metrics.jsonl`` with only its records of updates up to ``step`` (all records go
+    when ``step`` is negative), e.g. before a run resumes from its checkpoint at ``step``; lines
+    that are not records are appended to ``metrics.jsonl.damaged`` rather than lost. Returns
+    (records dropped, lines set aside); the file is untouched when both are 0."""
+    path = Path(path)
+    if not path.exists():
+        return 0, 0
+    lines = _read_lines(path)
+    parsed = [(line, parse_record(line)) for line in lines]
+    keep = [line for line, record in parsed if record is not None and record["step"] <= step]
+    damaged = [line for line, record in parsed if record is None]
+    dropped = len(lines) - len(keep) - len(damaged)
+    if damaged:
+        with path.with_name(path.name + DAMAGED_SUFFIX).open("ab") as f:
+            f.write(b"".join(line + b"\n" for line in damaged))
+    if dropped or damaged:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(line + b"\n" for line in keep))
+        os.replace(tmp, path)
+    return dropped, len(damaged)

@@ -5,9 +5,11 @@ corpus -> tokenizer -> token ids -> token-budget batches -> model -> optimizer +
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from noamt.data import (
 from noamt.device import DeviceConfig, DeviceManager, device_manager
 from noamt.evaluation import validation_bleu
 from noamt.model import ModelConfig, Transformer, count_parameters
+from noamt.run_lock import run_lock
 from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -175,61 +178,94 @@ def load_run_tokenizer(path: Path) -> Tokenizer:
         raise DataError(f"{path}: cannot read the run's tokenizer ({err})") from err
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resolved_config: dict) -> dict:
-    """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``."""
+def write_run_files(run_dir: Path, files: Mapping[str, str]) -> None:
+    """Write each ``{relative path: text}`` of ``files`` under ``run_dir``; a one-line ValueError
+    naming the directory when it is not writable."""
+    try:
+        for name, text in files.items():
+            path = run_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot write to the run directory {run_dir}: {err}") from err
+
+
+def train(
+    cfg: TrainConfig, run_dir: str | Path, resolved_config: dict, run_files: Mapping[str, str] | None = None
+) -> dict:
+    """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``.
+
+    The main process holds the run directory's lock (``noamt.run_lock``) throughout, taken
+    before anything is written there. ``run_files`` ({relative path: text}, e.g. the Hydra
+    config of the launch) are written once the run is known to have work to do: relaunching a
+    finished run leaves every file as it was.
+    """
     run_dir = Path(run_dir)
     check_train_config(cfg)
     check_new_run(run_dir / "checkpoints", cfg.trainer.resume)
-    dm = device_manager(cfg.device)
-    if not dm.is_main:  # one log for the whole job
-        logging.getLogger("noamt").setLevel(logging.WARNING)
-    try:
-        schedule_cfg = cfg.schedule or schedules.NoamConfig(d_model=cfg.model.d_model)
-        schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
-        dm.seed(cfg.trainer.seed)
-        tokenizer_file = run_dir / "tokenizer.json"
-        resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
-        tokenizer = load_run_tokenizer(tokenizer_file) if resuming else None
-        data = prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm, tokenizer)
-        if dm.is_main and not resuming:
-            data.tokenizer.save(tokenizer_file)
-        if dm.is_main:
-            remove_stale_temporaries(run_dir / "checkpoints")
-        model = build_model(cfg.model, data.tokenizer).to(dm.device)
-        optimizer = build_optimizer(model, cfg.optim)
-        info = {
-            "device": dm.describe(),
-            "parameters": count_parameters(model),
-            **schedule_summary(schedule_cfg),
-        }
-        log.info("device: %s", info["device"])
-        log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")
-        log.info(
-            "schedule: %s %s, peak lr %.3e at update %d",
-            info["schedule"],
-            info["schedule_params"],
-            info["peak_lr"],
-            info["peak_step"],
-        )
-        trainer = Trainer(
-            cfg.trainer,
-            model,
-            optimizer,
-            schedule,
-            data.train,
-            data.valid,
-            dm,
-            run_dir,
-            extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
-            run_info=info,
-            bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
-        )
-        result = trainer.train()
-        return {
-            **result,
-            "step": trainer.step,
-            "interrupted": trainer.stop.signum,
-            "best": trainer.tracker.best,
-        }
-    finally:
-        dm.close()
+    main_process = int(os.environ.get("RANK", "0")) == 0  # DeviceManager.is_main, before it exists
+    with run_lock(run_dir) if main_process else contextlib.nullcontext():
+        log.info("run directory: %s", run_dir)
+        dm = device_manager(cfg.device)
+        if not dm.is_main:  # one log for the whole job
+            logging.getLogger("noamt").setLevel(logging.WARNING)
+        try:
+            return _train_locked(cfg, run_dir, resolved_config, run_files or {}, dm)
+        finally:
+            dm.close()
+
+
+def _train_locked(
+    cfg: TrainConfig, run_dir: Path, resolved_config: dict, run_files: Mapping[str, str], dm: DeviceManager
+) -> dict:
+    check_new_run(run_dir / "checkpoints", cfg.trainer.resume)  # again, now that no one else writes
+    schedule_cfg = cfg.schedule or schedules.NoamConfig(d_model=cfg.model.d_model)
+    schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
+    dm.seed(cfg.trainer.seed)
+    tokenizer_file = run_dir / "tokenizer.json"
+    resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
+    tokenizer = load_run_tokenizer(tokenizer_file) if resuming else None
+    data = prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm, tokenizer)
+    if dm.is_main and not resuming:
+        data.tokenizer.save(tokenizer_file)
+    if dm.is_main:
+        remove_stale_temporaries(run_dir / "checkpoints")
+    model = build_model(cfg.model, data.tokenizer).to(dm.device)
+    optimizer = build_optimizer(model, cfg.optim)
+    info = {
+        "device": dm.describe(),
+        "parameters": count_parameters(model),
+        **schedule_summary(schedule_cfg),
+    }
+    log.info("device: %s", info["device"])
+    log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")
+    log.info(
+        "schedule: %s %s, peak lr %.3e at update %d",
+        info["schedule"],
+        info["schedule_params"],
+        info["peak_lr"],
+        info["peak_step"],
+    )
+    trainer = Trainer(
+        cfg.trainer,
+        model,
+        optimizer,
+        schedule,
+        data.train,
+        data.valid,
+        dm,
+        run_dir,
+        extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
+        run_info=info,
+        bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
+    )
+    resumed = trainer.resume()
+    if dm.is_main and not (resumed and trainer.finished()):
+        write_run_files(run_dir, run_files)
+    result = trainer.train()
+    return {
+        **result,
+        "step": trainer.step,
+        "interrupted": trainer.stop.signum,
+        "best": trainer.tracker.best,
+    }

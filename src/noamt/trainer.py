@@ -13,6 +13,7 @@ so a resumed run restores the learning rate exactly from the saved step.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import signal
@@ -25,11 +26,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from noamt.checkpoint import Checkpointer, CheckpointError, CheckpointState, config_differences, load_checkpoint
+from noamt.checkpoint import (
+    BEST,
+    Checkpointer,
+    CheckpointError,
+    CheckpointState,
+    config_differences,
+    load_checkpoint,
+    save_checkpoint,
+)
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.loss import projected_token_losses
-from noamt.metrics import MetricsWriter
+from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +101,28 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
 
 class BestTracker:
-    """The best validation loss and BLEU so far, and the validations since ``metric`` last improved."""
+    """The best validation loss and BLEU so far, the update that set the best ``metric``, and the
+    validations since ``metric`` last improved."""
 
     def __init__(self, metric: str, patience: int):
         if metric not in {"loss", "bleu"}:
             raise ValueError(f"trainer.best_metric={metric!r}: expected 'loss' or 'bleu'")
         self.metric, self.patience = metric, patience
         self.best = {"loss": math.inf, "bleu": -math.inf}
+        self.best_step = 0
         self.without_improvement = 0
 
-    def update(self, result: dict) -> bool:
-        """Record a validation result; True when it improves ``metric`` (lower loss, higher BLEU)."""
+    def update(self, result: dict, step: int) -> bool:
+        """Record the validation result of update ``step``; True when it improves ``metric``
+        (lower loss, higher BLEU)."""
         value = result[self.metric]
         improved = value < self.best["loss"] if self.metric == "loss" else value > self.best["bleu"]
         self.best["loss"] = min(self.best["loss"], result["loss"])
         if "bleu" in result:
             self.best["bleu"] = max(self.best["bleu"], result["bleu"])
         self.without_improvement = 0 if improved else self.without_improvement + 1
+        if improved:
+            self.best_step = step
         return improved
 
     def out_of_patience(self) -> bool:
@@ -215,7 +229,8 @@ class Trainer:
         self._validated_step = -1
         self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run
         self._nonfinite_in_a_row = 0
-        self.metrics = MetricsWriter(self.run_dir, cfg.tensorboard) if device.is_main else None
+        self.metrics: MetricsWriter | None = None  # opened by train(), once there is something to record
+        self.resumed: bool | None = None  # set by resume()
         self.stop = StopRequest()
 
     # ----------------------------------------------------------------------------- state
@@ -227,6 +242,8 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best": dict(self.tracker.best),
+            "best_step": self.tracker.best_step,
+            "validated_step": self._validated_step,
             "validations_without_improvement": self.tracker.without_improvement,
             "skipped_updates": self.skipped_updates,
             "data": self.train_data.state_dict(),
@@ -239,35 +256,89 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.tracker.best = state["step"], state["epoch"], dict(state["best"])
+        self.tracker.best_step = state.get("best_step", 0)
+        self._validated_step = state.get("validated_step", -1)
         self.tracker.without_improvement = state["validations_without_improvement"]
         self.skipped_updates = state.get("skipped_updates", 0)
         self.train_data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
 
-    def save(self, best: bool = False, epoch_end: bool = False) -> None:
+    def save(self, best: bool = False, epoch_end: bool = False, validated: bool = False) -> None:
         """The checkpoints due now (see :class:`~noamt.checkpoint.Checkpointer`)."""
-        self.checkpointer.save(self.state_dict, self.step, self.epoch, best=best, epoch_end=epoch_end)
+        self.checkpointer.save(
+            self.state_dict, self.step, self.epoch, best=best, epoch_end=epoch_end, validated=validated
+        )
 
     def resume(self) -> bool:
-        """Load the checkpoint named by ``trainer.resume``; False when starting fresh."""
-        path = self.checkpointer.resume_path(self.cfg.resume)
-        if path is None:
+        """Load the checkpoint ``trainer.resume`` names (see ``Checkpointer.resume_state``), check
+        that it belongs to this run and repair checkpoint_best.pt if it lags; False when starting
+        fresh. metrics.jsonl keeps only the records up to the resumed update (none on a fresh
+        start: those of a launch killed before its first checkpoint)."""
+        found = self.checkpointer.resume_state(self.cfg.resume)
+        self.resumed = found is not None
+        if found is None:
             if self.cfg.resume == "auto":
                 log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.checkpointer.folder)
-            return False
-        # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
-        # copied to the model's device by load_state_dict.
-        state = load_checkpoint(path, map_location="cpu")
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{path} does not fit this run: {_mismatch(state, self.extra_state, err)}") from err
-        log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
-        if self.metrics:
-            dropped = self.metrics.drop_after(self.step)
+        else:
+            path, state = found
+            stored, current = state.get("tokenizer"), self.extra_state.get("tokenizer")
+            if stored is not None and current is not None and stored != current:
+                raise CheckpointError(
+                    f"the run's tokenizer.json is not the tokenizer {path} was trained with (sha256 "
+                    f"{_short_hash(current)} vs {_short_hash(stored)}): restore it, or start a new run"
+                )
+            # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
+            # copied to the model's device by load_state_dict.
+            try:
+                self.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as err:
+                reason = _mismatch(state, self.extra_state, err)
+                raise CheckpointError(f"{path} does not fit this run: {reason}") from err
+            log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
+            if self.dm.is_main:
+                self._check_best_checkpoint(state)
+        if self.dm.is_main and not self.finished():
+            dropped, damaged = keep_records_until(self.run_dir / METRICS_FILE, self.step if self.resumed else -1)
             if dropped:
                 log.info("dropped %d metric records written after update %d", dropped, self.step)
-        return True
+            if damaged:
+                log.warning("%s: %d damaged lines moved to %s.damaged", METRICS_FILE, damaged, METRICS_FILE)
+        return self.resumed
+
+    def _check_best_checkpoint(self, state: CheckpointState) -> None:
+        """checkpoint_best.pt must hold the best validation that the resumed state records: when it
+        is missing, damaged or lags, it is rewritten from the resumed state if that is the best
+        model, and a warning says which validation it cannot restore otherwise."""
+        recorded = state["best"][self.tracker.metric]
+        if not math.isfinite(recorded):
+            return
+        path = self.checkpointer.folder / BEST
+        try:
+            held = load_checkpoint(path)["best"][self.tracker.metric] if path.exists() else None
+            problem = "is missing" if held is None else None
+        except CheckpointError as err:
+            held, problem = None, f"cannot be used ({err})"
+        if held is not None:
+            lags = held > recorded if self.tracker.metric == "loss" else held < recorded
+            if not lags:
+                return
+            metric, step = self.tracker.metric, self.tracker.best_step
+            problem = f"holds {metric} {held:.4f} but update {step} scored {recorded:.4f}"
+        if self.tracker.best_step == state["step"]:
+            save_checkpoint(state, path)
+            log.warning("%s %s: rewritten from the resumed checkpoint (update %d)", path, problem, state["step"])
+        else:
+            step = self.tracker.best_step
+            log.warning("%s %s, and the model of update %d is not in any checkpoint", path, problem, step)
+
+    def finished(self) -> bool:
+        """The run has nothing left to do: out of patience, or max_steps or max_epochs reached
+        and the last update validated (a run killed during its final validation is not)."""
+        if self.tracker.out_of_patience():
+            return True
+        epochs_done = bool(self.cfg.max_epochs) and self.epoch > self.cfg.max_epochs
+        validated = self.valid_data is None or self._validated_step == self.step
+        return (self._done() or epochs_done) and validated
 
     # ----------------------------------------------------------------------------- steps
     def train_step(self, batches: list[Batch]) -> dict:
@@ -340,7 +411,7 @@ class Trainer:
         result = self.validate()
         if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
             result["bleu"] = self.bleu(self.model)
-        improved = self.tracker.update(result)
+        improved = self.tracker.update(result, self.step)
         if self.metrics:
             self.metrics.write("valid", self.step, **result, **self.tracker.finite())
         bleu = f" | bleu {result['bleu']:.2f}" if "bleu" in result else ""
@@ -355,7 +426,7 @@ class Trainer:
             self.tracker.best[self.tracker.metric],
         )
         if self.step > 0:
-            self.save(best=improved, epoch_end=epoch_end)
+            self.save(best=improved, epoch_end=epoch_end, validated=True)
 
     # ----------------------------------------------------------------------------- loop
     def _updates(self) -> Iterator[list[Batch]]:
@@ -381,11 +452,19 @@ class Trainer:
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
     def train(self) -> dict:
-        """Run until max_steps / max_epochs or a stop signal; returns the last logged values."""
-        resumed = self.resume()
+        """Run until max_steps / max_epochs or a stop signal; returns the last logged values.
+
+        Resumes first (unless ``resume`` was called already). Relaunching a finished run changes
+        nothing: no validation, no checkpoint, no record.
+        """
+        resumed = self.resume() if self.resumed is None else self.resumed
+        if resumed and self.finished():
+            log.info("the run finished at update %d already: nothing to do", self.step)
+            return {}
         if not resumed:
             self.train_data.set_epoch(self.epoch)
-        if self.metrics:
+        if self.dm.is_main:
+            self.metrics = MetricsWriter(self.run_dir, self.cfg.tensorboard)
             self.metrics.write("run", self.step, resumed=resumed, **self.run_info)
         if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
             self._validate_and_record()
@@ -486,6 +565,10 @@ class Trainer:
 def _every(step: int, interval: int) -> bool:
     """True on every ``interval``-th update; never when ``interval`` is 0."""
     return interval > 0 and step % interval == 0
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def _mismatch(state: dict, extra_state: dict, err: Exception) -> str:

@@ -26,6 +26,7 @@ same command, run again, goes on. Every run's checkpoint_last.pt is then evaluat
 """
 
 import argparse
+import ctypes
 import multiprocessing
 import os
 import platform
@@ -41,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -57,7 +59,8 @@ from noamt.data import DataConfig, DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.evaluation import evaluate_checkpoint
-from noamt.metrics import read_metrics
+from noamt.metrics import MetricsError, read_metrics
+from noamt.run_lock import RunInUse, run_holder
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ IGNORED_CHANGES = (
 )
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: --time-limit stopped the benchmark; run it again
 
 
@@ -112,6 +116,16 @@ def comma_list(kind):
     return lambda text: [kind(x) for x in text.split(",") if x.strip()]
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated non-negative integers."""
+    seeds = []
+    for item in (x.strip() for x in text.split(",")):
+        if item and not item.isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r}: {item!r} is not a seed (a non-negative integer)")
+        seeds += [int(item)] if item else []
+    return seeds
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="noamt-compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
@@ -121,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=list(DEFAULT_SCHEDULES),
         help="comma-separated schedule configs (default: noam,constant,cosine)",
     )
-    parser.add_argument("--seeds", type=comma_list(int), help="comma-separated trainer seeds (default: the profile's)")
+    parser.add_argument("--seeds", type=seed_list, help="comma-separated trainer seeds (default: the profile's)")
     parser.add_argument(
         "--lr-sweep",
         action="store_true",
@@ -170,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.out = (
         args.out or Path(os.environ.get("NOAMT_RUNS_DIR", "runs")) / f"compare_{args.profile}{suffix}"
     ).resolve()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: is a file, not a folder")
     return args
 
 
@@ -200,6 +216,16 @@ def compose_jobs(jobs: list[Job], overrides: list[str]) -> dict[str, dict]:
         }
 
 
+def read_run_config(path: Path) -> dict:
+    """A run's ``.hydra/config.yaml``, read with OmegaConf's safe YAML loader; a file it cannot
+    read or resolve (a broken line, a ``!!python`` tag) is a one-line CompareError naming it."""
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CompareError(f"{path}: cannot read the run's config ({first})") from err
+
+
 def check_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path) -> dict[str, runs.RunState]:
     """Each job's state; a run trained with another config is an error, not something to resume."""
     states = {}
@@ -207,7 +233,7 @@ def check_runs(jobs: list[Job], configs: dict[str, dict], runs_dir: Path) -> dic
         run_dir = runs_dir / job.name
         stored = run_dir / ".hydra" / "config.yaml"
         if stored.is_file():
-            old = OmegaConf.to_container(OmegaConf.load(stored), resolve=True)
+            old = read_run_config(stored)
             changes = config_differences(old, configs[job.name], IGNORED_CHANGES)
             if changes:
                 raise CompareError(
@@ -279,11 +305,24 @@ class Progress:
         print(line, file=sys.stderr, flush=True)
 
 
+def die_with_parent() -> None:
+    """In a trainer process, before it runs: ask Linux for SIGTERM when noamt-compare dies
+    (``prctl(PR_SET_PDEATHSIG)``), so that a killed comparison leaves no trainer running on: each
+    saves its checkpoint and stops. Elsewhere the trainers outlive a SIGKILL of the comparison,
+    and the run locks keep a rerun from training the same runs at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the comparison died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def train(commands: list[list[str]], progress: Progress, deadline: float | None = None) -> tuple[int, bool]:
     """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
     (the runs save), and sent to them at ``deadline`` (time.monotonic()). Returns the first
     non-zero exit status, else 0, and whether the deadline stopped them."""
-    procs = [subprocess.Popen(command) for command in commands]
+    procs = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
 
     def terminate(signum=None, frame=None) -> None:
         for proc in procs:
@@ -460,6 +499,9 @@ def run(args: argparse.Namespace) -> int:
     configs = compose_jobs(jobs, base_overrides(args, config_dir))
     states = check_runs(jobs, configs, runs_dir)
     pending = [job for job in jobs if states[job.name].status != "finished"]
+    busy = [f"{job.name} ({holder})" for job in pending if (holder := run_holder(runs_dir / job.name))]
+    if busy:
+        raise CompareError(f"runs in training by other processes: {', '.join(busy)}; wait for them or stop them")
     resumed = sum(states[job.name].status == "partial" for job in pending)
     print(
         f"[compare] {args.out}: {len(jobs)} run{'s' if len(jobs) > 1 else ''}, "
@@ -507,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         OmegaConfBaseException,
         DataError,
         CheckpointError,
+        MetricsError,
+        RunInUse,
         FileNotFoundError,
     ) as err:
         sys.exit(f"noamt-compare: {err}")

@@ -7,7 +7,6 @@ noamt-train run_name=my-run trainer.resume=auto   # continue a stopped run
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -17,28 +16,27 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from noamt import pipeline
-from noamt.checkpoint import CheckpointError, check_new_run
+from noamt.checkpoint import CheckpointError
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import DataError
+from noamt.run_lock import RunInUse
 from noamt.trainer import TrainingDiverged
-
-log = logging.getLogger("noamt")
 
 register_configs()
 
 
-def save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+def hydra_files(cfg: DictConfig) -> dict[str, str]:
     """``.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml``, as Hydra itself writes them.
 
-    train.yaml turns Hydra's own writing off (``hydra.output_subdir: null``) so that these files
-    are written only once the run directory is known to be free or resumed.
+    train.yaml turns Hydra's own writing off (``hydra.output_subdir: null``): the pipeline writes
+    these once the run directory is locked and known to be free, resumed or unfinished.
     """
-    folder = run_dir / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
     hydra_cfg = HydraConfig.get()
-    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra_cfg.overrides.task), encoding="utf-8")
-    (folder / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra_cfg}), encoding="utf-8")
+    return {
+        ".hydra/config.yaml": OmegaConf.to_yaml(cfg),
+        ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
+        ".hydra/hydra.yaml": OmegaConf.to_yaml({"hydra": hydra_cfg}),
+    }
 
 
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="train")
@@ -46,16 +44,9 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     train_cfg = to_train_config(cfg)
     try:
-        pipeline.check_train_config(train_cfg)
-        check_new_run(run_dir / "checkpoints", train_cfg.trainer.resume)  # before anything is written
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        try:
-            save_hydra_files(run_dir, cfg)
-        except OSError as err:
-            raise ValueError(f"cannot write to the run directory {run_dir}: {err}") from err
-        log.info("run directory: %s", run_dir)
-        result = pipeline.train(train_cfg, run_dir, resolved)
-    except (DataError, CheckpointError, FileExistsError, ValueError, TrainingDiverged) as err:
+        result = pipeline.train(train_cfg, run_dir, resolved, run_files=hydra_files(cfg))
+    except (DataError, CheckpointError, FileExistsError, ValueError, TrainingDiverged, RunInUse) as err:
         sys.exit(f"noamt-train: {err}")
     if result["interrupted"]:
         sys.exit(128 + signal.Signals(result["interrupted"]).value)

@@ -50,18 +50,31 @@ ConfigStore.instance().store(name="translate_schema", node=TranslateConfig)
 def read_input(name: str) -> list[str]:
     """Lines of a UTF-8 file, or of stdin for ``-``."""
     if name == "-":
-        return decode_lines(sys.stdin.buffer.read(), "input=- (stdin)")
+        try:
+            if sys.stdin is None or sys.stdin.closed:
+                raise OSError("closed")
+            data = sys.stdin.buffer.read()
+        except OSError as err:
+            raise ValueError("input=-: standard input is closed; pass input=<file> or pipe text in") from err
+        return decode_lines(data, "input=- (stdin)")
     return read_lines(Path(name))
 
 
 def write_output(name: str, lines: list[str]) -> None:
-    """One line per translation, UTF-8, to a file or to stdout for ``-``."""
+    """One line per translation, UTF-8, to a file or to stdout for ``-``; a failed write (a full
+    disk, an I/O error, a closed stdout) is a one-line ValueError naming the output."""
     data = "".join(as_line(line) + "\n" for line in lines).encode("utf-8")
-    if name == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        Path(name).write_bytes(data)
+    try:
+        if name == "-":
+            if sys.stdout is None or sys.stdout.closed:
+                raise OSError("standard output is closed")
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            Path(name).write_bytes(data)
+    except OSError as err:
+        where = "output=- (stdout)" if name == "-" else f"output={name}"
+        raise ValueError(f"{where}: cannot write the translations: {err.strerror or err}") from err
 
 
 def check_paths(cfg: TranslateConfig) -> None:

@@ -12,6 +12,7 @@ checkpoint, i.e. after exactly the budgeted number of updates. Folder layout:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from noamt.checkpoint import LAST, load_checkpoint
+from noamt.checkpoint import LAST, CheckpointError, load_checkpoint, run_checkpoints
 from noamt.compare.stats import (
     Summary,
     summarize,
@@ -29,6 +30,8 @@ from noamt.data import read_lines
 from noamt.metrics import read_metrics
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
 from noamt.schedules import CONFIGS
+
+log = logging.getLogger(__name__)
 
 JOB_GROUP = "compare_run"
 SCORED_METRICS = ("bleu", "chrf")
@@ -137,14 +140,21 @@ class RunState:
 
 def run_state(run_dir: Path, max_steps: int) -> RunState:
     """Finished: an "end" record not interrupted at step >= max_steps, or checkpoint_last.pt at
-    step >= max_steps; partial: a checkpoint_last.pt before that; new: no checkpoint."""
-    log = read_training(run_dir)
-    if log and log.end and not log.end.get("interrupted") and log.end["step"] >= max_steps:
-        return RunState("finished", log.end["step"])
-    last = run_dir / "checkpoints" / LAST
-    if not last.is_file():
+    step >= max_steps; partial: a checkpoint_last.pt before that, or checkpoints of which
+    checkpoint_last.pt is not one that verifies (its trainer resumes from the latest that does);
+    new: no checkpoint."""
+    training = read_training(run_dir)
+    end = training.end if training else None
+    if end and not end.get("interrupted") and end["step"] >= max_steps:
+        return RunState("finished", end["step"])
+    folder = run_dir / "checkpoints"
+    if not run_checkpoints(folder):
         return RunState("new", 0)
-    step = int(load_checkpoint(last)["step"])
+    try:
+        step = int(load_checkpoint(folder / LAST)["step"])
+    except CheckpointError as err:
+        log.warning("%s: its trainer resumes from the latest checkpoint that verifies", err)
+        return RunState("partial", 0)
     return RunState("finished" if step >= max_steps else "partial", step)
 
 
@@ -218,23 +228,23 @@ def diverged(valid: Sequence[dict], tolerance: float = 0.01) -> bool:
 
 def collect_run(job: Job, run_dir: Path) -> RunResult:
     """A run's training log and evaluation as a RunResult (both must exist)."""
-    log = read_training(run_dir)
+    training = read_training(run_dir)
     path = evaluation_results_file(run_dir)
-    if log is None or not path.is_file():
+    if training is None or not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl or {path.name}: train and evaluate the run first")
     evaluation = read_results_json(path)
     return RunResult(
         job=job,
         run_dir=run_dir,
-        schedule_params=log.info["schedule_params"],
-        peak_lr=log.info["peak_lr"],
-        updates=log.step,
-        wall_time_s=log.wall_time_s,
-        best_valid_loss=min(r["loss"] for r in log.valid),
-        valid=log.valid,
+        schedule_params=training.info["schedule_params"],
+        peak_lr=training.info["peak_lr"],
+        updates=training.step,
+        wall_time_s=training.wall_time_s,
+        best_valid_loss=min(r["loss"] for r in training.valid),
+        valid=training.valid,
         scores=evaluation["splits"],
         tgt_lang=evaluation["tgt_lang"],
-        device=log.info.get("device", "unknown"),
+        device=training.info.get("device", "unknown"),
     )
 
 
