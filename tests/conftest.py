@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from toy_corpus import write_toy_corpus
+from helpers.toy_corpus import write_toy_corpus
 
 from noamt import pipeline, schedules
 from noamt.data import DataConfig, TokenizerConfig
@@ -34,7 +34,7 @@ def multi30k_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def toy_data_dir(tmp_path_factory) -> Path:
-    """A synthetic corpus in the Multi30k layout (``toy_corpus.py``): no download, no ../shared."""
+    """A synthetic corpus in the Multi30k layout (``helpers/toy_corpus.py``): no download, no ../shared."""
     return write_toy_corpus(tmp_path_factory.mktemp("toy_corpus"))
 
 

@@ -1,8 +1,8 @@
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.checkpoints import Payload, flip_bytes
 
 from noamt.checkpoint import (
     Checkpointer,
@@ -38,16 +38,6 @@ def test_a_state_that_is_not_tensors_and_plain_values_is_refused_and_the_previou
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
 
 
-class Payload:
-    """Pickles as a call of os.system: loading it with pickle would create ``marker``."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_checkpoint_carrying_a_payload_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "payload-ran"
     torch.save({"model": {"w": torch.zeros(2)}, "step": 1, "extra": Payload(marker)}, tmp_path / "evil.pt")
@@ -57,15 +47,6 @@ def test_a_checkpoint_carrying_a_payload_is_refused_without_running_it(tmp_path)
     with pytest.raises(CheckpointError, match="refused to load .*only.pt"):
         load_checkpoint(tmp_path / "only.pt")
     assert not marker.exists()
-
-
-def flip_bytes(path: Path, needle: bytes, count: int = 64) -> None:
-    """Invert ``count`` bytes of ``path`` where ``needle`` (raw tensor data) starts."""
-    data = bytearray(path.read_bytes())
-    at = data.find(needle)
-    assert at >= 0
-    data[at : at + count] = bytes(b ^ 0xFF for b in data[at : at + count])
-    path.write_bytes(bytes(data))
 
 
 def test_the_checksum_catches_flipped_bytes_in_weights_and_optimizer_state(tmp_path):
@@ -169,11 +150,13 @@ def test_checkpointer_writes_what_is_due_rotates_and_names_the_run_to_resume(tmp
     assert not (tmp_path / "other").exists()
 
 
-def test_checkpoint_best_is_written_before_checkpoint_last(tmp_path):
-    """A kill between the two writes then leaves checkpoint_last.pt behind, never checkpoint_best.pt."""
-    ckpt = Checkpointer(tmp_path, save_interval=0, keep_last=0, save_every_epoch=False, keep_last_epochs=0)
-    ckpt.save(lambda: {"model": {"w": torch.zeros(1000)}, "step": 1}, 1, 1, best=True)
-    assert (tmp_path / "checkpoint_best.pt").stat().st_mtime_ns <= (tmp_path / "checkpoint_last.pt").stat().st_mtime_ns
+def test_checkpoint_last_is_written_after_every_other_file_of_its_update(tmp_path):
+    """A kill between the writes then leaves checkpoint_last.pt behind, never another file."""
+    ckpt = Checkpointer(tmp_path, save_interval=1, keep_last=0, save_every_epoch=True, keep_last_epochs=0)
+    ckpt.save(lambda: {"model": {"w": torch.zeros(1000)}, "step": 1}, 1, 1, best=True, epoch_end=True)
+    written = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert sorted(written) == ["checkpoint_1.pt", "checkpoint_best.pt", "checkpoint_epoch1.pt", "checkpoint_last.pt"]
+    assert max(written.values()) == written["checkpoint_last.pt"]
 
 
 def test_auto_resume_falls_back_to_the_latest_checkpoint_that_verifies(tmp_path, caplog):

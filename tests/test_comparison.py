@@ -351,7 +351,7 @@ def test_holm_adjustment_by_hand():
 def test_a_difference_among_several_is_significant_only_after_holms_adjustment(benchmark):
     _, runs, _ = benchmark
     noam, cosine = compare_runs.summarize_settings(runs)
-    test = from_variances(np.array([0.5, 0.6, 0.7]), v_sent=0.01, v_pair=0.03, n_samples=1000)  # p = 0.009
+    test = from_variances(np.array([0.5, 0.6, 0.7]), v_sent=0.001, v_pair=0.003, n_samples=1000)  # p = 0.009
     record = stats.compare_seeds([0.5, 0.6, 0.7], [0.0] * 3)
     alone = significance.conclusion("test_a", noam, cosine, test, record)
     assert "noam higher by 0.60 (95% CI [" in alone

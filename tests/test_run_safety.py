@@ -1,6 +1,6 @@
 """Checkpoints that cannot run code, damage detected, one trainer per run, consistent files
 after a kill or a relaunch: each case asserts the exit status, the one line, and that nothing
-else changed. All on the synthetic corpus (tests/toy_corpus.py)."""
+else changed. All on the synthetic corpus (tests/helpers/toy_corpus.py)."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_checkpoint import Payload, flip_bytes
+from helpers.checkpoints import Payload, flip_bytes
 
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics

@@ -58,6 +58,21 @@ def test_the_variance_components_by_hand():
     assert from_variances(np.array([1.0, 2.0, 3.0]), v_sent=0.05, v_pair=0.3, n_samples=1000).v_shared == 0.0
 
 
+def test_seeds_that_agree_by_chance_do_not_make_the_test_surer_than_the_sentences_allow():
+    # V_seed = 1e-4 / 3; V_f = 0.15; V_own = (0.3 - 0.15) / 3 = 0.05 > V_seed: Var = 0.05 + 0.15 = V_sent
+    test = from_variances(np.array([0.99, 1.0, 1.01]), v_sent=0.2, v_pair=0.3, n_samples=1000)
+    assert test.v_own == pytest.approx(0.05) and test.v_seeds_used == pytest.approx(0.05)
+    assert test.std_error == pytest.approx(math.sqrt(0.2))
+    assert test.df == pytest.approx(2 * (0.2 / 0.05) ** 2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # Var^ >= V_sent whenever the seeds share sentence variance
+        n = int(rng.integers(2, 8))
+        v_pair = float(rng.uniform(0.01, 1.0))
+        v_sent = float(rng.uniform(v_pair / n, v_pair))
+        test = from_variances(rng.normal(0, 0.3, n), v_sent=v_sent, v_pair=v_pair, n_samples=1000)
+        assert test.std_error**2 >= v_sent * (1 - 1e-12)
+
+
 def test_without_shared_sentence_variance_it_is_the_paired_t_test_over_seeds():
     d = np.array([0.4, -0.1, 0.9, 0.3])
     test = from_variances(d, v_sent=0.01, v_pair=0.04, n_samples=1000)  # (4 * 0.01 - 0.04) / 3 = 0

@@ -280,8 +280,8 @@ class Checkpointer:
     ``save`` writes checkpoint_last.pt whenever the state changed (a new update, or a validation
     after the update was saved), checkpoint_<step>.pt every ``save_interval`` updates
     and checkpoint_epoch<E>.pt at epoch ends when ``save_every_epoch`` (each kind rotated to its
-    ``keep_*`` count), and checkpoint_best.pt when asked, before the others; the state is
-    serialized once for all of them. Only the main process (``enabled``) writes.
+    ``keep_*`` count), and checkpoint_best.pt when asked; checkpoint_last.pt is written after the
+    others, and the state is serialized once for all of them. Only the main process (``enabled``) writes.
     """
 
     def __init__(
@@ -314,14 +314,15 @@ class Checkpointer:
             return
         if self._saved_step == step and not (best or epoch_end or validated):
             return
-        # checkpoint_best.pt first: a kill between the writes may leave checkpoint_last.pt behind
-        # (the run resumes a little earlier), never checkpoint_best.pt behind the best recorded.
+        # checkpoint_last.pt last: once it holds update `step`, every file due at `step` is written,
+        # so a kill between the writes leaves it behind (the run resumes earlier and writes them
+        # again), never checkpoint_best.pt behind the best it records or a numbered file missing.
         names = [BEST] if best else []
-        names.append(LAST)
         if self.save_interval > 0 and step % self.save_interval == 0 and self._saved_step != step:
             names.append(update_checkpoint_name(step))
         if epoch_end and self.save_every_epoch:
             names.append(epoch_checkpoint_name(epoch))
+        names.append(LAST)
         save_checkpoints(state(), [self.folder / name for name in names])
         self._saved_step = step
         prune_checkpoints(self.folder, self.keep_last, kind="update")

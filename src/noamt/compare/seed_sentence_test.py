@@ -25,12 +25,21 @@ resamples for every run:
     V_sent = Var*(Delta*)                                   (bootstrap variance of Delta)
     V_pair = (1/n) sum_s Var*(d_s*)                         (bootstrap variance of one seed's d_s)
     V_f    = max(0, (n V_sent - V_pair) / (n - 1))          (the part shared by the seeds)
-    Var^(Delta) = V_seed + V_f                              (unbiased for Var(Delta))
-    t = Delta / sqrt(Var^),  df = (n - 1) (Var^ / V_seed)^2 (Welch-Satterthwaite, V_f from N >> n)
+    V_own  = max(0, V_pair - V_f) / n                       (estimates V_g / n)
+    V_s    = max(V_seed, V_own)                             (estimates (sigma_e^2 + V_g) / n)
+    Var^(Delta) = V_s + V_f
+    t = Delta / sqrt(Var^),  df = (n - 1) (Var^ / V_s)^2   (Welch-Satterthwaite, V_f from N >> n)
     p = P(|T_df| >= |t|)
 
-With V_f = 0 (two groups of runs of one system) this is the paired t-test; as the seeds agree
-(V_seed -> 0) it becomes a normal test on the sentence variance. Summing V_seed and V_sent
+V_seed + V_f is unbiased for Var(Delta), but with few seeds V_seed is a noisy estimate (n - 1
+degrees of freedom), and when the seeds agree by chance it can fall below V_own, the part of it
+that the sentences alone guarantee (E[V_seed] = sigma_e^2 / n + V_g / n >= V_g / n). V_s is the
+usual truncation of a variance component at zero: sigma_e^2 / n is estimated as
+max(0, V_seed - V_own). So Var^ >= V_own + V_f = V_sent (when V_f > 0): the test never claims
+more than the paired bootstrap over sentences, which holds the seeds fixed, does.
+
+With V_f = 0 (two groups of runs of one system) and V_seed >= V_own this is the paired t-test;
+as the seeds agree it becomes a normal test on the sentence variance. Summing V_seed and V_sent
 instead would count V_g / n twice, the conservative bias of resampling both seeds and sentences
 (Owen 2007, "the pigeonhole bootstrap"). Clark et al. 2011 make the same point for optimizer
 instability in MT; this test is the variance-components form of it.
@@ -53,8 +62,9 @@ LARGE_DF = 10_000  # degrees of freedom taken as a normal distribution
 class SeedSentenceTest:
     """Delta = mean over seeds of BLEU(A_s) - BLEU(B_s), tested with seeds and sentences random.
 
-    ``v_seed``, ``v_sent``, ``v_pair`` and ``v_shared`` (V_f) are the variance estimates of the
-    module docstring; ``std_error`` = sqrt(v_seed + v_shared); the interval is
+    ``v_seed``, ``v_sent``, ``v_pair``, ``v_shared`` (V_f) and ``v_own`` are the variance estimates
+    of the module docstring; ``v_seeds_used`` = max(v_seed, v_own) (V_s);
+    ``std_error`` = sqrt(v_seeds_used + v_shared); the interval is
     Delta +- t_{0.975, df} * std_error. ``seed_sd`` is the standard deviation of d_s over seeds.
     """
 
@@ -64,6 +74,7 @@ class SeedSentenceTest:
     v_sent: float
     v_pair: float
     v_shared: float
+    v_own: float
     std_error: float
     df: float
     t: float | None
@@ -79,6 +90,10 @@ class SeedSentenceTest:
     @property
     def seed_sd(self) -> float:
         return math.sqrt(self.n_seeds * self.v_seed)
+
+    @property
+    def v_seeds_used(self) -> float:
+        return max(self.v_seed, self.v_own)
 
 
 def seed_sentence_test(
@@ -110,8 +125,10 @@ def from_variances(
     delta = float(np.mean(differences))
     v_seed = float(np.var(differences, ddof=1)) / n
     v_shared = max(0.0, (n * v_sent - v_pair) / (n - 1))
-    variance = v_seed + v_shared
-    df = satterthwaite_df(variance, v_seed, n)
+    v_own = max(0.0, v_pair - v_shared) / n
+    v_seeds = max(v_seed, v_own)
+    variance = v_seeds + v_shared
+    df = satterthwaite_df(variance, v_seeds, n)
     se = math.sqrt(variance)
     if se == 0.0:
         t, p = None, 1.0 if delta == 0.0 else 0.0
@@ -126,6 +143,7 @@ def from_variances(
         v_sent=float(v_sent),
         v_pair=float(v_pair),
         v_shared=v_shared,
+        v_own=v_own,
         std_error=se,
         df=df,
         t=t,
@@ -137,8 +155,8 @@ def from_variances(
 
 
 def satterthwaite_df(variance: float, v_seed: float, n: int) -> float:
-    """(n - 1) (Var / V_seed)^2, the Welch-Satterthwaite degrees of freedom when V_seed is the only
-    part estimated from few values, capped at LARGE_DF (a normal distribution)."""
+    """(n - 1) (Var / V_s)^2, the Welch-Satterthwaite degrees of freedom when V_s (``v_seed``) is the
+    only part estimated from few values, capped at LARGE_DF (a normal distribution)."""
     if v_seed <= 0.0:
         return float(LARGE_DF)
     return min(float(LARGE_DF), (n - 1) * (variance / v_seed) ** 2)
@@ -148,7 +166,7 @@ def satterthwaite_df(variance: float, v_seed: float, n: int) -> float:
 class Power:
     """What a comparison with the measured variances can detect (two-sided test at ``alpha``).
 
-    For m seeds, Var(m) = seed_var / m + v_shared, with seed_var = n V_seed the variance of one
+    For m seeds, Var(m) = seed_var / m + v_shared, with seed_var = n V_s the variance of one
     seed's difference (it holds sigma_e^2 and V_g) and v_shared = V_f. The smallest difference
     detected with probability ``power``: (t_{1 - alpha/2, df} + t_{power, df}) sqrt(Var(m)),
     df = (m - 1) (Var(m) / (seed_var / m))^2.
@@ -176,7 +194,7 @@ def power_analysis(
 ) -> Power:
     """The detectable difference with the test's own seeds, and the fewest seeds (2..max_seeds) that
     detect ``target`` BLEU, from the variances the test measured."""
-    seed_var = test.n_seeds * test.v_seed
+    seed_var = test.n_seeds * test.v_seeds_used
     needed = next(
         (
             m
