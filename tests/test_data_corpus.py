@@ -136,6 +136,7 @@ def test_example_limits(small_dir: Path) -> None:
 
 
 def test_resolve_data_dir(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NOAMT_CACHE_DIR", str(tmp_path / "cache"))  # no fetched copy there
     monkeypatch.setenv("NOAMT_DATA_DIR", str(tmp_path / "env"))
     assert resolve_data_dir(DataConfig(dir=str(tmp_path / "cfg"))) == tmp_path / "cfg"
     assert resolve_data_dir(DataConfig()) == tmp_path / "env"
@@ -143,8 +144,26 @@ def test_resolve_data_dir(monkeypatch, tmp_path: Path) -> None:
     assert resolve_data_dir(DataConfig()) is None
 
 
-def test_source_files_without_folder_and_bad_source(monkeypatch) -> None:
+def test_without_a_folder_the_fetched_release_is_the_default(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NOAMT_DATA_DIR", raising=False)
+    monkeypatch.setenv("NOAMT_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = DataConfig(release="multi30k")
+    fetched = tmp_path / "cache" / "data" / "multi30k"
+    with pytest.raises(DataError) as err:
+        load_corpus(cfg)
+    assert str(err.value) == (
+        f"no multi30k data here: run `noamt-data fetch multi30k` (it writes {fetched}), or set data.dir or "
+        "$NOAMT_DATA_DIR, or read the hub copy with data.source=hub"
+    )
+    fetched.mkdir(parents=True)
+    assert resolve_data_dir(cfg) == fetched
+    monkeypatch.setenv("NOAMT_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir(cfg) == tmp_path / "env"  # an explicit folder still wins
+
+
+def test_source_files_without_folder_and_bad_source(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NOAMT_DATA_DIR", raising=False)
+    monkeypatch.setenv("NOAMT_CACHE_DIR", str(tmp_path))
     with pytest.raises(DataError, match="no data folder given"):
         load_corpus(DataConfig(source="files"))
     with pytest.raises(DataError, match="data.source must be one of auto, files, hub, got 'web'"):
@@ -198,7 +217,7 @@ def test_from_hub_dataset_errors() -> None:
         from_hub_dataset(by_lang_columns(), DataConfig(tgt_lang="fr"))
 
 
-def test_auto_source_uses_hub_without_folder(monkeypatch) -> None:
+def test_the_hub_is_read_with_source_hub_or_without_a_release_to_fetch(monkeypatch, tmp_path: Path) -> None:
     calls = []
 
     def fake_load_dataset(name, config):
@@ -206,9 +225,11 @@ def test_auto_source_uses_hub_without_folder(monkeypatch) -> None:
         return by_lang_columns()
 
     monkeypatch.delenv("NOAMT_DATA_DIR", raising=False)
+    monkeypatch.setenv("NOAMT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(corpus_module.datasets, "load_dataset", fake_load_dataset)
-    corpus = load_corpus(DataConfig(hub_config="cfg"))
-    assert calls == [("bentrevett/multi30k", "cfg")]
+    corpus = load_corpus(DataConfig(hub_config="cfg", source="hub"))
+    load_corpus(DataConfig(hub_config="cfg", release=None))  # auto: no folder and nothing to fetch
+    assert calls == [("bentrevett/multi30k", "cfg")] * 2
     assert corpus["train"].num_rows == 2
 
 

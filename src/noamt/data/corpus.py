@@ -20,6 +20,8 @@ from pathlib import Path
 
 import datasets
 
+from noamt.data.tokenizer import CACHE_DIR_ENV
+
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "NOAMT_DATA_DIR"
@@ -68,12 +70,25 @@ class DataConfig:
     max_len_ratio: float = 0.0
     file_pattern: str = "{split}.{lang}"
     tokenized: bool = False
+    release: str | None = "multi30k"  # what `noamt-data fetch <release>` writes: the default folder
+
+
+def fetched_data_dir(release: str) -> Path:
+    """Where ``noamt-data fetch <release>`` puts a release by default:
+    $NOAMT_CACHE_DIR/data/<release>, else ~/.cache/noamt/data/<release>."""
+    cache = os.environ.get(CACHE_DIR_ENV)
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache" / "noamt") / "data" / release
 
 
 def resolve_data_dir(cfg: DataConfig) -> Path | None:
-    """The data folder: `cfg.dir`, else $NOAMT_DATA_DIR, else None (not checked to exist)."""
+    """The data folder: `cfg.dir`, else $NOAMT_DATA_DIR, else the fetched copy of `cfg.release`
+    if it exists, else None (the first two are not checked to exist)."""
     value = cfg.dir or os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    if cfg.release and fetched_data_dir(cfg.release).is_dir():
+        return fetched_data_dir(cfg.release)
+    return None
 
 
 def load_corpus(cfg: DataConfig, splits: Sequence[str] | None = None) -> datasets.DatasetDict:
@@ -86,6 +101,12 @@ def load_corpus(cfg: DataConfig, splits: Sequence[str] | None = None) -> dataset
     if cfg.source not in SOURCES:
         raise DataError(f"data.source must be one of {', '.join(SOURCES)}, got {cfg.source!r}")
     data_dir = resolve_data_dir(cfg)
+    if cfg.source == "auto" and data_dir is None and cfg.release:
+        raise DataError(
+            f"no {cfg.release} data here: run `noamt-data fetch {cfg.release}` (it writes "
+            f"{fetched_data_dir(cfg.release)}), or set data.dir or ${DATA_DIR_ENV}, or read the hub copy with "
+            "data.source=hub"
+        )
     if cfg.source == "hub" or (cfg.source == "auto" and data_dir is None):
         corpus = _load_hub(cfg)
         return datasets.DatasetDict({k: v for k, v in corpus.items() if splits is None or k in splits})
