@@ -177,3 +177,26 @@ def test_evaluate_scores_tokenized_text_as_given(multi30k_dir, tmp_path):
     refs = read_lines(multi30k_dir / "tok" / "test_2016_flickr.lc.norm.tok.de")[:N_EVAL]
     rescored = tokenized_bleu(hyps, refs, "de", retokenize=False)["score"]
     assert scores["tokenized_bleu"]["score"] == pytest.approx(rescored)
+
+
+def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(multi30k_dir, tmp_path):
+    """The hub's layout (train/validation/test.jsonl): its one test split is test_2016_flickr."""
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    for name, rows in {"train": 4, "validation": 2, "test": 3}.items():
+        lines = [json.dumps({"en": f"A dog runs {i} .", "de": f"Ein Hund rennt {i} ."}) for i in range(rows)]
+        (hub / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data_cfg = DataConfig(source="hub", hub_name=str(hub), test_splits=["test_2016_flickr", "test_2017_flickr"])
+    make_checkpoint(tmp_path / "ck.pt", multi30k_dir, data_cfg=data_cfg)
+    env_run = run_cli("noamt.cli.evaluate", f"checkpoint={tmp_path / 'ck.pt'}", f"out_dir={tmp_path / 'eval'}",
+                      "splits=[test_2017_flickr]", cwd=tmp_path)  # fmt: skip
+    assert env_run.returncode == 1
+    assert env_run.stderr.decode().strip().splitlines()[-1] == (
+        f"noamt-evaluate: hub dataset {hub} has no split test_2017_flickr: it has train, valid, test_2016_flickr "
+        "(data.hub_split_names maps them)"
+    )
+    ok = run_cli("noamt.cli.evaluate", f"checkpoint={tmp_path / 'ck.pt'}", f"out_dir={tmp_path / 'eval'}",
+                 "splits=[test_2016_flickr]", "beam_size=1", cwd=tmp_path)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr.decode()[-2000:]
+    scored = json.loads((tmp_path / "eval" / "results.json").read_text())["splits"]
+    assert list(scored) == ["test_2016_flickr"] and scored["test_2016_flickr"]["n_sentences"] == 3

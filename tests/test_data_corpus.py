@@ -196,11 +196,11 @@ def translation_column() -> datasets.DatasetDict:
 @pytest.mark.parametrize("make_hub", [by_lang_columns, translation_column])
 def test_from_hub_dataset_layouts(make_hub) -> None:
     corpus = from_hub_dataset(make_hub(), DataConfig())
-    assert list(corpus.keys()) == ["train", "valid", "test"]
+    assert list(corpus.keys()) == ["train", "valid", "test_2016_flickr"]  # the hub's "test" is the 2016 set
     assert corpus["train"]["src"][:] == ["a", "b"]
     assert corpus["train"]["tgt"][:] == ["A", "B"]
     assert corpus["valid"]["tgt"][:] == ["V"]
-    assert corpus["test"]["src"][:] == ["t", ""]
+    assert corpus["test_2016_flickr"]["src"][:] == ["t", ""]
 
 
 def test_from_hub_dataset_reversed_direction() -> None:

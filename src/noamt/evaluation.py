@@ -270,7 +270,7 @@ def tokenized_references(data_cfg: DataConfig, split: str) -> list[str] | None:
     """The official lowercased, Moses-tokenized references of ``split``, if the folder has them
     (cut to ``max_eval_examples`` like the split itself)."""
     data_dir = resolve_data_dir(data_cfg)
-    if data_dir is None or data_cfg.tokenized:  # tokenized text is its own reference
+    if data_dir is None or data_cfg.tokenized or data_cfg.source == "hub":  # tokenized text is its own reference
         return None
     stem = data_cfg.valid_split if split == "valid" else split
     path = tokenized_reference_file(data_dir, stem, data_cfg.tgt_lang)

@@ -60,8 +60,8 @@ class DataConfig:
     )
     hub_name: str | None = "bentrevett/multi30k"
     hub_config: str | None = None
-    hub_split_names: dict[str, str] = field(
-        default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"}
+    hub_split_names: dict[str, str] = field(  # the hub copy's one test split is test_2016_flickr
+        default_factory=lambda: {"train": "train", "valid": "validation", "test_2016_flickr": "test"}
     )
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
@@ -109,6 +109,12 @@ def load_corpus(cfg: DataConfig, splits: Sequence[str] | None = None) -> dataset
         )
     if cfg.source == "hub" or (cfg.source == "auto" and data_dir is None):
         corpus = _load_hub(cfg)
+        missing = [s for s in splits or [] if s not in corpus]
+        if missing:
+            raise DataError(
+                f"hub dataset {cfg.hub_name} has no split {', '.join(missing)}: it has {', '.join(corpus)} "
+                "(data.hub_split_names maps them)"
+            )
         return datasets.DatasetDict({k: v for k, v in corpus.items() if splits is None or k in splits})
     if data_dir is None:
         raise DataError(f"no data folder given for data.source=files (set data.dir or {DATA_DIR_ENV})")
