@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from noamt import pipeline, schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
-from noamt.trainer import BestTracker
+from noamt.trainer import BestTracker, Pace, _duration
 
 
 def run(cfg: pipeline.TrainConfig, run_dir) -> dict:
@@ -240,3 +241,14 @@ def test_best_tracker_follows_its_metric_and_counts_patience():
     assert BestTracker("loss", 0).finite() == {}
     with pytest.raises(ValueError, match="trainer.best_metric='ppl': expected 'loss' or 'bleu'"):
         BestTracker("ppl", 0)
+
+
+def test_the_first_updates_give_one_time_estimate_for_the_rest():
+    pace = Pace(first_step=200, total=100_200, count=10)
+    assert all(pace.after_update(step) is None for step in range(201, 210))
+    time.sleep(0.05)
+    line = pace.after_update(210)
+    assert re.fullmatch(r"\d+\.\d\d s per update: about [\d.]+ (min|h|days) for the 99990 updates left", line)
+    assert pace.after_update(211) is None  # once per launch
+    assert "runs until stopped" in Pace(0, None, 1).after_update(1)
+    assert [_duration(s) for s in (20, 600, 7200, 3 * 86400)] == ["1 min", "10 min", "2.0 h", "3.0 days"]

@@ -163,6 +163,36 @@ class LogWindow:
         return loss, tokens / elapsed if elapsed > 0 else 0.0
 
 
+PACE_UPDATES = 10  # updates timed before the first time estimate
+
+
+class Pace:
+    """Seconds per update over the first ``count`` updates of a launch, and the time they imply
+    for the rest: remaining = (total - step) * (elapsed / count)."""
+
+    def __init__(self, first_step: int, total: int | None, count: int):
+        self.first_step, self.total, self.count = first_step, total, count
+        self.start = time.perf_counter()
+
+    def after_update(self, step: int) -> str | None:
+        """The one estimate line, after the ``count``-th update of the launch; None otherwise."""
+        if step - self.first_step != self.count:
+            return None
+        per_update = (time.perf_counter() - self.start) / self.count
+        if self.total is None:
+            return f"{per_update:.2f} s per update (no trainer.max_steps or max_epochs: it runs until stopped)"
+        left = (self.total - step) * per_update
+        return f"{per_update:.2f} s per update: about {_duration(left)} for the {self.total - step} updates left"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{max(minutes, 1)} min"
+    hours = minutes / 60
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
 
@@ -469,6 +499,15 @@ class Trainer:
         if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
             self._validate_and_record()
         total = self._total_steps()
+        if total is not None and total > self.step:
+            log.info(
+                "training %d updates (from update %d to %d) of %d tokens each",
+                total - self.step,
+                self.step,
+                total,
+                self.cfg.max_tokens * self.cfg.update_freq,
+            )
+        pace = Pace(self.step, total, PACE_UPDATES)
         bar = tqdm(
             total=total,
             initial=self.step,
@@ -489,6 +528,8 @@ class Trainer:
                 self._nonfinite_in_a_row = 0
                 window.add(out["loss_sum"], out["tokens"])
                 bar.update(1)
+                if (estimate := pace.after_update(self.step)) is not None:
+                    log.info(estimate)
                 if self.step % self.cfg.log_interval == 0 or self._done():
                     last = self._log_window(window, out, bar)
                 epoch_end = self.train_data.epoch_done
