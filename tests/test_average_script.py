@@ -49,7 +49,7 @@ def test_average_of_the_last_two_is_the_mean_and_evaluates(run_dir, tmp_path):
                      "beam_size=1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     saved = json.loads((run_dir / "eval" / "results.json").read_text())
-    assert saved["checkpoint"] == str(output) and saved["step"] == 30
+    assert saved["checkpoint"] == "../checkpoints/checkpoint_avg.pt" and saved["step"] == 30  # relative to eval/
 
 
 def test_explicit_inputs_and_output(run_dir, tmp_path):

@@ -336,8 +336,9 @@ def evaluate_checkpoint(
                 tokenized=data_cfg.tokenized,
                 on_batch=bar.update,
             )
+    out = Path(out_dir) if out_dir else default_out_dir(loaded.path)
     results = EvaluationResults(
-        checkpoint=str(loaded.path),
+        checkpoint=os.path.relpath(loaded.path.resolve(), out.resolve()),
         step=loaded.step,
         data=data_cfg.name,
         src_lang=data_cfg.src_lang,
@@ -346,7 +347,6 @@ def evaluate_checkpoint(
         decoding={f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
         splits=scores,
     )
-    out = Path(out_dir) if out_dir else default_out_dir(loaded.path)
     path = write_results(out, hypotheses, results)
     log.info("wrote %s and the hypotheses", path)
     return path, scores

@@ -44,7 +44,7 @@ class SplitResults(_SacreBleuScores, total=False):
 class EvaluationResults(TypedDict):
     """The whole file: what was evaluated, how, and the scores per split."""
 
-    checkpoint: str  # the checkpoint file
+    checkpoint: str  # the checkpoint file, relative to the folder of this results.json
     step: int | None  # its optimizer updates
     data: str  # the data config's name
     src_lang: str
