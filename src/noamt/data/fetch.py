@@ -112,13 +112,13 @@ def fetch(
     """Download the files of ``release`` (those ``select`` keeps) that ``folder`` lacks or holds
     damaged; returns counts of "present" (already right) and "downloaded" files."""
     base = release_url(release, url)
+    wanted = {path: sha for path, sha in (files or release.files()).items() if select(path)}
     counts = {"present": 0, "downloaded": 0}
-    for status in check(release, folder, {p: h for p, h in (files or release.files()).items() if select(p)}):
+    for status in check(release, folder, wanted):
         if status.state == "ok":
             counts["present"] += 1
             continue
-        expected = (files or release.files())[status.path]
-        _download(f"{base}/{status.path}", status.local, expected, release)
+        _download(f"{base}/{status.path}", status.local, wanted[status.path], release)
         counts["downloaded"] += 1
         progress(f"{status.path}: downloaded and verified -> {status.local}")
     return counts
