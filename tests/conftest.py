@@ -1,6 +1,6 @@
 """Shared test setup: where the Multi30k data lives.
 
-$NOAMT_DATA_DIR defaults to `<repo>/../shared/data/multi30k` when not already set; tests
+$NOAMT_DATA_DIR defaults to the folder `noamt-data fetch multi30k` writes when not already set; tests
 that need the real data use the `multi30k_dir` fixture, which skips when it is absent.
 """
 
@@ -14,13 +14,13 @@ from helpers.toy_corpus import write_toy_corpus
 
 from noamt import pipeline, schedules
 from noamt.data import DataConfig, TokenizerConfig
+from noamt.data.corpus import fetched_data_dir
 from noamt.device import DeviceConfig
 from noamt.model import ModelConfig
 from noamt.trainer import TrainerConfig
 
-_DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-os.environ.setdefault("NOAMT_DATA_DIR", str(_DEFAULT_DATA_DIR))
+os.environ.setdefault("NOAMT_DATA_DIR", str(fetched_data_dir("multi30k")))
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def multi30k_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def toy_data_dir(tmp_path_factory) -> Path:
-    """A synthetic corpus in the Multi30k layout (``helpers/toy_corpus.py``): no download, no ../shared."""
+    """A synthetic corpus in the Multi30k layout (``helpers/toy_corpus.py``): no download needed."""
     return write_toy_corpus(tmp_path_factory.mktemp("toy_corpus"))
 
 
