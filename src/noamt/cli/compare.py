@@ -100,6 +100,8 @@ IGNORED_CHANGES = (
     "device",
     "data.dir",
     "data.source",
+    "data.release",
+    "data.hub_split_names",
     "tokenizer.cache_dir",
 )
 
