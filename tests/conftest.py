@@ -1,12 +1,11 @@
-"""Shared test setup: where the Multi30k data lives.
+"""Shared fixtures: the data tests train on and a small training config.
 
-$NOAMT_DATA_DIR defaults to the folder `noamt-data fetch multi30k` writes when not already set; tests
-that need the real data use the `multi30k_dir` fixture, which skips when it is absent.
+End-to-end tests train on the toy corpus (``toy_data_dir``, written by the tests themselves). The few
+that need the real Multi30k use ``multi30k_dir``: $NOAMT_DATA_DIR, by default the folder
+`noamt-data fetch multi30k` writes; they skip when it is absent.
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from noamt.device import DeviceConfig
 from noamt.model import ModelConfig
 from noamt.trainer import TrainerConfig
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 os.environ.setdefault("NOAMT_DATA_DIR", str(fetched_data_dir("multi30k")))
 
 
@@ -39,8 +37,8 @@ def toy_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def small_run(multi30k_dir, tmp_path_factory):
-    """A config that trains a 2+2-layer d_model 64 model on 1,500 Multi30k pairs."""
+def small_run(toy_data_dir, tmp_path_factory):
+    """A config that trains a 2+2-layer d_model 64 model on 1,500 pairs of the toy corpus."""
     cache = tmp_path_factory.getbasetemp() / "tokenizers"
 
     def make(**trainer_overrides) -> pipeline.TrainConfig:
@@ -57,7 +55,7 @@ def small_run(multi30k_dir, tmp_path_factory):
         )
         trainer.update(trainer_overrides)
         return pipeline.TrainConfig(
-            data=DataConfig(dir=str(multi30k_dir), max_train_examples=1500, max_eval_examples=100),
+            data=DataConfig(dir=str(toy_data_dir), max_train_examples=1500, max_eval_examples=100),
             tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(cache)),
             model=ModelConfig(
                 name="test",
@@ -74,9 +72,3 @@ def small_run(multi30k_dir, tmp_path_factory):
         )
 
     return make
-
-
-def run_script(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``scripts/<name>`` with this Python, as a user would; output captured as text."""
-    command = [sys.executable, str(SCRIPTS / name), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

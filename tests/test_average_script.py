@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_script
-from test_cli_translate_evaluate import make_checkpoint, run_cli
+from helpers.runs import make_checkpoint, run_cli, run_script
 
 from noamt.checkpoint import load_checkpoint
 
@@ -27,11 +26,11 @@ def average_error(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, multi30k_dir) -> Path:
+def run_dir(tmp_path_factory, toy_data_dir) -> Path:
     """A run with checkpoints at steps 10, 20 and 30 from different random initialisations."""
     run = tmp_path_factory.mktemp("run")
     for seed, step in enumerate((10, 20, 30)):
-        make_checkpoint(run / "checkpoints" / f"checkpoint_{step}.pt", multi30k_dir, seed, step)
+        make_checkpoint(run / "checkpoints" / f"checkpoint_{step}.pt", toy_data_dir, seed, step)
     return run
 
 
@@ -63,12 +62,12 @@ def test_too_few_checkpoints_is_a_one_line_error(run_dir):
     assert re.search(r"--last 5: .*checkpoints has only 3 checkpoint_<step>.pt", error), error
 
 
-def test_epochs_flag_averages_the_last_epoch_checkpoints(tmp_path, multi30k_dir):
+def test_epochs_flag_averages_the_last_epoch_checkpoints(tmp_path, toy_data_dir):
     folder = tmp_path / "checkpoints"
     for seed, name in enumerate(
         ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt", "checkpoint_epoch10.pt", "checkpoint_99.pt"]
     ):
-        make_checkpoint(folder / name, multi30k_dir, seed, step=seed)
+        make_checkpoint(folder / name, toy_data_dir, seed, step=seed)
     average("--run-dir", str(tmp_path), "--last", "2", "--epochs")
     averaged = load_checkpoint(folder / "checkpoint_avg.pt")
     assert averaged["averaged_from"] == [str(folder / "checkpoint_epoch2.pt"), str(folder / "checkpoint_epoch10.pt")]

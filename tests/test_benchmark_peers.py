@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_script
+from helpers.runs import run_script
 
 from noamt.model import ModelConfig, Transformer
 
@@ -43,8 +43,8 @@ def test_pre_norm_has_no_marian_twin():
         marian_model(ModelConfig(pre_norm=True), 100, 0, 1, 2)
 
 
-def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(multi30k_dir, tmp_path):
-    overrides = [f"data.dir={multi30k_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
+def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(toy_data_dir, tmp_path):
+    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
                  "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny",
                  "model.encoder_layers=1", "model.decoder_layers=1", "trainer.max_tokens=512", "device=cpu",
                  "device.num_threads=1"]  # fmt: skip

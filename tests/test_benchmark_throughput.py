@@ -2,11 +2,11 @@
 
 import json
 
-from conftest import run_script
+from helpers.runs import run_script
 
 
-def test_the_benchmark_runs_more_updates_than_an_epoch_has_batches(multi30k_dir, tmp_path):
-    overrides = [f"data.dir={multi30k_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
+def test_the_benchmark_runs_more_updates_than_an_epoch_has_batches(toy_data_dir, tmp_path):
+    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
                  "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny",
                  "model.encoder_layers=1", "model.decoder_layers=1", "trainer.max_tokens=512", "device=cpu",
                  "device.num_threads=1"]  # fmt: skip

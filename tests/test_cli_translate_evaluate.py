@@ -1,31 +1,30 @@
-"""noamt-translate and noamt-evaluate end to end, on an untrained tiny checkpoint."""
+"""noamt-translate and noamt-evaluate end to end, on an untrained tiny checkpoint of the toy corpus."""
 
-import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
+from helpers.runs import (
+    CHECKPOINT_EVAL_EXAMPLES,
+    CHECKPOINT_MAX_POSITIONS,
+    CHECKPOINT_SPLITS,
+    make_checkpoint,
+    run_cli,
+)
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from noamt.checkpoint import save_checkpoint
 from noamt.cli.evaluate import EvaluateConfig, evaluate
 from noamt.cli.translate import TranslateConfig
-from noamt.data import DataConfig, DataError, TokenizerConfig, read_lines, train_tokenizer
+from noamt.data import DataConfig, DataError, read_lines
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.evaluation import AS_GIVEN_BLEU_LABEL, evaluate_checkpoint, tokenized_bleu
-from noamt.model import ModelConfig, Transformer
-from noamt.pipeline import TrainConfig
 
-SPLITS = ["test_2016_flickr", "test_2018_flickr"]  # the 2018 set has no official tokenized refs
-N_EVAL = 5
-MAX_POSITIONS = 64
+SPLITS = CHECKPOINT_SPLITS
+N_EVAL = CHECKPOINT_EVAL_EXAMPLES
+MAX_POSITIONS = CHECKPOINT_MAX_POSITIONS
 
 AWKWARD_LINES = [
     "A man in a blue shirt is standing on a ladder.",
@@ -42,43 +41,11 @@ AWKWARD_LINES = [
 ]
 
 
-def make_checkpoint(
-    path: Path, data_dir: Path, seed: int = 0, step: int = 0, data_cfg: DataConfig | None = None
-) -> Path:
-    """An untrained tiny Transformer and a BPE tokenizer of 300 Multi30k pairs, saved in the
-    trainer's format: {"model", "config" (the resolved TrainConfig), "tokenizer", "step"}."""
-    src = read_lines(data_dir / "train.en.gz")[:300]
-    tgt = read_lines(data_dir / "train.de.gz")[:300]
-    tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
-    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2,
-                            d_ff=64, dropout=0.0, max_positions=MAX_POSITIONS)  # fmt: skip
-    data_cfg = data_cfg or DataConfig(dir=str(data_dir), test_splits=SPLITS, max_eval_examples=N_EVAL)
-    torch.manual_seed(seed)
-    model = Transformer(model_cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id)
-    config = dataclasses.asdict(TrainConfig(data=data_cfg, model=model_cfg))
-    state = {
-        "model": model.state_dict(),
-        "config": config,
-        "tokenizer": tokenizer.to_str(),
-        "step": step,
-    }
-    return save_checkpoint(state, path)
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, multi30k_dir) -> Path:
+def run_dir(tmp_path_factory, toy_data_dir) -> Path:
     run = tmp_path_factory.mktemp("run")
-    make_checkpoint(run / "checkpoints" / "checkpoint_best.pt", multi30k_dir, step=40)
+    make_checkpoint(run / "checkpoints" / "checkpoint_best.pt", toy_data_dir, step=40)
     return run
-
-
-def run_cli(module: str, *overrides: str, cwd: Path, stdin: str | None = None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides, "device=cpu", "device.num_threads=1"],
-        input=stdin.encode() if stdin is not None else None,
-        capture_output=True, cwd=cwd, env=env, timeout=120,
-    )  # fmt: skip
 
 
 def test_translate_keeps_one_output_line_per_input_line(run_dir, tmp_path):
@@ -160,11 +127,11 @@ def test_configs_compose_and_reject_misspelt_keys(name, schema):
     assert f"Key 'beam_sise' not in '{schema.__name__}'" in str(err.value.__cause__ or err.value)
 
 
-def test_evaluate_scores_tokenized_text_as_given(multi30k_dir, tmp_path):
+def test_evaluate_scores_tokenized_text_as_given(toy_data_dir, tmp_path):
     """A run on data=multi30k_en_de_tok: hypotheses scored against the tok references as they are."""
-    data_cfg = DataConfig(dir=str(multi30k_dir), file_pattern="tok/{split}.lc.norm.tok.{lang}", tokenized=True,
+    data_cfg = DataConfig(dir=str(toy_data_dir), file_pattern="tok/{split}.lc.norm.tok.{lang}", tokenized=True,
                           test_splits=["test_2016_flickr"], max_eval_examples=N_EVAL)  # fmt: skip
-    checkpoint = make_checkpoint(tmp_path / "ckpt.pt", multi30k_dir, data_cfg=data_cfg)
+    checkpoint = make_checkpoint(tmp_path / "ckpt.pt", toy_data_dir, data_cfg=data_cfg)
     result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "beam_size=1", f"out_dir={tmp_path}",
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
@@ -174,12 +141,12 @@ def test_evaluate_scores_tokenized_text_as_given(multi30k_dir, tmp_path):
     scores = saved["splits"]["test_2016_flickr"]
     assert scores["tokenized_bleu"]["label"] == AS_GIVEN_BLEU_LABEL and "tok:none" in scores["signatures"]["bleu"]
     hyps = (tmp_path / "test_2016_flickr.hyp.de").read_text(encoding="utf-8").splitlines()
-    refs = read_lines(multi30k_dir / "tok" / "test_2016_flickr.lc.norm.tok.de")[:N_EVAL]
+    refs = read_lines(toy_data_dir / "tok" / "test_2016_flickr.lc.norm.tok.de")[:N_EVAL]
     rescored = tokenized_bleu(hyps, refs, "de", retokenize=False)["score"]
     assert scores["tokenized_bleu"]["score"] == pytest.approx(rescored)
 
 
-def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(multi30k_dir, tmp_path):
+def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(toy_data_dir, tmp_path):
     """The hub's layout (train/validation/test.jsonl): its one test split is test_2016_flickr."""
     hub = tmp_path / "hub"
     hub.mkdir()
@@ -187,7 +154,7 @@ def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(multi30k_di
         lines = [json.dumps({"en": f"A dog runs {i} .", "de": f"Ein Hund rennt {i} ."}) for i in range(rows)]
         (hub / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     data_cfg = DataConfig(source="hub", hub_name=str(hub), test_splits=["test_2016_flickr", "test_2017_flickr"])
-    make_checkpoint(tmp_path / "ck.pt", multi30k_dir, data_cfg=data_cfg)
+    make_checkpoint(tmp_path / "ck.pt", toy_data_dir, data_cfg=data_cfg)
     env_run = run_cli("noamt.cli.evaluate", f"checkpoint={tmp_path / 'ck.pt'}", f"out_dir={tmp_path / 'eval'}",
                       "splits=[test_2017_flickr]", cwd=tmp_path)  # fmt: skip
     assert env_run.returncode == 1

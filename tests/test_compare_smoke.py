@@ -25,8 +25,8 @@ REPORT_FILES = [
 ]
 
 
-def compare(out: Path, *args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NOAMT_CACHE_DIR": str(cache)}
+def compare(out: Path, *args: str, cache: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NOAMT_CACHE_DIR": str(cache), "NOAMT_DATA_DIR": str(data_dir)}
     command = [
         sys.executable,
         "-m",
@@ -48,17 +48,17 @@ def snapshot(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def smoke(multi30k_dir, tmp_path_factory):
-    """noam and cosine, seeds 1 and 2 (the smoke profile's), 6 updates each."""
+def smoke(toy_data_dir, tmp_path_factory):
+    """noam and cosine, seeds 1 and 2 (the smoke profile's), 6 updates each, on the toy corpus."""
     root = tmp_path_factory.mktemp("compare")
     cache = root / "cache"
-    result = compare(root / "bench", "--schedules", "noam,cosine", cache=cache)
+    result = compare(root / "bench", "--schedules", "noam,cosine", cache=cache, data_dir=toy_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return root / "bench", cache, result
+    return root / "bench", cache, toy_data_dir, result
 
 
 def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
-    out, _, result = smoke
+    out, _, _, result = smoke
     for name in REPORT_FILES:
         assert (out / name).stat().st_size > 0, name
     assert "4 runs, 0 finished (skipped), 4 to train" in result.stderr
@@ -93,7 +93,7 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
-    out, _, _ = smoke
+    out, _, _, _ = smoke
     multirun = (out / "runs" / "multirun.yaml").read_text()
     assert "+compare_run=noam-seed1,cosine-seed1,noam-seed2,cosine-seed2" in multirun
     for name in ("noam-seed1", "cosine-seed1", "noam-seed2", "cosine-seed2"):
@@ -104,10 +104,10 @@ def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
 
 
 def test_rerunning_trains_and_evaluates_nothing_again(smoke):
-    out, cache, _ = smoke
+    out, cache, data, _ = smoke
     runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
     before = {run.name: snapshot(run) for run in runs}
-    result = compare(out, "--schedules", "noam,cosine", cache=cache)
+    result = compare(out, "--schedules", "noam,cosine", cache=cache, data_dir=data)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 runs, 4 finished (skipped), 0 to train" in result.stderr
     assert "run 1/" not in result.stderr and "evaluating" not in result.stderr
@@ -115,8 +115,8 @@ def test_rerunning_trains_and_evaluates_nothing_again(smoke):
 
 
 def test_a_changed_config_is_refused_instead_of_mixed_in(smoke):
-    out, cache, _ = smoke
-    result = compare(out, "--schedules", "noam", "--seeds", "1", "trainer.max_steps=8", cache=cache)
+    out, cache, data, _ = smoke
+    result = compare(out, "--schedules", "noam", "--seeds", "1", "trainer.max_steps=8", cache=cache, data_dir=data)
     assert result.returncode == 1
     assert "noam-seed1 was trained with another config (trainer.max_steps: 6 -> 8" in result.stderr
 
@@ -124,7 +124,7 @@ def test_a_changed_config_is_refused_instead_of_mixed_in(smoke):
 def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):
     """Rebuild what Ctrl-C at update 3 leaves (checkpoint_last.pt at 3, records up to 3, an
     interrupted "end"), then re-run: training continues from update 3 to the same model."""
-    out, cache, _ = smoke
+    out, cache, data, _ = smoke
     original = out / "runs" / "noam-seed1"
     run_dir = tmp_path / "bench" / "runs" / "noam-seed1"
     shutil.copytree(original / ".hydra", run_dir / ".hydra")
@@ -135,7 +135,7 @@ def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):
     records.append({"kind": "end", "step": 3, "time": records[-1]["time"], "interrupted": True})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    result = compare(tmp_path / "bench", "--schedules", "noam", "--seeds", "1", cache=cache)
+    result = compare(tmp_path / "bench", "--schedules", "noam", "--seeds", "1", cache=cache, data_dir=data)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 run, 0 finished (skipped), 1 to train (1 resumed)" in result.stderr
     assert "run 1/1 noam-seed1: resuming at update 3" in result.stderr
@@ -150,8 +150,8 @@ def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):
 
 
 def test_runs_trained_at_once_equal_runs_trained_one_after_another(smoke, tmp_path):
-    out, cache, _ = smoke
-    result = compare(tmp_path / "bench", "--schedules", "noam,cosine", "--jobs", "2", cache=cache)
+    out, cache, data, _ = smoke
+    result = compare(tmp_path / "bench", "--schedules", "noam,cosine", "--jobs", "2", cache=cache, data_dir=data)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "run 4/4" in result.stderr
     for name in ("noam-seed1", "noam-seed2", "cosine-seed1", "cosine-seed2"):
@@ -172,26 +172,37 @@ def test_runs_trained_at_once_equal_runs_trained_one_after_another(smoke, tmp_pa
 
 
 def test_a_time_limit_stops_training_or_evaluation_and_a_rerun_goes_on(smoke, tmp_path):
-    out, cache, _ = smoke
-    stopped = compare(tmp_path / "a", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache)
+    out, cache, data, _ = smoke
+    stopped = compare(
+        tmp_path / "a", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache, data_dir=data
+    )
     assert stopped.returncode == 75, stopped.stderr[-3000:]
     assert "time limit reached: stopping the runs" in stopped.stderr
     assert "run the same command again to go on" in stopped.stdout and not (tmp_path / "a" / "report.md").exists()
 
     trained = tmp_path / "b" / "runs" / "noam-seed1"  # trained, not yet evaluated
     shutil.copytree(out / "runs" / "noam-seed1", trained, ignore=shutil.ignore_patterns("eval"))
-    stopped = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache)
+    stopped = compare(
+        tmp_path / "b", "--schedules", "noam", "--seeds", "1", "--time-limit", "0.001", cache=cache, data_dir=data
+    )
     assert stopped.returncode == 75 and "time limit reached before evaluating run 1/1" in stopped.stderr
     assert not (trained / "eval").exists()
-    resumed = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", cache=cache)
+    resumed = compare(tmp_path / "b", "--schedules", "noam", "--seeds", "1", cache=cache, data_dir=data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "1 finished (skipped)" in resumed.stderr and (tmp_path / "b" / "report.md").is_file()
 
 
 def test_the_same_comparison_runs_on_another_language_pair(smoke, tmp_path):
-    _, cache, _ = smoke
+    _, cache, data, _ = smoke
     result = compare(
-        tmp_path / "bench", "--schedules", "noam,cosine", "--seeds", "1", "data=multi30k_de_en", cache=cache
+        tmp_path / "bench",
+        "--schedules",
+        "noam,cosine",
+        "--seeds",
+        "1",
+        "data=multi30k_de_en",
+        cache=cache,
+        data_dir=data,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((tmp_path / "bench" / "results.json").read_text())["meta"]

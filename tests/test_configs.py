@@ -107,9 +107,9 @@ def test_paper_recipe_states_the_papers_setup():
     assert t.val_every_epoch and t.save_every_epoch and t.val_interval == 0 and t.patience == 10
 
 
-def test_a_few_updates_of_the_paper_recipe_run(multi30k_dir, tmp_path):
+def test_a_few_updates_of_the_paper_recipe_run(toy_data_dir, tmp_path):
     """The composed recipe trains: three one-batch epochs, an epoch checkpoint after each."""
-    overrides = ["experiment=multi30k_tiny_paper", f"data.dir={multi30k_dir}", "data.max_train_examples=40",
+    overrides = ["experiment=multi30k_tiny_paper", f"data.dir={toy_data_dir}", "data.max_train_examples=40",
                  "data.max_eval_examples=20", "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}",
                  "trainer.max_steps=3", "trainer.progress=false", "trainer.tensorboard=false",
                  "device=cpu"]  # fmt: skip

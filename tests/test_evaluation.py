@@ -90,9 +90,9 @@ def test_raw_references_reproduce_the_official_tokenized_ones(multi30k_dir):
     assert tokenized_bleu(raw, official, "de")["score"] == pytest.approx(100.0)
 
 
-def test_validation_bleu_translates_greedily_in_split_order(multi30k_dir):
-    src = read_lines(multi30k_dir / "val.en.gz")[:12]
-    tgt = read_lines(multi30k_dir / "val.de.gz")[:12]
+def test_validation_bleu_translates_greedily_in_split_order(toy_data_dir):
+    src = read_lines(toy_data_dir / "val.en")[:12]
+    tgt = read_lines(toy_data_dir / "val.de")[:12]
     tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=300, min_frequency=1))
     torch.manual_seed(0)
     cfg = ModelConfig(encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64, max_positions=128)

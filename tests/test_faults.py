@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_translate_evaluate import make_checkpoint, run_cli
-from test_train import run
+from helpers.runs import make_checkpoint, run_cli
+from helpers.runs import train_run as run
 
 from noamt import pipeline
 from noamt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -30,10 +30,10 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-def train_cli(tmp_path: Path, multi30k_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def train_cli(tmp_path: Path, toy_data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
            "OMP_NUM_THREADS": "1"}  # fmt: skip
-    args = [f"data.dir={multi30k_dir}", "data.max_eval_examples=20", "tokenizer.vocab_size=600", "model=tiny",
+    args = [f"data.dir={toy_data_dir}", "data.max_eval_examples=20", "tokenizer.vocab_size=600", "model=tiny",
             "model.encoder_layers=1", "model.decoder_layers=1", "run_name=r", "trainer.max_tokens=1024",
             "trainer.val_interval=1000", "trainer.save_interval=1000", "trainer.val_bleu=false", "device=cpu",
             "device.num_threads=1", "trainer.progress=false", "trainer.tensorboard=false"]  # fmt: skip
@@ -41,12 +41,12 @@ def train_cli(tmp_path: Path, multi30k_dir: Path, *overrides: str) -> subprocess
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def test_a_new_run_over_a_finished_one_is_refused_before_anything_is_written(multi30k_dir, tmp_path):
-    first = train_cli(tmp_path, multi30k_dir, "data.max_train_examples=300", "trainer.max_steps=2")
+def test_a_new_run_over_a_finished_one_is_refused_before_anything_is_written(toy_data_dir, tmp_path):
+    first = train_cli(tmp_path, toy_data_dir, "data.max_train_examples=300", "trainer.max_steps=2")
     assert first.returncode == 0, first.stderr[-2000:]
     before = snapshot(tmp_path / "r")
     assert ".hydra/config.yaml" in before and ".hydra/overrides.yaml" in before and "tokenizer.json" in before
-    again = train_cli(tmp_path, multi30k_dir, "data.max_train_examples=200", "trainer.max_steps=2")
+    again = train_cli(tmp_path, toy_data_dir, "data.max_train_examples=200", "trainer.max_steps=2")
     assert again.returncode == 1
     assert (
         again.stderr.strip()
@@ -78,8 +78,8 @@ def test_an_empty_training_slice_names_the_key(small_run, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_cuda_is_one_line(multi30k_dir, tmp_path):
-    result = train_cli(tmp_path, multi30k_dir, "device=cuda", "trainer.max_steps=1")
+def test_cuda_without_cuda_is_one_line(toy_data_dir, tmp_path):
+    result = train_cli(tmp_path, toy_data_dir, "device=cuda", "trainer.max_steps=1")
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1].startswith("noamt-train: device.device=cuda but CUDA is not available")
@@ -160,8 +160,8 @@ def test_decoding_settings_that_cannot_translate_are_refused(change, message):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, multi30k_dir) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("run") / "checkpoint_best.pt", multi30k_dir)
+def checkpoint(tmp_path_factory, toy_data_dir) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("run") / "checkpoint_best.pt", toy_data_dir)
 
 
 def test_translate_refuses_to_overwrite_its_input(checkpoint, tmp_path):
@@ -209,22 +209,22 @@ def test_a_planted_nan_skips_updates_then_stops_without_writing_nan_checkpoints(
     assert last.read_bytes() == planted  # nothing saved after the loss went NaN
 
 
-def test_an_unwritable_run_directory_is_one_line_naming_the_cause(multi30k_dir, tmp_path):
+def test_an_unwritable_run_directory_is_one_line_naming_the_cause(toy_data_dir, tmp_path):
     """/proc/self exists and takes no new files: the run directory cannot be written."""
     env = {**os.environ, "NOAMT_RUNS_DIR": "/proc", "NOAMT_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "noamt.cli.train", "run_name=self", f"data.dir={multi30k_dir}",
+    result = subprocess.run([sys.executable, "-m", "noamt.cli.train", "run_name=self", f"data.dir={toy_data_dir}",
                              "device=cpu"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().startswith("noamt-train: cannot write to the run directory /proc/self: [Errno")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_evaluate_reads_only_the_splits_it_scores(checkpoint, multi30k_dir, tmp_path):
+def test_evaluate_reads_only_the_splits_it_scores(checkpoint, toy_data_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for lang in ("en", "de"):
-        name = f"test_2016_flickr.{lang}.gz"
-        (data / name).write_bytes((multi30k_dir / name).read_bytes())
+        name = f"test_2016_flickr.{lang}"
+        (data / name).write_bytes((toy_data_dir / name).read_bytes())
     result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "splits=[test_2016_flickr]",
                      f"data_dir={data}", "beam_size=1", f"out_dir={tmp_path / 'eval'}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-2000:]

@@ -4,7 +4,7 @@ one setup, scripts/calibrate_significance.py on simulated comparisons."""
 import json
 import random
 
-from conftest import run_script
+from helpers.runs import run_script
 
 
 def write_runs(tmp_path, n_runs: int) -> tuple:

@@ -1,6 +1,5 @@
-"""End-to-end training on a Multi30k slice: the loss falls, resuming is exact, signals save."""
+"""End-to-end training on the toy corpus: the loss falls, resuming is exact, signals save."""
 
-import dataclasses
 import os
 import re
 import signal
@@ -10,15 +9,12 @@ import time
 
 import pytest
 import torch
+from helpers.runs import train_run as run
 
-from noamt import pipeline, schedules
+from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
 from noamt.trainer import BestTracker, Pace, _duration
-
-
-def run(cfg: pipeline.TrainConfig, run_dir) -> dict:
-    return pipeline.train(cfg, run_dir, resolved_config=dataclasses.asdict(cfg))
 
 
 def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run, tmp_path):
@@ -74,7 +70,7 @@ def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
         run(small_run(max_steps=4), tmp_path)
 
 
-def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
+def test_noamt_train_saves_on_sigterm_and_resumes(toy_data_dir, tmp_path):
     """The console entry point: SIGTERM mid-run saves a checkpoint; resume=auto continues it."""
     env = {
         **os.environ,
@@ -85,7 +81,7 @@ def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
         sys.executable,
         "-m",
         "noamt.cli.train",
-        f"data.dir={multi30k_dir}",
+        f"data.dir={toy_data_dir}",
         "data.max_train_examples=2000",
         "data.max_eval_examples=50",
         "tokenizer.vocab_size=1000",
@@ -136,7 +132,7 @@ def test_noamt_train_saves_on_sigterm_and_resumes(multi30k_dir, tmp_path):
     assert records[-1]["kind"] == "end" and records[-1]["interrupted"] is False
 
 
-def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, multi30k_dir, tmp_path):
+def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, toy_data_dir, tmp_path):
     """torchrun with 2 CPU processes (gloo): rank r takes batches r, r+2, ... so each update sees
     the same two batches as one process with update_freq=2; without dropout the weights agree."""
     single = small_run(max_steps=4, update_freq=2, val_interval=100, save_interval=0)
@@ -156,7 +152,7 @@ def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, 
         "2",
         "-m",
         "noamt.cli.train",
-        f"data.dir={multi30k_dir}",
+        f"data.dir={toy_data_dir}",
         "data.max_train_examples=1500",
         "data.max_eval_examples=100",
         "tokenizer.vocab_size=1000",

@@ -3,7 +3,9 @@ but not Multi30k itself: ``{split}.en`` / ``{split}.de`` for train, val and the 
 
 Sentences follow one template, "<det> <adj> <noun> <verb> <prep> the <place> .", translated
 word by word with agreement-free German, so a model can learn it in a few hundred updates and
-BPE has real words to merge.
+BPE has real words to merge. Like the release, ``tok/{split}.lc.norm.tok.{lang}`` holds the
+lowercased tokenized text of every split but test_2018_flickr (words and the final period are
+already space-separated, so tokenizing is lowercasing).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+NO_TOKENIZED_TEXT = ("test_2018_flickr",)
 SPLITS = {"train": 2000, "val": 100, "test_2016_flickr": 60, "test_2017_flickr": 60,
           "test_2017_mscoco": 60, "test_2018_flickr": 60}  # fmt: skip
 DETERMINERS = [("a", "ein"), ("one", "ein"), ("the", "der")]
@@ -34,11 +37,14 @@ def sentence_pair(rng: random.Random) -> tuple[str, str]:
 
 
 def write_toy_corpus(folder: Path, seed: int = 0) -> Path:
-    """Write every split of :data:`SPLITS` to ``folder``; returns it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write every split of :data:`SPLITS` to ``folder`` (and its tokenized text to ``folder/tok``)."""
+    (folder / "tok").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     for split, size in SPLITS.items():
         pairs = [sentence_pair(rng) for _ in range(size)]
         for lang, column in (("en", 0), ("de", 1)):
-            (folder / f"{split}.{lang}").write_text("".join(p[column] + "\n" for p in pairs), encoding="utf-8")
+            text = "".join(p[column] + "\n" for p in pairs)
+            (folder / f"{split}.{lang}").write_text(text, encoding="utf-8")
+            if split not in NO_TOKENIZED_TEXT:
+                (folder / "tok" / f"{split}.lc.norm.tok.{lang}").write_text(text.lower(), encoding="utf-8")
     return folder

@@ -1,0 +1,65 @@
+"""Running noamt as a user would (its scripts, its command-line modules, a library training call)
+and a saved untrained checkpoint for the commands that only need one."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from noamt import pipeline
+from noamt.checkpoint import save_checkpoint
+from noamt.data import DataConfig, TokenizerConfig, read_lines, train_tokenizer
+from noamt.data.corpus import find_split_file
+from noamt.model import ModelConfig, Transformer
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+CHECKPOINT_SPLITS = ["test_2016_flickr", "test_2018_flickr"]  # the 2018 set has no official tokenized refs
+CHECKPOINT_EVAL_EXAMPLES = 5
+CHECKPOINT_MAX_POSITIONS = 64
+
+
+def run_script(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``scripts/<name>`` with this Python; output captured as text."""
+    command = [sys.executable, str(SCRIPTS / name), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_cli(module: str, *overrides: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m <module> <overrides> device=cpu`` on one thread; output captured as bytes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides, "device=cpu", "device.num_threads=1"],
+        input=stdin.encode() if stdin is not None else None,
+        capture_output=True, cwd=cwd, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def train_run(cfg: pipeline.TrainConfig, run_dir: Path) -> dict:
+    """``pipeline.train`` with the config itself as the resolved config the run records."""
+    return pipeline.train(cfg, run_dir, resolved_config=dataclasses.asdict(cfg))
+
+
+def make_checkpoint(
+    path: Path, data_dir: Path, seed: int = 0, step: int = 0, data_cfg: DataConfig | None = None
+) -> Path:
+    """An untrained tiny Transformer and a BPE tokenizer of the first 300 training pairs in
+    ``data_dir``, saved in the trainer's format: {"model", "config" (the resolved TrainConfig),
+    "tokenizer", "step"}."""
+    src, tgt = (read_lines(find_split_file(data_dir, "{split}.{lang}", "train", lang, "train"))[:300]
+                for lang in ("en", "de"))  # fmt: skip
+    tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
+    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2,
+                            d_ff=64, dropout=0.0, max_positions=CHECKPOINT_MAX_POSITIONS)  # fmt: skip
+    data_cfg = data_cfg or DataConfig(
+        dir=str(data_dir), test_splits=CHECKPOINT_SPLITS, max_eval_examples=CHECKPOINT_EVAL_EXAMPLES
+    )
+    torch.manual_seed(seed)
+    model = Transformer(model_cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id)
+    config = dataclasses.asdict(pipeline.TrainConfig(data=data_cfg, model=model_cfg))
+    state = {"model": model.state_dict(), "config": config, "tokenizer": tokenizer.to_str(), "step": step}
+    return save_checkpoint(state, path)
