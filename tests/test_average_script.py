@@ -10,6 +10,8 @@ from helpers.runs import make_checkpoint, run_cli, run_script
 
 from noamt.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 
 def average(*args: str) -> str:
     """Run scripts/average_checkpoints.py; its stdout (it must succeed)."""

@@ -11,6 +11,8 @@ transformers = pytest.importorskip("transformers")
 
 from noamt.peers import marian_model, trainable_parameters  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 
 @pytest.mark.parametrize(
     "cfg",

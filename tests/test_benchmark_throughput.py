@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from helpers.runs import run_script
+
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
 
 def test_the_benchmark_runs_more_updates_than_an_epoch_has_batches(toy_data_dir, tmp_path):

@@ -22,6 +22,8 @@ from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.evaluation import AS_GIVEN_BLEU_LABEL, evaluate_checkpoint, tokenized_bleu
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 SPLITS = CHECKPOINT_SPLITS
 N_EVAL = CHECKPOINT_EVAL_EXAMPLES
 MAX_POSITIONS = CHECKPOINT_MAX_POSITIONS

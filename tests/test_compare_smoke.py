@@ -14,6 +14,8 @@ from noamt.checkpoint import LAST
 from noamt.compare.stats import holm_adjusted
 from noamt.metrics import read_metrics
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
 REPORT_FILES = [
     "report.md",

@@ -262,6 +262,7 @@ def test_best_peak_is_chosen_per_schedule_on_validation_bleu(tmp_path):
     assert [(s.setting, s.seeds) for s in chosen] == [("noam-x1", [1, 2]), ("constant-x2", [1, 2])]
 
 
+@pytest.mark.slow
 def test_comparison_conclusions_and_report_files(benchmark):
     root, runs, refs = benchmark
     settings = compare_runs.summarize_settings(runs)
@@ -398,6 +399,7 @@ def test_a_run_whose_validation_loss_rises_over_its_last_half_is_diverged(losses
     assert compare_runs.diverged(records) is flagged
 
 
+@pytest.mark.slow
 def test_report_flags_a_diverged_run_and_keeps_it_in_the_means(benchmark):
     root, runs, refs = benchmark
     job = Job("cosine", 4)

@@ -24,6 +24,7 @@ def compose_train(overrides):
         return compose(config_name="train", overrides=overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes_and_its_schedule_peaks_where_it_says(group, option):
     cfg = to_train_config(compose_train([f"{group}={option}"]))
@@ -107,6 +108,7 @@ def test_paper_recipe_states_the_papers_setup():
     assert t.val_every_epoch and t.save_every_epoch and t.val_interval == 0 and t.patience == 10
 
 
+@pytest.mark.slow
 def test_a_few_updates_of_the_paper_recipe_run(toy_data_dir, tmp_path):
     """The composed recipe trains: three one-batch epochs, an epoch checkpoint after each."""
     overrides = ["experiment=multi30k_tiny_paper", f"data.dir={toy_data_dir}", "data.max_train_examples=40",

@@ -70,6 +70,7 @@ def test_pad_to_multiple_widens_every_tensor_with_padding_only() -> None:
     assert padded.n_tgt_tokens == plain.n_tgt_tokens
 
 
+@pytest.mark.slow
 def test_token_budget_counts_widths_padded_to_the_multiple(train_split) -> None:
     budget = batches(train_split, max_tokens=1000, pad_to_multiple=8)
     assert len(budget) > len(batches(train_split, max_tokens=1000))  # padded widths fit fewer pairs
@@ -160,6 +161,7 @@ def test_batch_content_matches_split(train_split: EncodedSplit) -> None:
     assert batch.n_tgt_tokens == sum(len(train_split.tgt_ids[i]) + 1 for i in batch.indices.tolist())
 
 
+@pytest.mark.slow
 def test_order_depends_on_seed_and_epoch(train_split: EncodedSplit) -> None:
     a, b, other_seed = (
         batches(train_split, seed=3),
@@ -175,6 +177,7 @@ def test_order_depends_on_seed_and_epoch(train_split: EncodedSplit) -> None:
     assert sorted(map(tuple, epoch1)) == sorted(map(tuple, epoch0))
 
 
+@pytest.mark.slow
 def test_epoch_end_and_set_epoch(train_split: EncodedSplit) -> None:
     it = batches(train_split)
     assert len(index_lists(it)) == len(it)
@@ -187,6 +190,7 @@ def test_epoch_end_and_set_epoch(train_split: EncodedSplit) -> None:
     assert len(index_lists(it)) == len(it)
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch(train_split: EncodedSplit) -> None:
     reference = batches(train_split, seed=7)
     reference.set_epoch(2)
@@ -214,6 +218,7 @@ def test_load_state_dict_rejects_bad_position(train_split: EncodedSplit) -> None
         it.load_state_dict({"epoch": 0, "position": len(it) + 1})
 
 
+@pytest.mark.slow
 def test_shards_disjoint_and_equal(train_split: EncodedSplit) -> None:
     full = batches(train_split, seed=5)
     full.set_epoch(3)

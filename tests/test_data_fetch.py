@@ -67,6 +67,7 @@ def test_a_download_cut_short_is_kept_and_resumed(tmp_path):
     assert (tmp_path / "train.en.gz").read_bytes() == FILES["raw/train.en.gz"]
 
 
+@pytest.mark.slow
 def test_offline_is_one_line_naming_the_url(tmp_path):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -91,6 +92,7 @@ def test_the_package_states_a_checksum_for_every_file_of_the_multi30k_release():
     assert not any(keep(p) for p in files if p.endswith((".fr", ".fr.gz", ".cs", ".cs.gz")))
 
 
+@pytest.mark.slow
 def test_fetch_and_list_on_a_mirror_of_the_real_release(multi30k_dir, tmp_path):
     """The en and de raw files of the local Multi30k copy, served as the release: the checksums the
     package states are those of the real files, and `list` reports them."""

@@ -40,6 +40,7 @@ def small_tokenizer() -> Tokenizer:
     return train_tokenizer([*SMALL_SRC, *SMALL_TGT], TokenizerConfig(vocab_size=300))
 
 
+@pytest.mark.slow
 def test_special_ids_and_vocab_size(tokenizer: Tokenizer) -> None:
     assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.unk_id) == (0, 1, 2, 3)
     hf_vocab = tokenizer._hf.get_vocab()

@@ -69,6 +69,7 @@ def reverse_models() -> dict[str, Transformer]:
     return models
 
 
+@pytest.mark.slow
 def test_trained_model_reverses_with_greedy_and_beam(reverse_models):
     model = reverse_models["trained"]
     seqs = random_sequences(40, seed=1)

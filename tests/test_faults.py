@@ -20,6 +20,8 @@ from noamt.decoding import DecodingConfig, check_decoding
 from noamt.metrics import read_metrics
 from noamt.trainer import TrainingDiverged
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``folder``."""

@@ -19,6 +19,8 @@ from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
 from noamt.run_lock import run_holder, run_lock
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TRAIN = ["data.max_eval_examples=20", "tokenizer.vocab_size=300", "model=tiny", "model.encoder_layers=1",
          "model.decoder_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_ff=64", "run_name=r",

@@ -107,6 +107,7 @@ def seeds_and_sentences(observed, resampled):
 TESTS = {"sentences": sentences_only, "seeds": seeds_only, "seeds and sentences": seeds_and_sentences}
 
 
+@pytest.mark.slow
 def test_under_seed_noise_only_the_seed_aware_tests_keep_their_level():
     # each run's BLEU moves with its seed by more than the test sentences move it
     rates = rejection_rates(Scenario(seeds=3, sentences=500, seed_sd=0.06), TESTS, replicates=200)
@@ -115,6 +116,7 @@ def test_under_seed_noise_only_the_seed_aware_tests_keep_their_level():
     assert 0.01 <= rates["seeds"] <= 0.10
 
 
+@pytest.mark.slow
 def test_when_systems_differ_sentence_by_sentence_the_t_test_over_seeds_loses_its_level():
     # no seed effect, but each system is better at its own sentences: a new test set changes the winner
     rates = rejection_rates(Scenario(seeds=6, sentences=500, seed_sd=0.0, system_sd=0.3), TESTS, replicates=200)

@@ -4,7 +4,10 @@ one setup, scripts/calibrate_significance.py on simulated comparisons."""
 import json
 import random
 
+import pytest
 from helpers.runs import run_script
+
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
 
 def write_runs(tmp_path, n_runs: int) -> tuple:

@@ -18,6 +18,8 @@ import noamt.trainer
 from noamt import pipeline, schedules
 from noamt.metrics import read_metrics
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 UPDATES = 100
 # Measured on this run (pre-norm, clipping, a peak lr of 1.1e-2 after 40 updates; validation loss
 # falls from 7.5 to about 5.0 in 100 updates): the two implementations differ by 0.003 to 0.025

@@ -16,6 +16,8 @@ from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
 from noamt.trainer import BestTracker, Pace, _duration
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
+
 
 def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run, tmp_path):
     result = run(small_run(val_bleu=True, val_bleu_max_examples=20), tmp_path)
