@@ -5,12 +5,14 @@ import csv
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
 from noamt.checkpoint import LAST, config_differences, save_checkpoint
+from noamt.cli.compare import read_run_config
 from noamt.compare import report, significance, stats
 from noamt.compare import runs as compare_runs
 from noamt.compare.runs import Job
@@ -93,14 +95,21 @@ def test_jobs_are_seed_major_and_their_configs_set_schedule_seed_and_peak():
     assert "schedule:" not in compare_runs.job_config(jobs[1]).replace("override /schedule:", "")
     sweep = compare_runs.plan_jobs(["noam", "cosine"], [1], [0.5, 2.0])
     assert [j.name for j in sweep] == ["noam-x0.5-seed1", "cosine-x0.5-seed1", "noam-x2-seed1", "cosine-x2-seed1"]
-    noam, cosine = compare_runs.job_config(sweep[0]), compare_runs.job_config(sweep[1])
+    noam, cosine = compare_runs.job_config(sweep[0]), compare_runs.job_config(sweep[1], default_peak=0.004)
     assert noam.startswith("# @package _global_\n") and "override /schedule: noam" in noam
     assert "factor: 0.5" in noam and "seed: 1" in noam and "run_name: noam-x0.5-seed1" in noam
-    assert "peak_lr: ${noam_peak:${model.d_model},${.warmup_steps},0.5}" in cosine
+    assert "peak_lr: 0.002" in cosine
     with pytest.raises(ValueError, match="unknown schedules"):
         compare_runs.plan_jobs(["nom"], [1])
     with pytest.raises(ValueError, match="without repeats"):
         compare_runs.plan_jobs(["noam"], [1, 1])
+
+
+def test_a_stored_run_config_reads_as_its_resolved_settings():
+    """A run saved with the peak and total_steps as interpolations reads as their values."""
+    stored = Path(__file__).resolve().parents[1] / "docs/results/compare_cpu/runs/cosine-seed1/.hydra/config.yaml"
+    schedule = read_run_config(stored)["schedule"]
+    assert schedule["peak_lr"] == (128 * 400) ** -0.5 and schedule["total_steps"] == 1200
 
 
 def test_config_differences_name_the_changed_keys():

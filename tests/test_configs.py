@@ -1,4 +1,4 @@
-"""Every option of every config group composes into a valid TrainConfig."""
+"""Every option of every config group composes into a valid TrainConfig and states only what it changes."""
 
 import dataclasses
 from pathlib import Path
@@ -9,9 +9,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from noamt import pipeline, schedules
-from noamt.cli.config import register_configs, to_train_config
+from noamt.cli.config import register_configs, settings_help, to_train_config
+from noamt.data import DataConfig, TokenizerConfig
 from noamt.decoding import DecodingConfig
-from noamt.model import Transformer
+from noamt.device import DeviceConfig
+from noamt.model import ModelConfig, Transformer
+from noamt.trainer import OptimConfig, TrainerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ["data", "tokenizer", "model", "optim", "schedule", "trainer", "device", "experiment"]
@@ -27,35 +30,69 @@ def compose_train(overrides):
 @pytest.mark.slow
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes_and_its_schedule_peaks_where_it_says(group, option):
-    cfg = to_train_config(compose_train([f"{group}={option}"]))
+    cfg = to_train_config(compose_train([f"{group}={option}"])).resolved()
     assert cfg.model.d_model % cfg.model.n_heads == 0
-    lr = schedules.schedule_from_config(cfg.schedule)
-    params = {k: v for k, v in dataclasses.asdict(cfg.schedule).items() if k != "name"}
-    peak, warmup = schedules.peak_lr(cfg.schedule.name, **params), cfg.schedule.warmup_steps
+    lr, peak, warmup = cfg.schedule, cfg.schedule.peak_lr, cfg.schedule.peak_step
     assert lr(warmup) == pytest.approx(peak, rel=1e-9)  # the end of warmup is the declared peak
     assert lr(max(1, warmup // 2)) <= peak and lr(2 * warmup + 1) <= peak
     if group == "model":
         Transformer(cfg.model, 100, 100, pad_id=0)
 
 
-def differences(composed, default, prefix: str) -> list[str]:
-    """Fields of two dataclasses that differ (lists and tuples compare by value)."""
+def plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def restated(stated: dict, defaults, prefix: str = "") -> list[str]:
+    """Keys of ``stated`` (a YAML body) whose value is already the value in ``defaults``."""
     out = []
-    for f in dataclasses.fields(default):
-        a, b = getattr(composed, f.name), getattr(default, f.name)
-        if dataclasses.is_dataclass(b):
-            out += differences(a, b, f"{prefix}{f.name}.")
-        elif (list(a) if isinstance(a, tuple | list) else a) != (list(b) if isinstance(b, tuple | list) else b):
-            out.append(f"{prefix}{f.name}: YAML {a!r}, dataclass {b!r}")
+    for key, value in stated.items():
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default):
+            out += restated(value, default, f"{prefix}{key}.")
+        elif plain(value) == plain(default):
+            out.append(f"{prefix}{key}: {value!r}")
     return out
 
 
-def test_the_default_options_state_the_dataclass_defaults(monkeypatch):
-    # one source of truth: what noamt-train uses with no override is what the library uses
+GROUP_SCHEMAS = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "trainer": TrainerConfig,
+    "device": DeviceConfig,
+}
+STATED_ONCE = [(g, o) for g, o in OPTIONS if not (g == "experiment" and o.startswith("compare_"))]
+
+
+@pytest.mark.parametrize("group, option", STATED_ONCE, ids=[f"{g}={o}" for g, o in STATED_ONCE])
+def test_an_option_states_only_what_differs_from_its_defaults(group, option):
+    body = OmegaConf.to_container(OmegaConf.load(CONFIGS / group / f"{option}.yaml"))
+    chosen = body.pop("defaults", [])
+    if group == "schedule":
+        defaults = schedules.CONFIGS[option]()
+    elif group == "experiment":  # against the options it picks, composed without its own keys
+        picks = [f"{next(iter(d)).removeprefix('override /')}={next(iter(d.values()))}" for d in chosen]
+        defaults = to_train_config(compose_train(picks))
+    else:
+        defaults = GROUP_SCHEMAS[group]()
+    assert restated(body, defaults) == []
+
+
+def test_the_default_options_are_the_library_defaults(monkeypatch):
+    # what noamt-train uses with no override is what the library uses
     monkeypatch.delenv("NOAMT_DATA_DIR", raising=False)
-    cfg = to_train_config(compose_train([]))
-    expected = pipeline.TrainConfig(schedule=schedules.NoamConfig(d_model=cfg.model.d_model), run_name=cfg.run_name)
-    assert differences(cfg, expected, "") == []
+    cfg = to_train_config(compose_train([])).resolved()
+    assert cfg == pipeline.TrainConfig(optim=OptimConfig(betas=cfg.optim.betas), run_name=cfg.run_name).resolved()
+
+
+def test_a_cosine_run_from_python_is_the_cosine_run_of_the_cli():
+    library = pipeline.TrainConfig(schedule=schedules.CosineConfig(), trainer=TrainerConfig(max_steps=8000))
+    cli = to_train_config(compose_train(["schedule=cosine", "trainer.max_steps=8000"]))
+    lr, cli_lr = library.resolved().schedule, cli.resolved().schedule
+    assert lr == cli_lr and lr.total_steps == 8000 and lr.peak_lr == pytest.approx((256 * 4000) ** -0.5, rel=1e-12)
+    assert [lr(k) for k in range(1, 8101)] == [cli_lr(k) for k in range(1, 8101)]
 
 
 @pytest.mark.parametrize("program", ["evaluate", "translate"])
@@ -67,13 +104,21 @@ def test_decoding_yamls_state_the_decoding_defaults(program):
 
 def test_noam_takes_d_model_from_the_model():
     cfg = to_train_config(compose_train(["model=tiny", "schedule=noam"]))
-    assert cfg.schedule.d_model == 128
+    assert cfg.schedule.d_model is None and cfg.resolved().schedule.d_model == 128
 
 
 def test_baselines_default_to_the_noam_peak_and_max_steps():
-    cfg = to_train_config(compose_train(["model=small", "schedule=cosine", "trainer.max_steps=1234"]))
+    cfg = to_train_config(compose_train(["model=small", "schedule=cosine", "trainer.max_steps=12345"])).resolved()
     assert cfg.schedule.peak_lr == pytest.approx((256 * 4000) ** -0.5, rel=1e-12)
-    assert cfg.schedule.total_steps == 1234
+    assert cfg.schedule.total_steps == 12345
+
+
+def test_help_lists_every_key_with_its_default_and_meaning():
+    text = settings_help()
+    assert "  max_steps = 100000\n      Optimizer updates to train for" in text
+    assert "schedule (schedule=cosine)\n" in text and "  total_steps = null\n" in text
+    for group, schema in GROUP_SCHEMAS.items():
+        assert all(f"  {f.name} = " in text for f in dataclasses.fields(schema)), group
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ test the conversions stated in docs/schedules.md.
 """
 
 import dataclasses
-import inspect
 import math
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from noamt import schedules as S
+from noamt.cli.config import field_docs
 from noamt.compare import plots
 
 REL = 1e-12
@@ -140,7 +140,7 @@ ZERO_WARMUP_TABLES = [
         dict(peak_lr=5e-4, warmup_steps=0, warmup_init_lr=1e-7),
         [(1, 5e-4), (4, 2.5e-4)],
     ),
-    ("constant", dict(peak_lr=1e-3), [(1, 1e-3), (2, 1e-3), (10**6, 1e-3)]),
+    ("constant", dict(peak_lr=1e-3, warmup_steps=0), [(1, 1e-3), (2, 1e-3), (10**6, 1e-3)]),
     (
         "cosine",
         dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000),
@@ -169,17 +169,16 @@ def test_table(name, params, table):
     lr = S.make_schedule(name, **params)
     for step, expected in table:
         assert lr(step) == pytest.approx(expected, rel=REL, abs=0.0), (name, step)
-        assert S.SCHEDULES[name](step, **params) == lr(step)
 
 
 def test_noam_peak_decimal():
     # 1 / sqrt(512 * 4000) = 1 / sqrt(2048000) = 1 / 1431.0835055998654...
     lr = S.make_schedule("noam", d_model=512, warmup_steps=4000)
     assert lr(4000) == pytest.approx(6.987712429686844e-4, rel=REL)
-    assert S.peak_lr("noam", d_model=512, warmup_steps=4000) == pytest.approx(6.987712429686844e-4, rel=REL)
+    assert lr.peak_lr == pytest.approx(6.987712429686844e-4, rel=REL)
 
 
-@pytest.mark.parametrize("name", sorted(S.SCHEDULES))
+@pytest.mark.parametrize("name", sorted(S.CONFIGS))
 @pytest.mark.parametrize("step", [0, -1])
 def test_step_below_one_raises(name, step):
     params = {"noam": NOAM, "inverse_sqrt": INV, "constant": CONST}.get(name, DECAY)
@@ -214,7 +213,7 @@ PEAK_CASES = [
     ("inverse_sqrt", INV),
     ("inverse_sqrt", dict(peak_lr=5e-4, warmup_steps=0, warmup_init_lr=1e-7)),
     ("constant", CONST),
-    ("constant", dict(peak_lr=1e-3)),
+    ("constant", dict(peak_lr=1e-3, warmup_steps=0)),
     ("cosine", DECAY),
     ("cosine", dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000)),
     ("linear", DECAY),
@@ -228,7 +227,7 @@ PEAK_CASES = [
 @pytest.mark.parametrize(("name", "params"), PEAK_CASES)
 def test_warmup_is_monotonic_and_positive(name, params):
     lr = S.make_schedule(name, **params)
-    peak_at = S.peak_step(name, **params)
+    peak_at = lr.peak_step
     values = [lr(k) for k in range(1, peak_at + 1)]
     assert values[0] > 0
     assert all(a <= b for a, b in zip(values, values[1:], strict=False))
@@ -237,20 +236,19 @@ def test_warmup_is_monotonic_and_positive(name, params):
 @pytest.mark.parametrize(("name", "params"), PEAK_CASES)
 def test_peak_is_max_over_steps(name, params):
     lr = S.make_schedule(name, **params)
-    resolved = S.validate(name, **params)
-    horizon = max(resolved.get("total_steps", 0), resolved["warmup_steps"]) + 2000
+    horizon = max(getattr(lr, "total_steps", 0), lr.warmup_steps) + 2000
     values = [lr(k) for k in range(1, horizon + 1)]
     best = max(values)
-    assert S.peak_lr(name, **params) == pytest.approx(best, rel=REL)
-    assert values.index(best) + 1 == S.peak_step(name, **params)
-    assert lr(S.peak_step(name, **params)) == pytest.approx(S.peak_lr(name, **params), rel=REL)
+    assert lr.peak_lr == pytest.approx(best, rel=REL)
+    assert values.index(best) + 1 == lr.peak_step
+    assert lr(lr.peak_step) == pytest.approx(lr.peak_lr, rel=REL)
 
 
 def test_warmup_end_is_exactly_peak():
-    assert S.inverse_sqrt(4000, **INV) == 5e-4
-    assert S.constant(100, **CONST) == 1e-3
-    assert S.cosine(100, **DECAY) == 1e-3
-    assert S.wsd(100, **WSD) == 1e-3
+    assert S.InverseSqrtConfig(**INV)(4000) == 5e-4
+    assert S.ConstantConfig(**CONST)(100) == 1e-3
+    assert S.CosineConfig(**DECAY)(100) == 1e-3
+    assert S.WSDConfig(**WSD)(100) == 1e-3
 
 
 # ---------------------------------------------------------------------------
@@ -304,7 +302,6 @@ INVALID = [
         dict(d_model=512, warmup_steps=4000, peak_lr=1e-3),
         r"^noam: unknown parameter\(s\) peak_lr; accepted: d_model, warmup_steps, factor$",
     ),
-    ("noam", dict(warmup_steps=4000), r"^noam: missing parameter\(s\) d_model$"),
     ("inverse_sqrt", dict(peak_lr=0.0, warmup_steps=10), r"^inverse_sqrt: peak_lr must be a pos"),
     (
         "inverse_sqrt",
@@ -336,11 +333,6 @@ INVALID = [
     ),
     (
         "cosine",
-        dict(peak_lr=1e-3, warmup_steps=100),
-        r"^cosine: missing parameter\(s\) total_steps",
-    ),
-    (
-        "cosine",
         dict(DECAY, min_lr=2e-3),
         r"^cosine: min_lr must be in \[0, peak_lr\]",
     ),
@@ -361,16 +353,16 @@ INVALID = [
 
 
 @pytest.mark.parametrize(("name", "params", "message"), INVALID)
-@pytest.mark.parametrize("entry", [S.validate, S.make_schedule, S.peak_lr, S.peak_step])
-def test_invalid_parameters(entry, name, params, message):
+def test_invalid_parameters(name, params, message):
     with pytest.raises(ValueError, match=message) as info:
-        entry(name, **params)
+        S.make_schedule(name, **params)
     assert "\n" not in str(info.value)
 
 
-def test_validate_fills_defaults():
-    assert S.validate("constant", peak_lr=1e-3) == {"peak_lr": 1e-3, "warmup_steps": 0}
-    assert S.validate("wsd", peak_lr=1e-3, warmup_steps=10, total_steps=100) == {
+def test_make_schedule_fills_the_dataclass_defaults():
+    assert S.make_schedule("constant", peak_lr=1e-3) == S.ConstantConfig(peak_lr=1e-3, warmup_steps=4000)
+    assert dataclasses.asdict(S.make_schedule("wsd", peak_lr=1e-3, warmup_steps=10, total_steps=100)) == {
+        "name": "wsd",
         "peak_lr": 1e-3,
         "warmup_steps": 10,
         "total_steps": 100,
@@ -385,57 +377,43 @@ def test_validate_fills_defaults():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(S.SCHEDULES))
-def test_config_fields_match_function(name):
+@pytest.mark.parametrize("name", sorted(S.CONFIGS))
+def test_a_config_is_named_by_its_kind_and_every_parameter_is_documented(name):
     config = S.CONFIGS[name]()
-    fields = [f.name for f in dataclasses.fields(config)]
-    params = [p for p in inspect.signature(S.SCHEDULES[name]).parameters if p != "step"]
-    assert config.name == name
-    assert fields == ["name", *params]
-    lr = S.schedule_from_config(config)
-    values = {f: getattr(config, f) for f in params}
-    assert lr(1234) == S.SCHEDULES[name](1234, **values)
+    assert config.name == name and dataclasses.fields(config)[0].name == "name"
+    assert set(field_docs(S.CONFIGS[name])) == {f.name for f in dataclasses.fields(config)}
+    with pytest.raises(ValueError, match=rf"^{name}: name must be '{name}'"):
+        S.CONFIGS[name](name="other")
 
 
-def test_schedule_from_mapping():
-    lr = S.schedule_from_config(
-        {
-            "name": "cosine",
-            "peak_lr": 1e-3,
-            "warmup_steps": 100,
-            "total_steps": 1000,
-            "min_lr": 1e-5,
-        }
-    )
-    assert lr(200) == pytest.approx(COSINE_TABLE[5][1], rel=REL)
+def test_run_defaults_fill_only_what_is_unset():
+    cosine = S.CosineConfig(warmup_steps=100).with_run_defaults(d_model=512, max_steps=1000)
+    assert cosine == S.CosineConfig(peak_lr=(512 * 100) ** -0.5, warmup_steps=100, total_steps=1000)
+    constant = S.ConstantConfig(peak_lr=1e-3, warmup_steps=0).with_run_defaults(d_model=512, max_steps=1000)
+    assert constant.peak_lr == 1e-3 and constant.peak_step == 1
+    assert S.ConstantConfig(warmup_steps=0).with_run_defaults(d_model=512, max_steps=1).peak_lr == 512**-0.5
+    noam = S.NoamConfig(factor=2.0).with_run_defaults(d_model=256, max_steps=1000)
+    assert noam.d_model == 256 and noam.peak_lr == pytest.approx(2.0 * (256 * 4000) ** -0.5, rel=REL)
+    assert S.NoamConfig(d_model=512).with_run_defaults(d_model=256, max_steps=1000).d_model == 512
+    with pytest.raises(ValueError, match=r"^cosine: total_steps must be an integer > warmup_steps"):
+        S.CosineConfig().with_run_defaults(d_model=512, max_steps=4000)
 
 
-def test_schedule_from_config_errors():
-    with pytest.raises(ValueError, match=r"no 'name' key"):
-        S.schedule_from_config({"peak_lr": 1e-3})
-    with pytest.raises(ValueError, match=r"^cosine: total_steps"):
-        S.schedule_from_config(S.CosineConfig(warmup_steps=4000, total_steps=4000))
-    with pytest.raises(TypeError):
-        S.schedule_from_config(["noam"])
+def test_an_unresolved_schedule_says_what_is_unset():
+    with pytest.raises(ValueError, match=r"^cosine: peak_lr, total_steps not set"):
+        S.CosineConfig()(1)
+    with pytest.raises(ValueError, match=r"^noam: d_model not set"):
+        S.NoamConfig()(1)
 
 
-def test_schedule_from_omegaconf():
+def test_a_schedule_from_omegaconf_is_its_dataclass():
     omegaconf = pytest.importorskip("omegaconf")
-    structured = omegaconf.OmegaConf.structured(S.WSDConfig)
-    assert S.schedule_from_config(structured)(4000) == 7e-4
-    cfg = omegaconf.OmegaConf.create(
-        {
-            "trainer": {"max_steps": 1000},
-            "schedule": {
-                "name": "linear",
-                "peak_lr": 1e-3,
-                "warmup_steps": 100,
-                "total_steps": "${trainer.max_steps}",
-                "min_lr": 1e-5,
-            },
-        }
+    cfg = omegaconf.OmegaConf.merge(
+        omegaconf.OmegaConf.structured(S.LinearConfig),
+        {"peak_lr": 1e-3, "warmup_steps": 100, "total_steps": 1000, "min_lr": 1e-5},
     )
-    lr = S.schedule_from_config(cfg.schedule)
+    lr = omegaconf.OmegaConf.to_object(cfg)
+    assert isinstance(lr, S.LinearConfig)
     assert lr(200) == pytest.approx(LINEAR_TABLE[5][1], rel=REL)
 
 
@@ -609,13 +587,12 @@ def test_parse_spec(plot_script):
         plot_script.parse_spec("foo:a=1")
 
 
-def test_same_peak(plot_script):
-    params = plot_script.schedule_params("cosine", {}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True)
+def test_plot_params_default_to_the_noam_peak_and_the_steps(plot_script):
+    params = plot_script.schedule_params("cosine", {}, d_model=512, warmup_steps=4000, steps=100000)
     assert params["peak_lr"] == pytest.approx((512 * 4000) ** -0.5, rel=REL)
     assert params["total_steps"] == 100000
-    params = plot_script.schedule_params(
-        "cosine", {"peak_lr": 1e-3}, d_model=512, warmup_steps=4000, steps=100000, same_peak=True
-    )
+    assert plot_script.parse_spec("cosine:total_steps=5e4") == ("cosine", {"total_steps": 50000})
+    params = plot_script.schedule_params("cosine", {"peak_lr": 1e-3}, d_model=512, warmup_steps=4000, steps=100000)
     assert params["peak_lr"] == 1e-3
 
 
@@ -629,7 +606,6 @@ def test_same_peak(plot_script):
             "wsd:decay_shape=cosine,decay_fraction=0.3",
             "linear:peak_lr=1e-3,total_steps=2500,warmup_steps=0",
             "--log",
-            "--no-same-peak",
         ],
     ],
 )

@@ -28,12 +28,19 @@ class DeviceConfig:
     """``device``: auto | cpu | cuda | mps. ``precision``: fp32 | bf16 | fp16 (autocast on CUDA)."""
 
     device: str = "auto"
+    """auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps."""
     precision: str = "fp32"
-    num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
-    compile: bool = False  # torch.compile the model
-    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
-    tf32: bool = True  # TF32 matmuls on Ampere and newer GPUs
-    deterministic: bool = False  # torch.use_deterministic_algorithms
+    """fp32, bf16 or fp16 (autocast on CUDA)."""
+    num_threads: int = 0
+    """CPU threads for torch (0: torch's default, one per core)."""
+    compile: bool = False
+    """torch.compile the model."""
+    compile_mode: str = "default"
+    """torch.compile mode: default, reduce-overhead (CUDA graphs: launch overhead of small models) or max-autotune."""
+    tf32: bool = True
+    """TF32 matmuls on Ampere and newer GPUs."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms."""
 
 
 def resolve_device(name: str) -> torch.device:

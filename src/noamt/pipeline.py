@@ -46,10 +46,21 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: Any = None  # one of noamt.schedules.CONFIGS; None: Noam with the model's d_model
+    schedule: Any = None
+    """One of noamt.schedules.CONFIGS (schedule=<name>); None: noam."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     run_name: str = "run"
+    """Names the run directory."""
+
+    def resolved(self) -> TrainConfig:
+        """This run with its derived defaults filled in: the schedule (None: noam) with each
+        parameter left at None taken from the run (``Schedule.with_run_defaults``): d_model from
+        model.d_model, total_steps from trainer.max_steps, peak_lr the Noam peak of the model."""
+        schedule = (self.schedule or schedules.NoamConfig()).with_run_defaults(
+            d_model=self.model.d_model, max_steps=self.trainer.max_steps
+        )
+        return dataclasses.replace(self, schedule=schedule)
 
 
 @dataclass
@@ -131,14 +142,14 @@ def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
     return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
 
 
-def schedule_summary(schedule_cfg: Any) -> dict:
+def schedule_summary(schedule: schedules.Schedule) -> dict:
     """Name, parameters, peak lr and the update that reaches it."""
-    params = {k: v for k, v in dataclasses.asdict(schedule_cfg).items() if k != "name"}
+    params = {k: v for k, v in dataclasses.asdict(schedule).items() if k != "name"}
     return {
-        "schedule": schedule_cfg.name,
+        "schedule": schedule.name,
         "schedule_params": params,
-        "peak_lr": schedules.peak_lr(schedule_cfg.name, **params),
-        "peak_step": schedules.peak_step(schedule_cfg.name, **params),
+        "peak_lr": schedule.peak_lr,
+        "peak_step": schedule.peak_step,
     }
 
 
@@ -201,6 +212,7 @@ def train(
     finished run leaves every file as it was.
     """
     run_dir = Path(run_dir)
+    cfg = cfg.resolved()
     check_train_config(cfg)
     check_new_run(run_dir / "checkpoints", cfg.trainer.resume)
     main_process = int(os.environ.get("RANK", "0")) == 0  # DeviceManager.is_main, before it exists
@@ -219,8 +231,7 @@ def _train_locked(
     cfg: TrainConfig, run_dir: Path, resolved_config: dict, run_files: Mapping[str, str], dm: DeviceManager
 ) -> dict:
     check_new_run(run_dir / "checkpoints", cfg.trainer.resume)  # again, now that no one else writes
-    schedule_cfg = cfg.schedule or schedules.NoamConfig(d_model=cfg.model.d_model)
-    schedule = schedules.schedule_from_config(schedule_cfg)  # fails early on bad parameters
+    schedule = cfg.schedule
     dm.seed(cfg.trainer.seed)
     tokenizer_file = run_dir / "tokenizer.json"
     resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
@@ -235,7 +246,7 @@ def _train_locked(
     info = {
         "device": dm.describe(),
         "parameters": count_parameters(model),
-        **schedule_summary(schedule_cfg),
+        **schedule_summary(schedule),
     }
     log.info("device: %s", info["device"])
     log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")

@@ -1,8 +1,10 @@
-"""Learning-rate schedules: pure functions of the update number.
+"""Learning-rate schedules: one callable config per kind, a pure function of the update number.
 
 Step ``k`` is the k-th optimizer update (``k = 1, 2, ...``) and the k-th update uses
-``lr(k)``. Every schedule is a pure function of ``k`` (no state), so a resumed run that
-knows how many updates it has done gets exactly the same learning rates.
+``lr(k)``, where ``lr`` is a schedule config such as ``CosineConfig(...)``: its fields are the
+schedule's parameters and calling it gives the learning rate. Every schedule is a pure function
+of ``k`` (no state), so a resumed run that knows how many updates it has done gets exactly the
+same learning rates.
 
 Warmup convention shared by all schedules except ``noam`` (whose warmup is in its
 formula): with ``w = max(warmup_steps, 1)``,
@@ -12,42 +14,37 @@ formula): with ``w = max(warmup_steps, 1)``,
 (``warmup_init_lr`` is 0 where a schedule has no such parameter), so ``lr(w) = peak_lr``
 and ``lr(1) = peak_lr / w > 0``. ``warmup_steps = 0`` therefore means the same as
 ``warmup_steps = 1``: the first update already uses ``peak_lr``. Every schedule peaks
-at ``k = w`` and never exceeds ``peak_lr(name, **params)``.
+at ``k = peak_step = w`` and never exceeds its ``peak_lr``.
+
+Derived defaults: a parameter left at None takes its value from the run
+(``with_run_defaults``): ``d_model`` the model's width, ``total_steps`` the run's number of
+updates, and ``peak_lr`` the Noam peak of the model, ``noam_peak(d_model, w)``.
 
 See docs/schedules.md for how these map onto fairseq, Hugging Face transformers,
 tensor2tensor and OpenNMT-py.
 """
 
+from __future__ import annotations
+
 import dataclasses
-import functools
-import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
     "CONFIGS",
     "DECAY_SHAPES",
-    "SCHEDULES",
     "ConstantConfig",
     "CosineConfig",
     "InverseSqrtConfig",
     "LinearConfig",
     "NoamConfig",
+    "Schedule",
     "WSDConfig",
-    "constant",
-    "cosine",
-    "inverse_sqrt",
-    "linear",
     "lr_lambda",
     "make_schedule",
-    "noam",
-    "peak_lr",
-    "peak_step",
-    "schedule_from_config",
-    "validate",
-    "wsd",
+    "noam_peak",
     "wsd_decay_start",
 ]
 
@@ -75,9 +72,9 @@ DECAY_SHAPES: dict[str, Callable[[float], float]] = {
 """Decay shapes s(p) for p in [0, 1], the fraction of the decay phase done: s(0)=1, s(1)=0."""
 
 
-def _check_step(step: int) -> None:
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the k-th optimizer update), got {step}")
+def noam_peak(d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
+    """The Noam schedule's largest learning rate: factor * (d_model * warmup_steps)^-0.5."""
+    return factor * (d_model * warmup_steps) ** -0.5
 
 
 def _warmup(step: int, peak: float, warmup_steps: int, init_lr: float = 0.0) -> float:
@@ -110,72 +107,6 @@ def _warmup_stable_decay(
     return min_lr + (peak - min_lr) * shape(p)
 
 
-def noam(step: int, *, d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
-    """Noam schedule (Vaswani et al. 2017, eq. 3).
-
-    lr(k) = factor * d_model^-0.5 * min(k^-0.5, k * warmup_steps^-1.5)
-
-    Linear growth up to k = warmup_steps (warmup_steps >= 1), then decay as k^-0.5.
-    Peak: factor * (d_model * warmup_steps)^-0.5 at k = warmup_steps.
-    """
-    _check_step(step)
-    return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
-
-
-def inverse_sqrt(step: int, *, peak_lr: float, warmup_steps: int, warmup_init_lr: float = 0.0) -> float:
-    """Linear warmup, then inverse square-root decay (fairseq's ``inverse_sqrt`` shape).
-
-    With w = max(warmup_steps, 1):
-        lr(k) = warmup_init_lr + (peak_lr - warmup_init_lr) * k / w    for k <= w
-        lr(k) = peak_lr * sqrt(w / k)                                   for k > w
-
-    warmup_steps = 0 gives lr(k) = peak_lr / sqrt(k) (step 1 is the peak).
-    With peak_lr = factor * (d_model * warmup_steps)^-0.5 and warmup_init_lr = 0 this is
-    the Noam schedule.
-    """
-    _check_step(step)
-    w = max(warmup_steps, 1)
-    if step <= w:
-        return _warmup(step, peak_lr, warmup_steps, warmup_init_lr)
-    return peak_lr * math.sqrt(w / step)
-
-
-def constant(step: int, *, peak_lr: float, warmup_steps: int = 0) -> float:
-    """Optional linear warmup, then constant.
-
-    lr(k) = peak_lr * k / warmup_steps    for k <= warmup_steps
-    lr(k) = peak_lr                       otherwise
-    """
-    _check_step(step)
-    if step <= warmup_steps:
-        return _warmup(step, peak_lr, warmup_steps)
-    return peak_lr
-
-
-def cosine(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
-    """Linear warmup, then half a cosine from peak_lr to min_lr.
-
-    With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
-        lr(k) = peak_lr * k / w                                         for k <= w
-        lr(k) = min_lr + (peak_lr - min_lr) * (1 + cos(pi * p)) / 2     for w < k < total_steps
-        lr(k) = min_lr                                                  for k >= total_steps
-    """
-    _check_step(step)
-    return _warmup_stable_decay(step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _cosine_shape)
-
-
-def linear(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
-    """Linear warmup, then linear decay from peak_lr to min_lr.
-
-    With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
-        lr(k) = peak_lr * k / w                             for k <= w
-        lr(k) = min_lr + (peak_lr - min_lr) * (1 - p)       for w < k < total_steps
-        lr(k) = min_lr                                      for k >= total_steps
-    """
-    _check_step(step)
-    return _warmup_stable_decay(step, peak_lr, warmup_steps, max(warmup_steps, 1), total_steps, min_lr, _linear_shape)
-
-
 def wsd_decay_start(warmup_steps: int, total_steps: int, decay_fraction: float) -> int:
     """Last update of the stable phase of ``wsd`` (the decay runs from it to total_steps).
 
@@ -189,16 +120,225 @@ def wsd_decay_start(warmup_steps: int, total_steps: int, decay_fraction: float) 
     return max(total_steps - decay_steps, max(warmup_steps, 1))
 
 
-def wsd(
-    step: int,
-    *,
-    peak_lr: float,
-    warmup_steps: int,
-    total_steps: int,
-    decay_fraction: float = 0.2,
-    decay_shape: str = "1-sqrt",
-    min_lr: float = 0.0,
-) -> float:
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class Schedule:
+    """What every schedule config shares: its checks, ``peak_step`` and the derived defaults.
+
+    A subclass is a dataclass whose first field is ``name`` (the kind) and which has a
+    ``warmup_steps`` field; it defines ``peak_lr`` (a field or a property) and ``lr(k)``.
+    """
+
+    name: str
+    warmup_steps: int
+    least_warmup = 0  # the smallest warmup_steps the formula accepts
+
+    def __post_init__(self) -> None:
+        """Check every parameter that is set; one-line ValueErrors naming the schedule and the key."""
+        kind = dataclasses.fields(self)[0].default
+        if self.name != kind:
+            raise ValueError(f"{kind}: name must be {kind!r} (pick the kind with schedule=<name>), got {self.name!r}")
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("d_model", "factor", "peak_lr"):
+            if params.get(key) is not None:
+                self._require(key, _is_real(params[key]) and params[key] > 0, "a positive finite number")
+        warmup = self.warmup_steps
+        self._require(
+            "warmup_steps", _is_int(warmup) and warmup >= self.least_warmup, f"an integer >= {self.least_warmup}"
+        )
+        peak = params.get("peak_lr")
+        for key in ("warmup_init_lr", "min_lr"):
+            if key in params:
+                bound = "[0, peak_lr]" if peak is None else f"[0, peak_lr] = [0, {peak!r}]"
+                fits = _is_real(params[key]) and 0 <= params[key] <= (math.inf if peak is None else peak)
+                self._require(key, fits, f"in {bound}")
+        if params.get("total_steps") is not None:
+            total, least_total = params["total_steps"], max(warmup, 1) + 1
+            self._require(
+                "total_steps",
+                _is_int(total) and total >= least_total,
+                f"an integer > warmup_steps and >= 2 (here >= {least_total})",
+            )
+        if "decay_fraction" in params:
+            fraction = params["decay_fraction"]
+            self._require("decay_fraction", _is_real(fraction) and 0 < fraction <= 1, "in (0, 1]")
+        if "decay_shape" in params:
+            known = ", ".join(repr(s) for s in DECAY_SHAPES)
+            self._require("decay_shape", params["decay_shape"] in DECAY_SHAPES, f"one of {known}")
+
+    def _require(self, key: str, holds: bool, expected: str) -> None:
+        if not holds:
+            raise ValueError(f"{self.name}: {key} must be {expected}, got {getattr(self, key)!r}")
+
+    @property
+    def peak_step(self) -> int:
+        """The first update that uses the peak learning rate: max(warmup_steps, 1)."""
+        return max(self.warmup_steps, 1)
+
+    def with_run_defaults(self, d_model: int, max_steps: int) -> Schedule:
+        """This schedule with each parameter left at None taken from the run: ``d_model`` the
+        model's width, ``total_steps`` = max_steps, ``peak_lr`` = noam_peak(d_model, peak_step)."""
+        run_values = {"d_model": d_model, "total_steps": max_steps, "peak_lr": noam_peak(d_model, self.peak_step)}
+        unset = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None}
+        return dataclasses.replace(self, **{key: run_values[key] for key in unset & run_values.keys()})
+
+    def __call__(self, step: int) -> float:
+        """lr(step), the learning rate of the step-th optimizer update (step >= 1)."""
+        if step < 1:
+            raise ValueError(f"step must be >= 1 (the k-th optimizer update), got {step}")
+        unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+        if unset:
+            raise ValueError(
+                f"{self.name}: {', '.join(unset)} not set (None takes the run's value: with_run_defaults)"
+            )
+        return self.lr(step)
+
+    def lr(self, step: int) -> float:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class NoamConfig(Schedule):
+    """Noam schedule (Vaswani et al. 2017, eq. 3).
+
+        lr(k) = factor * d_model^-0.5 * min(k^-0.5, k * warmup_steps^-1.5)
+
+    Linear growth up to k = warmup_steps (warmup_steps >= 1), then decay as k^-0.5.
+    Peak: factor * (d_model * warmup_steps)^-0.5 at k = warmup_steps.
+    """
+
+    name: str = "noam"
+    """The schedule's kind."""
+    d_model: int | None = None
+    """The d_model of the formula; None: the model's (model.d_model)."""
+    warmup_steps: int = 4000
+    """Updates of linear growth; the peak is at update warmup_steps (at least 1)."""
+    factor: float = 1.0
+    """Multiplies every learning rate of the schedule."""
+
+    least_warmup = 1
+
+    @property
+    def peak_lr(self) -> float:
+        """factor * (d_model * warmup_steps)^-0.5."""
+        return noam_peak(self.d_model, self.warmup_steps, self.factor)
+
+    def lr(self, step: int) -> float:
+        return self.factor * self.d_model**-0.5 * min(step**-0.5, step * self.warmup_steps**-1.5)
+
+
+@dataclasses.dataclass
+class InverseSqrtConfig(Schedule):
+    """Linear warmup, then inverse square-root decay (fairseq's ``inverse_sqrt`` shape).
+
+    With w = max(warmup_steps, 1):
+        lr(k) = warmup_init_lr + (peak_lr - warmup_init_lr) * k / w    for k <= w
+        lr(k) = peak_lr * sqrt(w / k)                                   for k > w
+
+    warmup_steps = 0 gives lr(k) = peak_lr / sqrt(k) (step 1 is the peak).
+    With peak_lr = factor * (d_model * warmup_steps)^-0.5 and warmup_init_lr = 0 this is
+    the Noam schedule.
+    """
+
+    name: str = "inverse_sqrt"
+    """The schedule's kind."""
+    peak_lr: float | None = None
+    """The learning rate at the end of warmup; None: the Noam peak of the model."""
+    warmup_steps: int = 4000
+    """Updates of linear warmup from warmup_init_lr to peak_lr (0: none)."""
+    warmup_init_lr: float = 0.0
+    """The learning rate the warmup starts from, in [0, peak_lr]."""
+
+    def lr(self, step: int) -> float:
+        w = self.peak_step
+        if step <= w:
+            return _warmup(step, self.peak_lr, self.warmup_steps, self.warmup_init_lr)
+        return self.peak_lr * math.sqrt(w / step)
+
+
+@dataclasses.dataclass
+class ConstantConfig(Schedule):
+    """Optional linear warmup, then constant.
+
+    lr(k) = peak_lr * k / warmup_steps    for k <= warmup_steps
+    lr(k) = peak_lr                       otherwise
+    """
+
+    name: str = "constant"
+    """The schedule's kind."""
+    peak_lr: float | None = None
+    """The learning rate after warmup; None: the Noam peak of the model."""
+    warmup_steps: int = 4000
+    """Updates of linear warmup from 0 to peak_lr (0: none)."""
+
+    def lr(self, step: int) -> float:
+        if step <= self.warmup_steps:
+            return _warmup(step, self.peak_lr, self.warmup_steps)
+        return self.peak_lr
+
+
+@dataclasses.dataclass
+class CosineConfig(Schedule):
+    """Linear warmup, then half a cosine from peak_lr to min_lr.
+
+    With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
+        lr(k) = peak_lr * k / w                                         for k <= w
+        lr(k) = min_lr + (peak_lr - min_lr) * (1 + cos(pi * p)) / 2     for w < k < total_steps
+        lr(k) = min_lr                                                  for k >= total_steps
+    """
+
+    name: str = "cosine"
+    """The schedule's kind."""
+    peak_lr: float | None = None
+    """The learning rate at the end of warmup; None: the Noam peak of the model."""
+    warmup_steps: int = 4000
+    """Updates of linear warmup from 0 to peak_lr (0: none)."""
+    total_steps: int | None = None
+    """The update from which the learning rate is min_lr; None: the run's trainer.max_steps."""
+    min_lr: float = 0.0
+    """The learning rate at and after total_steps, in [0, peak_lr]."""
+
+    def lr(self, step: int) -> float:
+        return _warmup_stable_decay(
+            step, self.peak_lr, self.warmup_steps, self.peak_step, self.total_steps, self.min_lr, _cosine_shape
+        )
+
+
+@dataclasses.dataclass
+class LinearConfig(Schedule):
+    """Linear warmup, then linear decay from peak_lr to min_lr.
+
+    With w = max(warmup_steps, 1) and p = (k - w) / (total_steps - w):
+        lr(k) = peak_lr * k / w                             for k <= w
+        lr(k) = min_lr + (peak_lr - min_lr) * (1 - p)       for w < k < total_steps
+        lr(k) = min_lr                                      for k >= total_steps
+    """
+
+    name: str = "linear"
+    """The schedule's kind."""
+    peak_lr: float | None = None
+    """The learning rate at the end of warmup; None: the Noam peak of the model."""
+    warmup_steps: int = 4000
+    """Updates of linear warmup from 0 to peak_lr (0: none)."""
+    total_steps: int | None = None
+    """The update from which the learning rate is min_lr; None: the run's trainer.max_steps."""
+    min_lr: float = 0.0
+    """The learning rate at and after total_steps, in [0, peak_lr]."""
+
+    def lr(self, step: int) -> float:
+        return _warmup_stable_decay(
+            step, self.peak_lr, self.warmup_steps, self.peak_step, self.total_steps, self.min_lr, _linear_shape
+        )
+
+
+@dataclasses.dataclass
+class WSDConfig(Schedule):
     """Warmup-stable-decay (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training
     Beyond Fixed Training Durations").
 
@@ -210,109 +350,50 @@ def wsd(
         lr(k) = min_lr                                              for k >= total_steps
     shape(p) = 1 - sqrt(p) ("1-sqrt"), 1 - p ("linear") or (1 + cos(pi * p)) / 2 ("cosine").
     """
-    _check_step(step)
-    decay_start = wsd_decay_start(warmup_steps, total_steps, decay_fraction)
-    return _warmup_stable_decay(
-        step, peak_lr, warmup_steps, decay_start, total_steps, min_lr, DECAY_SHAPES[decay_shape]
-    )
+
+    name: str = "wsd"
+    """The schedule's kind."""
+    peak_lr: float | None = None
+    """The learning rate of the stable phase; None: the Noam peak of the model."""
+    warmup_steps: int = 4000
+    """Updates of linear warmup from 0 to peak_lr (0: none)."""
+    total_steps: int | None = None
+    """The update from which the learning rate is min_lr; None: the run's trainer.max_steps."""
+    decay_fraction: float = 0.2
+    """The decay phase's share of total_steps, in (0, 1]."""
+    decay_shape: str = "1-sqrt"
+    """The decay's shape: 1-sqrt, linear or cosine."""
+    min_lr: float = 0.0
+    """The learning rate at and after total_steps, in [0, peak_lr]."""
+
+    def lr(self, step: int) -> float:
+        decay_start = wsd_decay_start(self.warmup_steps, self.total_steps, self.decay_fraction)
+        shape = DECAY_SHAPES[self.decay_shape]
+        return _warmup_stable_decay(
+            step, self.peak_lr, self.warmup_steps, decay_start, self.total_steps, self.min_lr, shape
+        )
 
 
-SCHEDULES: dict[str, Callable[..., float]] = {
-    "noam": noam,
-    "inverse_sqrt": inverse_sqrt,
-    "constant": constant,
-    "cosine": cosine,
-    "linear": linear,
-    "wsd": wsd,
+CONFIGS: dict[str, type[Schedule]] = {
+    "noam": NoamConfig,
+    "inverse_sqrt": InverseSqrtConfig,
+    "constant": ConstantConfig,
+    "cosine": CosineConfig,
+    "linear": LinearConfig,
+    "wsd": WSDConfig,
 }
+"""Each kind of schedule by name (``schedule=<name>`` on the command line)."""
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _require_positive(name: str, key: str, params: Mapping[str, Any]) -> None:
-    value = params[key]
-    if not (_is_real(value) and value > 0):
-        raise ValueError(f"{name}: {key} must be a positive finite number, got {value!r}")
-
-
-def _require_between_zero_and_peak(name: str, key: str, params: Mapping[str, Any]) -> None:
-    value, peak = params[key], params["peak_lr"]
-    if not (_is_real(value) and 0 <= value <= peak):
-        raise ValueError(f"{name}: {key} must be in [0, peak_lr] = [0, {peak!r}], got {value!r}")
-
-
-def _check_values(name: str, params: Mapping[str, Any]) -> None:
-    for key in ("d_model", "factor", "peak_lr"):
-        if key in params:
-            _require_positive(name, key, params)
-    warmup = params["warmup_steps"]
-    least_warmup = 1 if name == "noam" else 0
-    if not (_is_int(warmup) and warmup >= least_warmup):
-        raise ValueError(f"{name}: warmup_steps must be an integer >= {least_warmup}, got {warmup!r}")
-    for key in ("warmup_init_lr", "min_lr"):
-        if key in params:
-            _require_between_zero_and_peak(name, key, params)
-    if "total_steps" in params:
-        total, least_total = params["total_steps"], max(warmup, 1) + 1
-        if not (_is_int(total) and total >= least_total):
-            raise ValueError(
-                f"{name}: total_steps must be an integer > warmup_steps and >= 2 (here >= {least_total}), got {total!r}"
-            )
-    if "decay_fraction" in params:
-        fraction = params["decay_fraction"]
-        if not (_is_real(fraction) and 0 < fraction <= 1):
-            raise ValueError(f"{name}: decay_fraction must be in (0, 1], got {fraction!r}")
-    if "decay_shape" in params and params["decay_shape"] not in DECAY_SHAPES:
-        known = ", ".join(repr(s) for s in DECAY_SHAPES)
-        raise ValueError(f"{name}: decay_shape must be one of {known}, got {params['decay_shape']!r}")
-
-
-def validate(name: str, **params: Any) -> dict[str, Any]:
-    """Check a schedule's name and parameters once; return all parameters, defaults filled in.
-
-    Raises ValueError with a one-line message naming the schedule and the parameter.
-    """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}")
-    signature = inspect.signature(SCHEDULES[name]).parameters
-    accepted = {key: p.default for key, p in signature.items() if key != "step"}
+def make_schedule(name: str, **params: Any) -> Schedule:
+    """The schedule of kind ``name`` with ``params``; one-line ValueErrors for an unknown kind or key."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    accepted = [f.name for f in dataclasses.fields(CONFIGS[name]) if f.name != "name"]
     unknown = [key for key in params if key not in accepted]
     if unknown:
         raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
-    missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in params]
-    if missing:
-        raise ValueError(f"{name}: missing parameter(s) {', '.join(missing)}")
-    resolved = {**accepted, **params}
-    _check_values(name, resolved)
-    return resolved
-
-
-def make_schedule(name: str, **params: Any) -> Callable[[int], float]:
-    """Validate once and return ``lr(step)``, the schedule with its parameters bound."""
-    resolved = validate(name, **params)
-    return functools.partial(SCHEDULES[name], **resolved)
-
-
-def peak_lr(name: str, **params: Any) -> float:
-    """The schedule's largest learning rate, reached at ``peak_step(name, **params)``.
-
-    noam: factor * (d_model * warmup_steps)^-0.5; every other schedule: its peak_lr.
-    """
-    resolved = validate(name, **params)
-    if name == "noam":
-        return resolved["factor"] * (resolved["d_model"] * resolved["warmup_steps"]) ** -0.5
-    return resolved["peak_lr"]
-
-
-def peak_step(name: str, **params: Any) -> int:
-    """The first update that uses the peak learning rate: max(warmup_steps, 1)."""
-    return max(validate(name, **params)["warmup_steps"], 1)
+    return CONFIGS[name](**params)
 
 
 def lr_lambda(schedule: Callable[[int], float]) -> Callable[[int], float]:
@@ -326,90 +407,3 @@ def lr_lambda(schedule: Callable[[int], float]) -> Callable[[int], float]:
     multiplies the whole schedule by it.
     """
     return lambda epoch: schedule(epoch + 1)
-
-
-@dataclasses.dataclass
-class NoamConfig:
-    """Parameters of ``noam``."""
-
-    name: str = "noam"
-    d_model: int = 512
-    warmup_steps: int = 4000
-    factor: float = 1.0
-
-
-@dataclasses.dataclass
-class InverseSqrtConfig:
-    """Parameters of ``inverse_sqrt``."""
-
-    name: str = "inverse_sqrt"
-    peak_lr: float = 7e-4
-    warmup_steps: int = 4000
-    warmup_init_lr: float = 0.0
-
-
-@dataclasses.dataclass
-class ConstantConfig:
-    """Parameters of ``constant``."""
-
-    name: str = "constant"
-    peak_lr: float = 7e-4
-    warmup_steps: int = 4000
-
-
-@dataclasses.dataclass
-class CosineConfig:
-    """Parameters of ``cosine``."""
-
-    name: str = "cosine"
-    peak_lr: float = 7e-4
-    warmup_steps: int = 4000
-    total_steps: int = 100_000
-    min_lr: float = 0.0
-
-
-@dataclasses.dataclass
-class LinearConfig:
-    """Parameters of ``linear``."""
-
-    name: str = "linear"
-    peak_lr: float = 7e-4
-    warmup_steps: int = 4000
-    total_steps: int = 100_000
-    min_lr: float = 0.0
-
-
-@dataclasses.dataclass
-class WSDConfig:
-    """Parameters of ``wsd``."""
-
-    name: str = "wsd"
-    peak_lr: float = 7e-4
-    warmup_steps: int = 4000
-    total_steps: int = 100_000
-    decay_fraction: float = 0.2
-    decay_shape: str = "1-sqrt"
-    min_lr: float = 0.0
-
-
-CONFIGS: dict[str, type] = {
-    "noam": NoamConfig,
-    "inverse_sqrt": InverseSqrtConfig,
-    "constant": ConstantConfig,
-    "cosine": CosineConfig,
-    "linear": LinearConfig,
-    "wsd": WSDConfig,
-}
-
-
-def schedule_from_config(config: Any) -> Callable[[int], float]:
-    """``make_schedule`` from a config dataclass above or a mapping with a "name" key."""
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    elif isinstance(config, Mapping):
-        params = dict(config)
-    else:
-        raise TypeError(f"schedule config must be a dataclass or a mapping, got {type(config)}")
-    if "name" not in params:
-        raise ValueError(f"schedule config has no 'name' key: {params!r}")
-    return make_schedule(params.pop("name"), **params)

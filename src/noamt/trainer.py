@@ -47,31 +47,56 @@ log = logging.getLogger(__name__)
 class TrainerConfig:
     """When to stop, validate, log and save; how to form one update."""
 
-    max_steps: int = 100_000  # optimizer updates; 0 means no limit
-    max_epochs: int = 0  # passes over the training data; 0 means no limit
-    max_tokens: int = 4096  # token budget of one batch (padded source or target, whichever is longer)
+    max_steps: int = 100_000
+    """Optimizer updates to train for (0: no limit); the default total_steps of decaying schedules."""
+    max_epochs: int = 0
+    """Passes over the training data (0: no limit)."""
+    max_tokens: int = 4096
+    """Token budget of one batch, padded source or target whichever is longer (fairseq's --max-tokens)."""
     max_sentences: int | None = None
-    pad_to_multiple: int = 1  # pad batch widths to a multiple of this (8 suits GPUs and torch.compile)
-    update_freq: int = 1  # batches accumulated into one update
-    clip_norm: float = 0.0  # max global gradient norm; 0 disables clipping
+    """At most this many sentence pairs per batch (null: no limit)."""
+    pad_to_multiple: int = 1
+    """Pad batch widths to a multiple of this (8 suits GPUs and device.compile)."""
+    update_freq: int = 1
+    """Batches accumulated into one update."""
+    clip_norm: float = 0.0
+    """Largest global gradient norm (0: no clipping)."""
     label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy, in [0, 1)."""
     seed: int = 1
+    """Seeds the initialisation, dropout and the batch order."""
     log_interval: int = 20
-    val_interval: int = 200  # validate every N updates; 0: only at epoch ends (val_every_epoch)
-    val_every_epoch: bool = False  # also validate at the end of every epoch (fairseq's default)
+    """Log the training loss every N updates."""
+    val_interval: int = 200
+    """Validate every N updates (0: only at epoch ends, with val_every_epoch)."""
+    val_every_epoch: bool = False
+    """Also validate at the end of every epoch (fairseq's default)."""
     validate_at_start: bool = True
-    val_bleu: bool = True  # greedy sacreBLEU on the validation set at every validation
-    val_bleu_max_examples: int | None = None  # score only the first N validation pairs
-    best_metric: str = "loss"  # checkpoint_best.pt by lowest validation "loss" or highest "bleu"
-    patience: int = 0  # stop after this many validations without a better best_metric; 0: never
-    save_interval: int = 200  # write checkpoint_last.pt and checkpoint_<step>.pt; 0: never
-    keep_last: int = 3  # checkpoint_<step>.pt files kept (0 keeps all)
-    save_every_epoch: bool = False  # write checkpoint_epoch<E>.pt at the end of every epoch
-    keep_last_epochs: int = 0  # checkpoint_epoch<E>.pt files kept (0 keeps all)
-    resume: str = "none"  # none | auto (the run directory's checkpoint_last.pt) | a checkpoint path
-    max_nonfinite_updates: int = 10  # stop after this many updates in a row with a NaN/inf loss
+    """Validate once before the first update."""
+    val_bleu: bool = True
+    """Greedy sacreBLEU on the validation set at every validation."""
+    val_bleu_max_examples: int | None = None
+    """Score only the first N validation pairs (null: all)."""
+    best_metric: str = "loss"
+    """checkpoint_best.pt by lowest validation loss or highest bleu."""
+    patience: int = 0
+    """Stop after this many validations without a better best_metric (0: never)."""
+    save_interval: int = 200
+    """Write checkpoint_last.pt and checkpoint_<update>.pt every N updates (0: never)."""
+    keep_last: int = 3
+    """checkpoint_<update>.pt files kept (0: all)."""
+    save_every_epoch: bool = False
+    """Write checkpoint_epoch<E>.pt at the end of every epoch."""
+    keep_last_epochs: int = 0
+    """checkpoint_epoch<E>.pt files kept (0: all)."""
+    resume: str = "none"
+    """none, auto (the run directory's checkpoint_last.pt) or the path of a checkpoint."""
+    max_nonfinite_updates: int = 10
+    """Stop after this many updates in a row with a NaN/inf loss (each one skipped)."""
     tensorboard: bool = True
+    """Write TensorBoard event files beside metrics.jsonl."""
     progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass
@@ -79,9 +104,13 @@ class OptimConfig:
     """Adam (Kingma and Ba 2015) as in Vaswani et al.: betas (0.9, 0.98), eps 1e-9."""
 
     name: str = "adam"
+    """adam or adamw (decoupled weight decay)."""
     betas: tuple[float, float] = (0.9, 0.98)
+    """Decay rates of the first and second moment estimates."""
     eps: float = 1e-9
+    """Added to the root of the second moment estimate."""
     weight_decay: float = 0.0
+    """L2 penalty (adam) or decoupled weight decay (adamw)."""
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

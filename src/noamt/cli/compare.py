@@ -49,7 +49,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from noamt.checkpoint import LAST, CheckpointError, config_differences
-from noamt.cli.config import register_configs
+from noamt.cli.config import register_configs, resolved_settings, saved_train_config, to_train_config
 from noamt.compare import runs
 from noamt.compare.plots import plot as plot_lr_curves
 from noamt.compare.report import BenchmarkMeta, format_duration, write_report
@@ -61,6 +61,7 @@ from noamt.device import DeviceConfig
 from noamt.evaluation import evaluate_checkpoint
 from noamt.metrics import MetricsError, read_metrics
 from noamt.run_lock import RunInUse, run_holder
+from noamt.schedules import noam_peak
 
 
 @dataclass(frozen=True)
@@ -206,24 +207,36 @@ def base_overrides(args: argparse.Namespace, config_dir: Path) -> list[str]:
     ]
 
 
+def default_peaks(schedules: list[str], overrides: list[str]) -> dict[str, float]:
+    """Each schedule's peak lr in the benchmark without a job option (the Noam peak of the model)."""
+    register_configs()
+    with initialize_config_module("noamt.configs", version_base=None):
+        composed = {name: compose("train", overrides=[*overrides, f"schedule={name}"]) for name in schedules}
+    return {name: to_train_config(cfg).resolved().schedule.peak_lr for name, cfg in composed.items()}
+
+
 def compose_jobs(jobs: list[Job], overrides: list[str]) -> dict[str, dict]:
-    """Each job's resolved noamt-train config (fails here, before training, on a bad override)."""
+    """Each job's noamt-train settings after resolution (fails here, before training, on a bad override)."""
     register_configs()
     with initialize_config_module("noamt.configs", version_base=None):
         return {
-            job.name: OmegaConf.to_container(
-                compose("train", overrides=[*overrides, f"+{runs.JOB_GROUP}={job.name}"]), resolve=True
+            job.name: resolved_settings(
+                to_train_config(compose("train", overrides=[*overrides, f"+{runs.JOB_GROUP}={job.name}"]))
             )
             for job in jobs
         }
 
 
 def read_run_config(path: Path) -> dict:
-    """A run's ``.hydra/config.yaml``, read with OmegaConf's safe YAML loader; a file it cannot
-    read or resolve (a broken line, a ``!!python`` tag) is a one-line CompareError naming it."""
+    """A run's ``.hydra/config.yaml`` as its settings after resolution, read with OmegaConf's safe
+    YAML loader; a file it cannot read or resolve (a broken line, a ``!!python`` tag) is a
+    one-line CompareError naming it. Configs saved with the peak as ``${noam_peak:d_model,
+    warmup_steps[,factor]}`` resolve it to ``noamt.schedules.noam_peak``."""
+    if not OmegaConf.has_resolver("noam_peak"):
+        OmegaConf.register_new_resolver("noam_peak", noam_peak)
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        return resolved_settings(saved_train_config(OmegaConf.load(path)))
+    except (OSError, ValueError, KeyError, yaml.YAMLError, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CompareError(f"{path}: cannot read the run's config ({first})") from err
 
@@ -496,9 +509,12 @@ def multirun_command(args: argparse.Namespace, config_dir: Path, runs_dir: Path,
 
 def run(args: argparse.Namespace) -> int:
     jobs = runs.plan_jobs(args.schedules, args.seeds, args.lr_scales if args.lr_sweep else None)
-    config_dir = runs.write_job_configs(jobs, args.out / "configs")
+    config_dir = args.out / "configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    overrides = base_overrides(args, config_dir)
+    runs.write_job_configs(jobs, config_dir, default_peaks(args.schedules, overrides) if args.lr_sweep else {})
     runs_dir = args.out / "runs"
-    configs = compose_jobs(jobs, base_overrides(args, config_dir))
+    configs = compose_jobs(jobs, overrides)
     states = check_runs(jobs, configs, runs_dir)
     pending = [job for job in jobs if states[job.name].status != "finished"]
     busy = [f"{job.name} ({holder})" for job in pending if (holder := run_holder(runs_dir / job.name))]

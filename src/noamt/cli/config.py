@@ -1,14 +1,22 @@
-"""Structured-config schemas in Hydra's ConfigStore, and config -> dataclass conversion.
+"""Structured-config schemas in Hydra's ConfigStore, config -> dataclass conversion, and the
+settings listing of ``noamt-train --help``.
 
 The schemas are the components' own dataclasses, so a misspelt key or a wrong type in a YAML
-file or an override fails at composition with the key's name, instead of being ignored.
+file or an override fails at composition with the key's name, instead of being ignored. A
+group option states only what differs from its dataclass; derived defaults (a schedule's
+d_model, total_steps, peak_lr left at None) are filled in by ``TrainConfig.resolved``.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import logging
 import sys
+import textwrap
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,28 +25,86 @@ from noamt.pipeline import TrainConfig
 
 log = logging.getLogger(__name__)
 
+HELP_CONFIG = "noamt_train"
 
-def _noam_peak(d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
-    """``${noam_peak:d_model,warmup_steps[,factor]}``: the Noam schedule's peak lr."""
-    return schedules.peak_lr("noam", d_model=d_model, warmup_steps=warmup_steps, factor=factor)
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (and of its dataclass bases)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, after in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _as_yaml(value: object) -> str:
+    plain = list(value) if isinstance(value, tuple) else value
+    return yaml.safe_dump(plain, default_flow_style=True, width=1_000_000).removesuffix("...\n").strip()
+
+
+def settings_help() -> str:
+    """Every group's keys with their defaults and the docstring of their field."""
+    groups = [(f.name, f.default_factory) for f in dataclasses.fields(TrainConfig) if f.name != "schedule"]
+    groups += [(f"schedule (schedule={name})", cls) for name, cls in schedules.CONFIGS.items()]
+    lines = []
+    for title, cls in groups:
+        if not dataclasses.is_dataclass(cls):
+            continue
+        docs, default = field_docs(cls), cls()
+        lines.append(title)
+        for f in dataclasses.fields(cls):
+            lines.append(f"  {f.name} = {_as_yaml(getattr(default, f.name))}")
+            if f.name in docs:
+                lines.append(f"      {docs[f.name]}")
+    return "\n".join(lines)
 
 
 def register_configs() -> None:
-    """Store the schemas and resolvers (idempotent)."""
+    """Store the schemas and the help of noamt-train (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, schema in schedules.CONFIGS.items():
         cs.store(group="schema/schedule", name=name, node=schema)
-    if not OmegaConf.has_resolver("noam_peak"):
-        OmegaConf.register_new_resolver("noam_peak", _noam_peak)
+    template = (
+        "noamt-train: train an encoder-decoder Transformer. Choose an option of a group (group=option),\n"
+        "override any key (group.key=value).\n\n"
+        "== Groups ==\n$APP_CONFIG_GROUPS\n\n"
+        "== Settings: key = default, then its meaning; an option sets only the keys it changes ==\n"
+        + settings_help().replace("$", "$$")
+        + "\n\n== This config ==\n$CONFIG\n"
+    )
+    cs.store(group="hydra/help", name=HELP_CONFIG, node={"app_name": "noamt-train", "template": template})
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:
-    """The composed config as dataclasses (interpolations resolved)."""
+    """The composed config as dataclasses (interpolations resolved, derived defaults still None)."""
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, TrainConfig):
         raise TypeError("the composed config is not a TrainConfig (is train_schema first in its defaults?)")
     return obj
+
+
+def saved_train_config(saved: DictConfig) -> TrainConfig:
+    """A run's saved config (its ``.hydra/config.yaml``) as dataclasses: the schema of the
+    composed config, with the schedule's kind named by ``schedule.name``."""
+    schema = OmegaConf.structured(TrainConfig)
+    schema.schedule = OmegaConf.structured(schedules.CONFIGS[saved.schedule.name])
+    return OmegaConf.to_object(OmegaConf.merge(schema, saved))
+
+
+def resolved_settings(cfg: TrainConfig) -> dict:
+    """The run's settings after resolution (``TrainConfig.resolved``) as plain containers."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg.resolved()))
 
 
 def require(cfg: DictConfig, key: str, program: str, what: str) -> None:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from noamt import pipeline
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import register_configs, to_train_config
+from noamt.cli.config import register_configs, resolved_settings, to_train_config
 from noamt.data import DataError
 from noamt.run_lock import RunInUse
 from noamt.trainer import TrainingDiverged
@@ -44,8 +44,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     train_cfg = to_train_config(cfg)
     try:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        result = pipeline.train(train_cfg, run_dir, resolved, run_files=hydra_files(cfg))
+        result = pipeline.train(train_cfg, run_dir, resolved_settings(train_cfg), run_files=hydra_files(cfg))
     except (DataError, CheckpointError, FileExistsError, ValueError, TrainingDiverged, RunInUse) as err:
         sys.exit(f"noamt-train: {err}")
     if result["interrupted"]:

@@ -5,11 +5,11 @@ followed by ``:key=value,key=value`` overrides of its parameters, e.g.
 
     python scripts/plot_schedules.py noam cosine:peak_lr=7e-4,total_steps=50000 --log
 
-Unless overridden, every schedule gets ``--warmup-steps``, decaying ones get
-``total_steps = --steps``, ``noam`` gets ``--d-model``, and with ``--same-peak`` (default)
-every schedule with a ``peak_lr`` gets the peak of Noam for ``--d-model`` and
-``--warmup-steps``: (d_model * warmup_steps)^-0.5. Without schedules it compares noam,
-constant and cosine. Writes ``<out>.png`` and ``<out>.svg``.
+Unless overridden, every schedule gets ``--warmup-steps`` and the defaults of a run of
+``--steps`` updates with a model of width ``--d-model`` (``Schedule.with_run_defaults``):
+decaying ones ``total_steps = --steps``, ``noam`` ``d_model = --d-model``, every schedule with a
+``peak_lr`` the peak of Noam, (d_model * warmup_steps)^-0.5. Without schedules it compares
+noam, constant and cosine. Writes ``<out>.png`` and ``<out>.svg``.
 """
 
 import argparse
@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from noamt.schedules import CONFIGS, make_schedule, peak_lr, peak_step, validate  # noqa: E402
+from noamt.schedules import CONFIGS, make_schedule  # noqa: E402
 
 DEFAULT_SPECS = ("noam", "constant", "cosine")
 POINTS = 2000
@@ -34,6 +34,7 @@ POINTS = 2000
 
 def _convert(text: str, kind: Any) -> Any:
     """Convert an override's text to the config field's type (int accepts "1e5")."""
+    kind = next((arg for arg in typing.get_args(kind) if arg is not type(None)), kind)  # int | None -> int
     if kind is int:
         value = float(text)
         if not value.is_integer():
@@ -66,25 +67,17 @@ def schedule_params(
     d_model: int,
     warmup_steps: int,
     steps: int,
-    same_peak: bool,
 ) -> dict[str, Any]:
-    """The validated parameters of one curve: config defaults, command-line options, overrides."""
-    config = CONFIGS[name]()
-    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    """The validated parameters of one curve: overrides, else ``warmup_steps``, else the defaults
+    of a run of ``steps`` updates with a model of width ``d_model``."""
+    schedule = make_schedule(name, **{"warmup_steps": warmup_steps, **overrides})
+    params = dataclasses.asdict(schedule.with_run_defaults(d_model=d_model, max_steps=steps))
     del params["name"]
-    params["warmup_steps"] = warmup_steps
-    if "d_model" in params:
-        params["d_model"] = d_model
-    if "total_steps" in params:
-        params["total_steps"] = steps
-    if "peak_lr" in params and same_peak:
-        params["peak_lr"] = peak_lr("noam", d_model=d_model, warmup_steps=warmup_steps)
-    params.update(overrides)
-    return validate(name, **params)
+    return params
 
 
 def _label(name: str, params: dict[str, Any]) -> str:
-    parts = [f"peak {peak_lr(name, **params):.3g}", f"warmup {params['warmup_steps']}"]
+    parts = [f"peak {make_schedule(name, **params).peak_lr:.3g}", f"warmup {params['warmup_steps']}"]
     if "total_steps" in params:
         parts.append(f"total {params['total_steps']}")
     return f"{name} ({', '.join(parts)})"
@@ -96,7 +89,7 @@ def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, ou
     fig, ax = plt.subplots(figsize=(9, 5))
     for name, params in curves:
         lr = make_schedule(name, **params)
-        top = peak_step(name, **params)
+        top = lr.peak_step
         marks = [k for k in (top, params.get("total_steps")) if k is not None and k <= steps]
         xs = np.union1d(grid, marks)
         (line,) = ax.plot(xs, [lr(int(k)) for k in xs], label=_label(name, params))
@@ -130,12 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=100_000, help="x range and default total_steps")
     parser.add_argument("--log", action="store_true", help="log-scale y axis")
-    parser.add_argument(
-        "--same-peak",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="give every schedule the Noam peak unless peak_lr is set",
-    )
     parser.add_argument("--d-model", type=int, default=512)
     parser.add_argument("--warmup-steps", type=int, default=4000)
     parser.add_argument("--out", default="schedules", help="output prefix")
@@ -150,7 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 d_model=args.d_model,
                 warmup_steps=args.warmup_steps,
                 steps=args.steps,
-                same_peak=args.same_peak,
             )
             curves.append((name, params))
     except ValueError as error:

@@ -70,10 +70,11 @@ def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequenc
     return [Job(name, seed, scale) for seed in seeds for scale in scales for name in schedules]
 
 
-def job_config(job: Job) -> str:
+def job_config(job: Job, default_peak: float | None = None) -> str:
     """The job as a ``# @package _global_`` Hydra option: schedule, seed, run name and peak.
 
-    Peak scale m: ``noam`` gets factor = m; the others peak_lr = m * (d_model * warmup_steps)^-0.5.
+    Peak scale m: ``noam`` gets factor = m; the others peak_lr = m * default_peak, their peak
+    without the option (the Noam peak of the model, (d_model * warmup_steps)^-0.5).
     """
     option: dict = {
         "defaults": [{"override /schedule": job.schedule}],
@@ -84,19 +85,20 @@ def job_config(job: Job) -> str:
         fields = {f.name for f in dataclasses.fields(CONFIGS[job.schedule])}
         if "factor" in fields:
             option["schedule"] = {"factor": job.lr_scale}
-        elif "peak_lr" in fields:
-            option["schedule"] = {"peak_lr": f"${{noam_peak:${{model.d_model}},${{.warmup_steps}},{job.lr_scale!r}}}"}
+        elif "peak_lr" in fields and default_peak is not None:
+            option["schedule"] = {"peak_lr": job.lr_scale * default_peak}
         else:
-            raise ValueError(f"schedule {job.schedule!r} has neither factor nor peak_lr to scale")
+            raise ValueError(f"schedule {job.schedule!r} has neither factor nor a default peak_lr to scale")
     return "# @package _global_\n" + OmegaConf.to_yaml(OmegaConf.create(option))
 
 
-def write_job_configs(jobs: Sequence[Job], config_dir: Path) -> Path:
-    """Write ``<config_dir>/compare_run/<job>.yaml`` for each job; returns ``config_dir``."""
+def write_job_configs(jobs: Sequence[Job], config_dir: Path, default_peaks: dict[str, float]) -> Path:
+    """Write ``<config_dir>/compare_run/<job>.yaml`` for each job; returns ``config_dir``.
+    ``default_peaks``: each schedule's peak lr without a job option (see ``job_config``)."""
     folder = config_dir / JOB_GROUP
     folder.mkdir(parents=True, exist_ok=True)
     for job in jobs:
-        (folder / f"{job.name}.yaml").write_text(job_config(job), encoding="utf-8")
+        (folder / f"{job.name}.yaml").write_text(job_config(job, default_peaks.get(job.schedule)), encoding="utf-8")
     return config_dir
 
 

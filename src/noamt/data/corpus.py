@@ -44,12 +44,19 @@ class DataConfig:
     """
 
     name: str = "multi30k_en_de"
+    """Names the corpus (and the run: run_name starts with it)."""
     source: str = "auto"
+    """auto, files or hub."""
     dir: str | None = None
+    """The folder of the files (null: $NOAMT_DATA_DIR, else the folder of `noamt-data fetch <release>`)."""
     src_lang: str = "en"
+    """Source language: the {lang} of the source files."""
     tgt_lang: str = "de"
+    """Target language: the {lang} of the target files."""
     train_split: str = "train"
+    """The {split} of the training files."""
     valid_split: str = "val"
+    """The {split} of the validation files."""
     test_splits: list[str] = field(
         default_factory=lambda: [
             "test_2016_flickr",
@@ -58,19 +65,31 @@ class DataConfig:
             "test_2018_flickr",
         ]
     )
+    """The {split} of each test set."""
     hub_name: str | None = "bentrevett/multi30k"
+    """The Hugging Face hub dataset read by source=hub."""
     hub_config: str | None = None
-    hub_split_names: dict[str, str] = field(  # the hub copy's one test split is test_2016_flickr
+    """The hub dataset's configuration, if it has several."""
+    hub_split_names: dict[str, str] = field(
         default_factory=lambda: {"train": "train", "valid": "validation", "test_2016_flickr": "test"}
     )
+    """Our split -> the hub's split (the hub copy's one test split is test_2016_flickr)."""
     max_train_examples: int | None = None
+    """Use only the first N training pairs (null: all)."""
     max_eval_examples: int | None = None
+    """Use only the first N pairs of each validation and test split (null: all)."""
     max_src_len: int = 256
+    """Longest source in tokens: longer training pairs are dropped, longer evaluation sources cut."""
     max_tgt_len: int = 256
+    """Longest target in tokens, as max_src_len."""
     max_len_ratio: float = 0.0
+    """Drop training pairs whose longer side has more than this many times the tokens of the shorter (0: keep all)."""
     file_pattern: str = "{split}.{lang}"
+    """The path of a split's file in dir, with {split} and {lang} (a .gz beside it is read too)."""
     tokenized: bool = False
-    release: str | None = "multi30k"  # what `noamt-data fetch <release>` writes: the default folder
+    """The text is lowercased and tokenized already: hypotheses are scored as they are."""
+    release: str | None = "multi30k"
+    """What `noamt-data fetch <release>` writes: the default folder."""
 
 
 def fetched_data_dir(release: str) -> Path:

@@ -44,8 +44,11 @@ class TokenizerConfig:
     """
 
     vocab_size: int = 8000
+    """Size of the joint vocabulary, the 4 specials and the 256 byte tokens included."""
     min_frequency: int = 2
+    """A merge needs a pair seen at least this often."""
     cache_dir: str | None = None
+    """Where trained BPE models are cached (null: $NOAMT_CACHE_DIR/tokenizers, else ~/.cache/noamt/tokenizers)."""
 
 
 class Tokenizer:
