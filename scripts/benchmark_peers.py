@@ -5,7 +5,7 @@
     python scripts/benchmark_peers.py model=tiny device=cuda trainer.max_tokens=8192 --block 50
 
 Both models are built from the same Hydra config (noamt's model and a Marian of the same shape,
-noamt.peers) in one process and trained with Adam and label-smoothed cross-entropy on the same
+noamt_study.peers) in one process and trained with Adam and label-smoothed cross-entropy on the same
 token-budget batches. The timing alternates: a block of ``--block`` updates of noamt, then the
 same block of batches for Marian, ``--rounds`` times, after one untimed block of each; so both
 see the same machine state. Prints each round's target tokens/s of both and their ratio, then
@@ -36,8 +36,8 @@ from noamt.cli.config import register_configs, to_train_config
 from noamt.data import EncodedSplit, TokenBudgetBatches, endless_batches
 from noamt.decoding import beam_search
 from noamt.device import DeviceManager
-from noamt.peers import marian_model, marian_train_step, trainable_parameters
 from noamt.trainer import Trainer, build_optimizer
+from noamt_study.peers import marian_model, marian_train_step, trainable_parameters
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """How often each significance test of the schedule comparison rejects when nothing differs.
 
-Simulated null comparisons (``noamt.compare.simulate``: two systems drawn from one population,
+Simulated null comparisons (``noamt_study.simulate``: two systems drawn from one population,
 with seed and sentence noise) under several scenarios; for each, the rejection rate at 5% of the
 paired bootstrap over sentences, the paired t-test over seeds and the seed-and-sentence test, with
 its binomial standard error (and the seed-and-sentence statistic against n - 1 degrees of
@@ -19,9 +19,9 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from noamt.compare.seed_sentence_test import seed_sentence_test_from
-from noamt.compare.simulate import Scenario, rejection_rates
-from noamt.compare.stats import compare_seeds, paired_bootstrap_from, t_two_sided_mass
+from noamt_study.seed_sentence_test import seed_sentence_test_from
+from noamt_study.simulate import Scenario, rejection_rates
+from noamt_study.stats import compare_seeds, paired_bootstrap_from, t_two_sided_mass
 
 
 def fixed_df(observed, resampled) -> float:

@@ -1,5 +1,5 @@
-"""Compare learning-rate schedules, as ``noamt-compare`` does: see ``noamt.cli.compare``."""
+"""Compare learning-rate schedules, as ``noamt-compare`` does: see ``noamt_study.cli``."""
 
-from noamt.cli.compare import main
+from noamt_study.cli import main
 
 raise SystemExit(main())

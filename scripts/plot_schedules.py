@@ -1,5 +1,5 @@
-"""Plot learning-rate schedules on one figure: see ``noamt.compare.plots``."""
+"""Plot learning-rate schedules on one figure: see ``noamt_study.plots``."""
 
-from noamt.compare.plots import main
+from noamt_study.plots import main
 
 raise SystemExit(main())

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from noamt.compare.seed_sentence_test import seed_sentence_test_from
-from noamt.compare.stats import bleu_from_statistics, bleu_statistics, bootstrap_differences, paired_bootstrap_from
 from noamt.data import read_lines
+from noamt_study.seed_sentence_test import seed_sentence_test_from
+from noamt_study.stats import bleu_from_statistics, bleu_statistics, bootstrap_differences, paired_bootstrap_from
 
 ALPHA = 0.05
 

@@ -8,7 +8,7 @@ Translates the validation split with every (beam, length penalty) pair and print
 brevity penalty and length ratio; the best pair on validation BLEU is marked, to be used on the
 test sets. BLEU is the tokenized (multi-bleu comparable) score when the run trained on tokenized
 text, else sacreBLEU. ``--diagnose`` scores the references and the outputs of greedy search and
-of beam search (first beam size, alpha 1) under the model (noamt.length_analysis): search errors
+of beam search (first beam size, alpha 1) under the model (noamt_study.length_analysis): search errors
 against model errors, for outputs shorter and longer than their reference.
 """
 
@@ -23,7 +23,7 @@ from noamt.data import DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig, DeviceManager
 from noamt.evaluation import evaluate_split, load_model, stored_data_config, tokenized_references
-from noamt.length_analysis import diagnose_lengths
+from noamt_study.length_analysis import diagnose_lengths
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

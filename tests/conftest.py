@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers.study_runs import synthetic_benchmark
 from helpers.toy_corpus import write_toy_corpus
 
 from noamt import pipeline, schedules
@@ -72,3 +73,10 @@ def small_run(toy_data_dir, tmp_path_factory):
         )
 
     return make
+
+
+@pytest.fixture()
+def benchmark(tmp_path):
+    """A study of noam and cosine over seeds 1-3 with known answers (``helpers/study_runs.py``):
+    its folder, its collected runs and the test references."""
+    return synthetic_benchmark(tmp_path)

@@ -1,4 +1,4 @@
-"""scripts/benchmark_peers.py and noamt.peers: Marian of our shape, trained on our batches."""
+"""scripts/benchmark_peers.py and noamt_study.peers: Marian of our shape, trained on our batches."""
 
 import json
 
@@ -9,7 +9,7 @@ from noamt.model import ModelConfig, Transformer
 
 transformers = pytest.importorskip("transformers")
 
-from noamt.peers import marian_model, trainable_parameters  # noqa: E402
+from noamt_study.peers import marian_model, trainable_parameters  # noqa: E402
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 

@@ -226,7 +226,7 @@ def test_a_lock_left_by_a_dead_process_does_not_block(run_copy, toy_data_dir, tm
 
 
 def compare_command(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "noamt.cli.compare", "--profile", "smoke", "--schedules", "noam", "--seeds", "1",
+    return [sys.executable, "-m", "noamt_study.cli", "--profile", "smoke", "--schedules", "noam", "--seeds", "1",
             "--out", str(out), *args, "data.max_train_examples=300"]  # fmt: skip
 
 

@@ -194,9 +194,7 @@ class Schedule:
             raise ValueError(f"step must be >= 1 (the k-th optimizer update), got {step}")
         unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
         if unset:
-            raise ValueError(
-                f"{self.name}: {', '.join(unset)} not set (None takes the run's value: with_run_defaults)"
-            )
+            raise ValueError(f"{self.name}: {', '.join(unset)} not set (None takes the run's value: with_run_defaults)")
         return self.lr(step)
 
     def lr(self, step: int) -> float:

@@ -1,17 +1,12 @@
-"""Schedule comparison: the benchmark's runs, their state, their results, per-schedule summaries.
+"""Reading a study's runs back: their state (new, partial, finished), whether a stored run was
+trained with the config asked for now, each run's training log and evaluation, and the runs of a
+setting (schedule and peak) summarized over their seeds.
 
-A benchmark trains one run per job = (schedule, seed[, peak-lr scale]) with the same model, data
-and number of updates. The seed fixes the initialisation and the batch order, so runs with the
-same seed see the same batches whatever their schedule. Every run is evaluated at its last
-checkpoint, i.e. after exactly the budgeted number of updates. Folder layout:
-
-    <benchmark>/runs/<job>/      noamt-train's run directory (metrics.jsonl, checkpoints/, eval/)
-    <benchmark>/configs/compare_run/<job>.yaml   the job as a Hydra option (schedule, seed, peak)
+Every run is evaluated at its last checkpoint, i.e. after exactly the budgeted number of updates.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -19,87 +14,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from noamt.checkpoint import LAST, CheckpointError, load_checkpoint, run_checkpoints
-from noamt.compare.stats import (
-    Summary,
-    summarize,
-)
+from noamt.checkpoint import LAST, CheckpointError, config_differences, load_checkpoint, run_checkpoints
+from noamt.cli.config import resolved_settings, saved_train_config
 from noamt.data import read_lines
 from noamt.metrics import read_metrics
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
-from noamt.schedules import CONFIGS
+from noamt.schedules import noam_peak
+from noamt_study.plan import Job
+from noamt_study.stats import Summary, summarize
 
 log = logging.getLogger(__name__)
 
-JOB_GROUP = "compare_run"
 SCORED_METRICS = ("bleu", "chrf")
+# may differ between a stored run and a re-run without changing what the run computes
+IGNORED_CHANGES = (
+    "trainer.resume",
+    "trainer.progress",
+    "trainer.tensorboard",
+    "trainer.log_interval",
+    "device",
+    "data.dir",
+    "data.source",
+    "data.release",
+    "data.hub_split_names",
+    "tokenizer.cache_dir",
+)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One training run of the benchmark. ``lr_scale``: peak lr as a multiple of the schedule's
-    default peak, the Noam peak of the model (None: the default itself, no sweep)."""
-
-    schedule: str
-    seed: int
-    lr_scale: float | None = None
-
-    @property
-    def setting(self) -> str:
-        """Schedule and peak, without the seed: ``cosine`` or ``cosine-x0.5``."""
-        return self.schedule if self.lr_scale is None else f"{self.schedule}-x{self.lr_scale:g}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.setting}-seed{self.seed}"
-
-
-def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequence[float] | None = None) -> list[Job]:
-    """Every (seed, scale, schedule), seed-major: the first runs already compare all schedules."""
-    unknown = [s for s in schedules if s not in CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown schedules {unknown}; known: {', '.join(sorted(CONFIGS))}")
-    for name, values in (("schedules", schedules), ("seeds", seeds), ("lr scales", lr_scales or [None])):
-        if not values or len(set(values)) != len(values):
-            raise ValueError(f"{name} must be a non-empty list without repeats, got {list(values)}")
-    if lr_scales is not None and any(s <= 0 for s in lr_scales):
-        raise ValueError(f"lr scales must be positive, got {list(lr_scales)}")
-    scales = list(lr_scales) if lr_scales is not None else [None]
-    return [Job(name, seed, scale) for seed in seeds for scale in scales for name in schedules]
-
-
-def job_config(job: Job, default_peak: float | None = None) -> str:
-    """The job as a ``# @package _global_`` Hydra option: schedule, seed, run name and peak.
-
-    Peak scale m: ``noam`` gets factor = m; the others peak_lr = m * default_peak, their peak
-    without the option (the Noam peak of the model, (d_model * warmup_steps)^-0.5).
-    """
-    option: dict = {
-        "defaults": [{"override /schedule": job.schedule}],
-        "run_name": job.name,
-        "trainer": {"seed": job.seed},
-    }
-    if job.lr_scale is not None:
-        fields = {f.name for f in dataclasses.fields(CONFIGS[job.schedule])}
-        if "factor" in fields:
-            option["schedule"] = {"factor": job.lr_scale}
-        elif "peak_lr" in fields and default_peak is not None:
-            option["schedule"] = {"peak_lr": job.lr_scale * default_peak}
-        else:
-            raise ValueError(f"schedule {job.schedule!r} has neither factor nor a default peak_lr to scale")
-    return "# @package _global_\n" + OmegaConf.to_yaml(OmegaConf.create(option))
-
-
-def write_job_configs(jobs: Sequence[Job], config_dir: Path, default_peaks: dict[str, float]) -> Path:
-    """Write ``<config_dir>/compare_run/<job>.yaml`` for each job; returns ``config_dir``.
-    ``default_peaks``: each schedule's peak lr without a job option (see ``job_config``)."""
-    folder = config_dir / JOB_GROUP
-    folder.mkdir(parents=True, exist_ok=True)
-    for job in jobs:
-        (folder / f"{job.name}.yaml").write_text(job_config(job, default_peaks.get(job.schedule)), encoding="utf-8")
-    return config_dir
+class CompareError(Exception):
+    """A problem the user can fix; reported as one line."""
 
 
 # ----------------------------------------------------------------------------- run state
@@ -158,6 +105,37 @@ def run_state(run_dir: Path, max_steps: int) -> RunState:
         log.warning("%s: its trainer resumes from the latest checkpoint that verifies", err)
         return RunState("partial", 0)
     return RunState("finished" if step >= max_steps else "partial", step)
+
+
+def read_run_config(path: Path) -> dict:
+    """A run's ``.hydra/config.yaml`` as its settings after resolution, read with OmegaConf's safe
+    YAML loader; a file it cannot read or resolve (a broken line, a ``!!python`` tag) is a
+    one-line CompareError naming it. Configs saved with the peak as ``${noam_peak:d_model,
+    warmup_steps[,factor]}`` resolve it to ``noamt.schedules.noam_peak``."""
+    if not OmegaConf.has_resolver("noam_peak"):
+        OmegaConf.register_new_resolver("noam_peak", noam_peak)
+    try:
+        return resolved_settings(saved_train_config(OmegaConf.load(path)))
+    except (OSError, ValueError, KeyError, yaml.YAMLError, OmegaConfBaseException) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CompareError(f"{path}: cannot read the run's config ({first})") from err
+
+
+def check_runs(jobs: Sequence[Job], configs: dict[str, dict], runs_dir: Path) -> dict[str, RunState]:
+    """Each job's state; a run trained with another config is an error, not something to resume."""
+    states = {}
+    for job in jobs:
+        run_dir = runs_dir / job.name
+        stored = run_dir / ".hydra" / "config.yaml"
+        if stored.is_file():
+            changes = config_differences(read_run_config(stored), configs[job.name], IGNORED_CHANGES)
+            if changes:
+                raise CompareError(
+                    f"{run_dir} was trained with another config ({'; '.join(changes)}): "
+                    "pass the same overrides, or another --out"
+                )
+        states[job.name] = run_state(run_dir, configs[job.name]["trainer"]["max_steps"])
+    return states
 
 
 # ----------------------------------------------------------------------------- results
@@ -306,22 +284,3 @@ def select_best_peaks(summaries: Sequence[SettingSummary], split: str = "valid")
         if s.schedule not in best or s.scores[split]["bleu"].mean > best[s.schedule].scores[split]["bleu"].mean:
             best[s.schedule] = s
     return list(best.values())
-
-
-def format_summary(s: Summary, digits: int = 1) -> str:
-    """``34.1 ± 0.3`` (mean ± std over seeds), or ``34.1 (1 seed)``."""
-    if s.std is None:
-        return f"{s.mean:.{digits}f} (1 seed)"
-    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
-
-
-def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
-    """One line per run whose validation loss rose over its last half; its scores stay in the means."""
-    return [
-        f"{r.job.name} diverged: validation loss rose over the last half of training "
-        f"({r.valid[len(r.valid) // 2]['loss']:.3f} at update {r.valid[len(r.valid) // 2]['step']}, "
-        f"{r.valid[-1]['loss']:.3f} at update {r.valid[-1]['step']}); it is counted in {s.setting}'s means"
-        for s in settings
-        for r in s.runs
-        if r.diverged
-    ]

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noamt.compare.stats import bootstrap_differences, t_quantile, t_two_sided_mass
+from noamt_study.stats import bootstrap_differences, t_quantile, t_two_sided_mass
 
 LARGE_DF = 10_000  # degrees of freedom taken as a normal distribution
 

@@ -8,8 +8,8 @@ import pytest
 from sacrebleu.metrics import BLEU
 from scipy import stats as scipy_stats
 
-from noamt.compare import stats
-from noamt.compare.seed_sentence_test import (
+from noamt_study import stats
+from noamt_study.seed_sentence_test import (
     LARGE_DF,
     detectable_difference,
     from_variances,
@@ -17,7 +17,7 @@ from noamt.compare.seed_sentence_test import (
     seed_sentence_test,
     seed_sentence_test_from,
 )
-from noamt.compare.simulate import Scenario, rejection_rates, simulate_statistics
+from noamt_study.simulate import Scenario, rejection_rates, simulate_statistics
 
 
 def test_bleu_of_many_rows_at_once_is_sacrebleus_bleu():

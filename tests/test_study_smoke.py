@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from noamt.checkpoint import LAST
-from noamt.compare.stats import holm_adjusted
 from noamt.metrics import read_metrics
+from noamt_study.stats import holm_adjusted
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -32,7 +32,7 @@ def compare(out: Path, *args: str, cache: Path, data_dir: Path) -> subprocess.Co
     command = [
         sys.executable,
         "-m",
-        "noamt.cli.compare",
+        "noamt_study.cli",
         "--profile",
         "smoke",
         "--out",

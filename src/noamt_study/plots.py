@@ -10,6 +10,10 @@ Unless overridden, every schedule gets ``--warmup-steps`` and the defaults of a 
 decaying ones ``total_steps = --steps``, ``noam`` ``d_model = --d-model``, every schedule with a
 ``peak_lr`` the peak of Noam, (d_model * warmup_steps)^-0.5. Without schedules it compares
 noam, constant and cosine. Writes ``<out>.png`` and ``<out>.svg``.
+
+The study's report also draws its validation curves and test BLEU over seeds here. matplotlib
+is imported by the functions that draw, each on its own ``matplotlib.figure.Figure`` (no pyplot,
+no backend to select).
 """
 
 import argparse
@@ -19,14 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from noamt.schedules import CONFIGS, make_schedule  # noqa: E402
+from noamt.schedules import CONFIGS, make_schedule
+from noamt_study.collect import SettingSummary
 
 DEFAULT_SPECS = ("noam", "constant", "cosine")
 POINTS = 2000
@@ -85,8 +85,11 @@ def _label(name: str, params: dict[str, Any]) -> str:
 
 def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, out: str) -> list[Path]:
     """Draw the curves over updates 1..steps and save ``<out>.png`` and ``<out>.svg``."""
+    from matplotlib.figure import Figure
+
     grid = np.unique(np.linspace(1, steps, POINTS).round().astype(int))
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
     for name, params in curves:
         lr = make_schedule(name, **params)
         top = lr.peak_step
@@ -109,8 +112,55 @@ def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, ou
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     for path in paths:
         fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     return paths
+
+
+def plot_validation(selected: Sequence[SettingSummary], path: Path) -> None:
+    """Validation loss and BLEU against updates: mean over seeds, band from min to max."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2)
+    for s in selected:
+        for ax, key in zip(axes, ("loss", "bleu"), strict=True):
+            curves = [{r["step"]: r[key] for r in run.valid if key in r} for run in s.runs]
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            if not steps:
+                continue
+            values = np.array([[c[k] for k in steps] for c in curves])  # (seeds, steps)
+            (line,) = ax.plot(steps, values.mean(axis=0), marker=".", label=f"{s.setting} ({len(s.runs)} seeds)")
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    for ax, label in zip(axes, ("validation loss (label-smoothed)", "validation BLEU (greedy)"), strict=True):
+        ax.set_xlabel("update")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("mean over seeds; band: min..max over seeds")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_test_bleu(selected: Sequence[SettingSummary], splits: Sequence[str], path: Path) -> None:
+    """Final test BLEU per schedule and test set: mean ± std over seeds, one dot per seed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6, 2.2 * len(splits)), 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(selected)
+    for i, s in enumerate(selected):
+        x = np.arange(len(splits)) + (i - (len(selected) - 1) / 2) * width
+        bleu = [s.scores[split]["bleu"] for split in splits]
+        container = ax.errorbar(
+            x, [b.mean for b in bleu], yerr=[b.std or 0.0 for b in bleu], fmt="o", capsize=4, label=s.setting
+        )
+        color = container.lines[0].get_color()
+        for xi, b in zip(x, bleu, strict=True):
+            ax.scatter([xi] * b.n, b.values, s=12, color=color, alpha=0.5)
+    ax.set_xticks(np.arange(len(splits)), splits)
+    ax.set_ylabel("sacreBLEU")
+    ax.set_title("test BLEU: mean ± std over seeds (dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noamt.compare.stats import MAX_NGRAM_ORDER, bootstrap_differences
+from noamt_study.stats import MAX_NGRAM_ORDER, bootstrap_differences
 
 
 @dataclass(frozen=True)

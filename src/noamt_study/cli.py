@@ -1,0 +1,220 @@
+"""``noamt-compare``: compare learning-rate schedules. The same model, data, batches and number
+of updates with each schedule, over several seeds; every run evaluated; BLEU reported with
+confidence and significance.
+
+    noamt-compare --profile smoke
+    noamt-compare --profile cpu --schedules noam,constant,cosine --seeds 1,2
+    noamt-compare --profile full --lr-sweep data.dir=/data/multi30k
+    noamt-compare --profile full --jobs 9 device=cuda   # 9 runs share one GPU
+
+A profile is noamt_study/profiles/<profile>.yaml: its training config (configs/experiment/
+compare_<profile>.yaml), its default seeds and its evaluation beam. Arguments after the options
+are noamt-train overrides for every run.
+The runs are one Hydra multirun of noamt-train over the jobs still to train,
+
+    noamt-train -m experiment=compare_<profile> +compare_run=<job>,<job>,... trainer.resume=auto
+        hydra.searchpath=[file://<out>/configs] hydra.sweep.dir=<out>/runs
+
+each compare_run option (written to <out>/configs/compare_run/) setting the schedule, the seed
+and, with --lr-sweep, the peak; add e.g. hydra/launcher=submitit_slurm to run them elsewhere.
+With --jobs N the runs are dealt into N such multiruns, which train at the same time, and N
+runs are evaluated at a time.
+Finished runs are skipped and interrupted ones resumed, so the command can be re-run safely.
+--time-limit M stops the runs after M minutes (each saves a checkpoint after its current update)
+and exits with status 75, so that a short allocation (a 10-minute GPU call) ends cleanly and the
+same command, run again, goes on. Every run's checkpoint_last.pt is then evaluated on the validation and test sets
+(<run>/eval/results.json) and <out>/report.md, results.csv, results.json and plots are written.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from noamt.checkpoint import CheckpointError
+from noamt.cli.config import register_configs, resolved_settings, to_train_config
+from noamt.data import DataError
+from noamt.metrics import MetricsError
+from noamt.run_lock import RunInUse
+from noamt_study import orchestrate
+from noamt_study.collect import CompareError
+from noamt_study.orchestrate import EXIT_UNFINISHED, Execution
+from noamt_study.plan import (
+    DEFAULT_LR_SCALES,
+    DEFAULT_SCHEDULES,
+    JOB_GROUP,
+    Job,
+    Study,
+    base_overrides,
+    load_profile,
+    plan_jobs,
+    profile_names,
+    write_job_configs,
+)
+
+# set by the study itself, per job or for all (and the peak, with --lr-sweep)
+RESERVED_OVERRIDES = (
+    "experiment",
+    "schedule",
+    "trainer.seed",
+    "trainer.resume",
+    "run_name",
+    "hydra.searchpath",
+    "hydra.sweep.dir",
+    "hydra.sweep.subdir",
+)
+SWEPT_OVERRIDES = ("schedule.peak_lr", "schedule.factor")
+
+
+def comma_list(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x.strip()]
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated non-negative integers."""
+    seeds = []
+    for item in (x.strip() for x in text.split(",")):
+        if item and not item.isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r}: {item!r} is not a seed (a non-negative integer)")
+        seeds += [int(item)] if item else []
+    return seeds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="noamt-compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", required=True, choices=profile_names())
+    parser.add_argument(
+        "--schedules",
+        type=comma_list(str),
+        default=list(DEFAULT_SCHEDULES),
+        help="comma-separated schedule configs (default: noam,constant,cosine)",
+    )
+    parser.add_argument("--seeds", type=seed_list, help="comma-separated trainer seeds (default: the profile's)")
+    parser.add_argument(
+        "--lr-sweep",
+        action="store_true",
+        help="train each schedule at --lr-scales times the Noam peak and compare each at its best",
+    )
+    parser.add_argument(
+        "--lr-scales",
+        type=comma_list(float),
+        default=list(DEFAULT_LR_SCALES),
+        help="peak multipliers for --lr-sweep (default: 0.5,1,2)",
+    )
+    parser.add_argument("--beam-size", type=int, help="evaluation beam (default: the profile's; 1 is greedy)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="benchmark folder (default: <runs>/compare_<profile>[_lr_sweep], <runs> = $NOAMT_RUNS_DIR or runs)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained (and then evaluated) at once, e.g. several small models sharing one GPU (each process "
+        "trains its share of the runs one after another; on a CPU give each device.num_threads)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="minutes after which the runs are stopped (they save a checkpoint) and the command exits with "
+        f"status {EXIT_UNFINISHED}; run it again to go on. Leave a margin for the last update and validation",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the multirun command, train nothing")
+    parser.add_argument("overrides", nargs="*", help="noamt-train overrides for every run, e.g. device.num_threads=2")
+    args = parser.parse_args(argv)
+    reserved = RESERVED_OVERRIDES + (SWEPT_OVERRIDES if args.lr_sweep else ())
+    clashes = [o for o in args.overrides if o.lstrip("+~").split("=")[0] in reserved]
+    if clashes:
+        parser.error(f"{clashes}: set by the benchmark (use --schedules, --seeds, --lr-sweep, --lr-scales, --out)")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be at least 1")
+    if args.time_limit is not None and args.time_limit <= 0:
+        parser.error(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
+    suffix = "_lr_sweep" if args.lr_sweep else ""
+    args.out = (
+        args.out or Path(os.environ.get("NOAMT_RUNS_DIR", "runs")) / f"compare_{args.profile}{suffix}"
+    ).resolve()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: is a file, not a folder")
+    return args
+
+
+def study_of(args: argparse.Namespace) -> Study:
+    """The study the options ask for, the profile's defaults filling what they leave out."""
+    profile = load_profile(args.profile)
+    return Study(
+        profile=args.profile,
+        experiment=profile.experiment,
+        schedules=args.schedules,
+        seeds=args.seeds or list(profile.seeds),
+        lr_scales=args.lr_scales if args.lr_sweep else None,
+        beam_size=args.beam_size or profile.beam_size,
+        out=args.out,
+        overrides=args.overrides,
+    )
+
+
+def execution_of(args: argparse.Namespace) -> Execution:
+    """How the options ask to run it; the deadline counts from now."""
+    deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
+    return Execution(processes=args.jobs, time_limit=args.time_limit, deadline=deadline, dry_run=args.dry_run)
+
+
+def default_peaks(schedules: list[str], overrides: list[str]) -> dict[str, float]:
+    """Each schedule's peak lr in the study without a job option (the Noam peak of the model)."""
+    register_configs()
+    with initialize_config_module("noamt.configs", version_base=None):
+        composed = {name: compose("train", overrides=[*overrides, f"schedule={name}"]) for name in schedules}
+    return {name: to_train_config(cfg).resolved().schedule.peak_lr for name, cfg in composed.items()}
+
+
+def compose_jobs(jobs: list[Job], overrides: list[str]) -> dict[str, dict]:
+    """Each job's noamt-train settings after resolution (fails here, before training, on a bad override)."""
+    register_configs()
+    with initialize_config_module("noamt.configs", version_base=None):
+        return {
+            job.name: resolved_settings(
+                to_train_config(compose("train", overrides=[*overrides, f"+{JOB_GROUP}={job.name}"]))
+            )
+            for job in jobs
+        }
+
+
+def run(args: argparse.Namespace) -> int:
+    how = execution_of(args)  # the time limit counts from the start of the command
+    study = study_of(args)
+    jobs = plan_jobs(study.schedules, study.seeds, study.lr_scales)
+    config_dir = study.out / "configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    overrides = base_overrides(study, config_dir)
+    write_job_configs(jobs, config_dir, default_peaks(study.schedules, overrides) if study.lr_sweep else {})
+    configs = compose_jobs(jobs, overrides)
+    return orchestrate.run(study, jobs, configs, config_dir, how)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (
+        CompareError,
+        ValueError,
+        HydraException,
+        OmegaConfBaseException,
+        DataError,
+        CheckpointError,
+        MetricsError,
+        RunInUse,
+        FileNotFoundError,
+    ) as err:
+        sys.exit(f"noamt-compare: {err}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,306 @@
+"""Running a study: the noamt-train multiruns of the runs still to train (supervised, with a
+progress line as each run starts and ends), the evaluation of every run, and the report.
+
+With N processes the pending runs are dealt into N multiruns, which train at the same time, and
+N runs are evaluated at a time. A deadline stops the runs (each saves a checkpoint after its
+current update), and the command exits with EXIT_UNFINISHED, to be run again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from noamt.checkpoint import LAST
+from noamt.data import DataConfig, load_corpus
+from noamt.decoding import DecodingConfig
+from noamt.device import DeviceConfig
+from noamt.evaluation import evaluate_checkpoint
+from noamt.metrics import read_metrics
+from noamt.run_lock import run_holder
+from noamt_study import collect
+from noamt_study.collect import CompareError, RunState
+from noamt_study.plan import Job, Study, multirun_command
+from noamt_study.plots import plot as plot_lr_curves
+from noamt_study.report import write_report
+from noamt_study.report.results import BenchmarkMeta
+from noamt_study.report.sentences import (
+    comparison_conclusions,
+    describe,
+    divergence_warnings,
+    format_duration,
+    verdict,
+)
+from noamt_study.significance import compare_to_reference
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: the deadline stopped the study; run it again
+BOOTSTRAP_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the study runs: processes at once, when it stops, whether it only shows its plan."""
+
+    processes: int = 1
+    time_limit: float | None = None  # minutes, as given
+    deadline: float | None = None  # time.monotonic() at which the runs are stopped
+    dry_run: bool = False
+
+
+@dataclass
+class Tracked:
+    """A run of the multirun as the progress lines see it."""
+
+    name: str
+    metrics: Path
+    skip: int  # records already in metrics.jsonl at launch
+    first: int  # update it starts from
+    last: int  # update it reached
+    total: int  # trainer.max_steps
+    number: int | None = None  # order in which it started
+    ended: bool = False
+
+
+class Progress:
+    """Prints a line when a run starts or ends: which run of how many, elapsed time, training ETA.
+
+    ETA = (updates left in all runs) * (seconds so far) / (updates done so far).
+    """
+
+    def __init__(self, jobs: Sequence[Job], runs_dir: Path, states: dict[str, RunState], configs: dict[str, dict]):
+        self.start = time.monotonic()
+        self.runs = []
+        for job in jobs:
+            path = runs_dir / job.name / "metrics.jsonl"
+            skip = len(read_metrics(path)) if path.is_file() else 0
+            step, total = states[job.name].step, configs[job.name]["trainer"]["max_steps"]
+            self.runs.append(Tracked(job.name, path, skip, step, step, total))
+        self.started = 0
+
+    def _eta(self) -> str:
+        done = sum(r.last - r.first for r in self.runs)
+        left = sum(r.total - r.last for r in self.runs)
+        if done <= 0:
+            return "ETA after the first updates"
+        return f"ETA {format_duration(left * (time.monotonic() - self.start) / done)}"
+
+    def poll(self) -> None:
+        for run in self.runs:
+            if run.ended or not run.metrics.is_file():
+                continue
+            records = read_metrics(run.metrics)[run.skip :]
+            if not any(r["kind"] == "run" for r in records):
+                continue
+            run.last = max(r["step"] for r in records)
+            if run.number is None:
+                self.started += 1
+                run.number = self.started
+                begin = f"resuming at update {run.first}" if run.first else "starting"
+                self.say(run, f"{begin} ({run.total} updates)")
+            if records[-1]["kind"] == "end":
+                run.ended = True
+                how = "interrupted" if records[-1].get("interrupted") else "finished"
+                self.say(run, f"{how} at update {records[-1]['step']}")
+
+    def say(self, run: Tracked, text: str) -> None:
+        elapsed = format_duration(time.monotonic() - self.start)
+        line = f"[compare] run {run.number}/{len(self.runs)} {run.name}: {text} | elapsed {elapsed}, {self._eta()}"
+        print(line, file=sys.stderr, flush=True)
+
+
+def die_with_parent() -> None:
+    """In a trainer process, before it runs: ask Linux for SIGTERM when noamt-compare dies
+    (``prctl(PR_SET_PDEATHSIG)``), so that a killed comparison leaves no trainer running on: each
+    saves its checkpoint and stops. Elsewhere the trainers outlive a SIGKILL of the comparison,
+    and the run locks keep a rerun from training the same runs at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the comparison died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def train(commands: list[list[str]], progress: Progress, deadline: float | None = None) -> tuple[int, bool]:
+    """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
+    (the runs save), and sent to them at ``deadline`` (time.monotonic()). Returns the first
+    non-zero exit status, else 0, and whether the deadline stopped them."""
+    procs = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
+
+    def terminate(signum=None, frame=None) -> None:
+        for proc in procs:
+            proc.terminate()
+
+    timed_out = False
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        while any(proc.poll() is None for proc in procs):
+            progress.poll()
+            if deadline is not None and not timed_out and time.monotonic() >= deadline:
+                print("[compare] time limit reached: stopping the runs (each saves a checkpoint)", file=sys.stderr)
+                timed_out = True
+                terminate()
+            time.sleep(1.0)
+    except KeyboardInterrupt:  # the runs got the same SIGINT and save their checkpoints
+        for proc in procs:
+            proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    progress.poll()
+    return next((proc.returncode for proc in procs if proc.returncode), 0), timed_out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One run's evaluation, as a worker process receives it."""
+
+    label: str
+    run_dir: Path
+    beam_size: int
+    device: dict
+    splits: list[str]
+
+
+def evaluate_runs(
+    jobs: Sequence[Job],
+    configs: dict[str, dict],
+    runs_dir: Path,
+    beam_size: int,
+    deadline: float | None = None,
+    processes: int = 1,
+) -> bool:
+    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done),
+    ``processes`` runs at a time. Returns False if ``deadline`` (time.monotonic()) passed before
+    every run was scored."""
+    todo = []
+    for i, job in enumerate(jobs, 1):
+        cfg, run_dir = configs[job.name], runs_dir / job.name
+        splits = ["valid", *cfg["data"]["test_splits"]]
+        step = collect.run_state(run_dir, cfg["trainer"]["max_steps"]).step
+        if not collect.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
+            todo.append(Evaluation(f"run {i}/{len(jobs)} {job.name}", run_dir, beam_size, cfg["device"], splits))
+    if processes == 1 or len(todo) < 2:
+        return all(evaluate_run(e, deadline, progress=True) for e in todo)
+    spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked process
+    with ProcessPoolExecutor(min(processes, len(todo)), mp_context=spawn) as pool:
+        return all(list(pool.map(evaluate_run, todo, [deadline] * len(todo), [False] * len(todo))))
+
+
+def evaluate_run(evaluation: Evaluation, deadline: float | None, progress: bool) -> bool:
+    """Evaluate one run unless ``deadline`` has passed; returns whether it was evaluated."""
+    if deadline is not None and time.monotonic() >= deadline:
+        print(f"[compare] time limit reached before evaluating {evaluation.label}", file=sys.stderr, flush=True)
+        return False
+    print(f"[compare] evaluating {evaluation.label} on {', '.join(evaluation.splits)}", file=sys.stderr, flush=True)
+    evaluate_checkpoint(
+        evaluation.run_dir / "checkpoints" / LAST,
+        DecodingConfig(beam_size=evaluation.beam_size),
+        DeviceConfig(**evaluation.device),
+        splits=evaluation.splits,
+        out_dir=collect.evaluation_dir(evaluation.run_dir),
+        progress=progress,
+    )
+    return True
+
+
+def write_outputs(study: Study, jobs: Sequence[Job], configs: dict[str, dict]) -> tuple[list[Path], list[str]]:
+    """Collect the runs, summarize, test, plot and write the report; returns the files written
+    and the report's conclusions (each comparison's two lines, then the verdict)."""
+    results = [collect.collect_run(job, study.out / "runs" / job.name) for job in jobs]
+    settings = collect.summarize_settings(results)
+    selected = collect.select_best_peaks(settings) if study.lr_sweep else settings
+    for warning in divergence_warnings(selected):
+        print(f"[compare] {warning}", file=sys.stderr)
+    cfg = configs[jobs[0].name]
+    tests = cfg["data"]["test_splits"]
+    corpus = load_corpus(DataConfig(**cfg["data"]))
+    refs = {split: list(corpus[split]["tgt"]) for split in tests}
+    splits = ", ".join(tests)
+    print(f"[compare] seed-and-sentence tests ({BOOTSTRAP_SAMPLES} sentence resamples) on {splits}", file=sys.stderr)
+    comparisons = compare_to_reference(selected, study.reference, tests, refs, BOOTSTRAP_SAMPLES)
+    curves = [(s.schedule, s.runs[0].schedule_params) for s in selected]
+    lr_plot = plot_lr_curves(curves, cfg["trainer"]["max_steps"], log=False, out=str(study.out / "lr_schedules"))[0]
+    meta = BenchmarkMeta(
+        profile=study.profile,
+        mode="lr_sweep" if study.lr_sweep else "same_peak",
+        data=cfg["data"]["name"],
+        src_lang=cfg["data"]["src_lang"],
+        tgt_lang=cfg["data"]["tgt_lang"],
+        schedules=study.schedules,
+        seeds=study.seeds,
+        lr_scales=study.lr_scales,
+        max_steps=cfg["trainer"]["max_steps"],
+        beam_size=study.beam_size,
+        checkpoint=LAST,
+        reference=study.reference,
+        test_splits=tests,
+        bootstrap_samples=BOOTSTRAP_SAMPLES,
+        description=describe(study, cfg, settings, selected),
+    )
+    paths = write_report(study.out, meta, settings, selected, comparisons, [lr_plot.name])
+    conclusions = [line for pair in comparison_conclusions(comparisons, selected) for line in pair]
+    return paths, conclusions + verdict(comparisons)
+
+
+def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], config_dir: Path, how: Execution) -> int:
+    """Train the jobs that are not finished, as ``how.processes`` multiruns; returns 0 when all
+    are finished, else the exit status of the command (the dry run prints the plan and returns 0)."""
+    runs_dir = study.out / "runs"
+    states = collect.check_runs(jobs, configs, runs_dir)
+    pending = [job for job in jobs if states[job.name].status != "finished"]
+    busy = [f"{job.name} ({holder})" for job in pending if (holder := run_holder(runs_dir / job.name))]
+    if busy:
+        raise CompareError(f"runs in training by other processes: {', '.join(busy)}; wait for them or stop them")
+    resumed = sum(states[job.name].status == "partial" for job in pending)
+    print(
+        f"[compare] {study.out}: {len(jobs)} run{'s' if len(jobs) > 1 else ''}, "
+        f"{len(jobs) - len(pending)} finished (skipped), "
+        f"{len(pending)} to train ({resumed} resumed)",
+        file=sys.stderr,
+    )
+    shares = [pending[i :: how.processes] for i in range(min(how.processes, len(pending)))]  # a multirun each
+    commands = [multirun_command(study, config_dir, runs_dir, share) for share in shares]
+    if how.dry_run:
+        print("\n".join(map(shlex.join, commands)) if pending else "nothing to train")
+        return 0
+    if not pending:
+        return 0
+    code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), how.deadline)
+    if timed_out:
+        print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
+        return EXIT_UNFINISHED
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        print("[compare] interrupted: the runs saved checkpoints; run the same command again to resume")
+        return code
+    if code:
+        raise CompareError(f"noamt-train failed (exit status {code}, its error is above); finished runs are kept")
+    states = collect.check_runs(pending, configs, runs_dir)
+    unfinished = [name for name, state in states.items() if state.status != "finished"]
+    if unfinished:
+        raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
+    return 0
+
+
+def run(study: Study, jobs: Sequence[Job], configs: dict[str, dict], config_dir: Path, how: Execution) -> int:
+    """Train what is left, evaluate every run, write the report and print its conclusions."""
+    code = train_pending(study, jobs, configs, config_dir, how)
+    if code or how.dry_run:
+        return code
+    if not evaluate_runs(jobs, configs, study.out / "runs", study.beam_size, how.deadline, how.processes):
+        print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
+        return EXIT_UNFINISHED
+    paths, conclusions = write_outputs(study, jobs, configs)
+    print("\n".join(conclusions))
+    print("\n".join(map(str, paths)))
+    return 0
