@@ -10,7 +10,6 @@ from omegaconf import OmegaConf
 
 from noamt import pipeline, schedules
 from noamt.cli.config import register_configs, to_train_config
-from noamt.decoding import DecodingConfig
 from noamt.model import Transformer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -56,13 +55,6 @@ def test_the_default_options_state_the_dataclass_defaults(monkeypatch):
     cfg = to_train_config(compose_train([]))
     expected = pipeline.TrainConfig(schedule=schedules.NoamConfig(d_model=cfg.model.d_model), run_name=cfg.run_name)
     assert differences(cfg, expected, "") == []
-
-
-@pytest.mark.parametrize("program", ["evaluate", "translate"])
-def test_decoding_yamls_state_the_decoding_defaults(program):
-    text = OmegaConf.load(CONFIGS / f"{program}.yaml")
-    for f in dataclasses.fields(DecodingConfig):
-        assert text[f.name] == getattr(DecodingConfig(), f.name), f"{program}.yaml {f.name}"
 
 
 def test_noam_takes_d_model_from_the_model():
