@@ -6,7 +6,7 @@ from noamt.decoding.beam import beam_search
 from noamt.decoding.cache import DecoderCache
 from noamt.decoding.config import GREEDY, DecodingConfig, check_decoding
 from noamt.decoding.search import greedy_search, max_output_lengths
-from noamt.decoding.text import search, translate_batches, translate_texts
+from noamt.decoding.text import search_batch, translate_batches, translate_texts
 
 __all__ = [
     "GREEDY",
@@ -16,7 +16,7 @@ __all__ = [
     "check_decoding",
     "greedy_search",
     "max_output_lengths",
-    "search",
+    "search_batch",
     "translate_batches",
     "translate_texts",
 ]

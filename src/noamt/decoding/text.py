@@ -16,7 +16,7 @@ from noamt.model import Transformer
 log = logging.getLogger(__name__)
 
 
-def search(
+def search_batch(
     model: Transformer, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
 ) -> list[list[int]]:
     """Greedy search for ``decoding.beam_size`` 1, beam search otherwise: src (B, S) -> B id lists."""
@@ -32,7 +32,7 @@ def translate_batches(
     *,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Translate every batch with :func:`search` and detokenize.
+    """Translate every batch with :func:`search_batch` and detokenize.
 
     Returns the strings ordered by ``Batch.indices`` (the input order for a whole split);
     ``on_batch(n)`` is called after each batch with its number of sentences.
@@ -40,7 +40,7 @@ def translate_batches(
     device = next(model.parameters()).device
     ids_by_index: dict[int, list[int]] = {}
     for batch in batches:
-        ids = search(model, batch.src.to(device), decoding, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+        ids = search_batch(model, batch.src.to(device), decoding, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
         ids_by_index.update(zip(batch.indices.tolist(), ids, strict=True))
         if on_batch is not None:
             on_batch(len(ids))
