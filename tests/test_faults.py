@@ -180,11 +180,11 @@ def test_translate_refuses_to_overwrite_its_input(checkpoint, tmp_path):
 
 
 def test_translate_with_negative_length_limits_fails(checkpoint, tmp_path):
-    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", "max_len_a=-1", "max_len_b=-10",
-                     cwd=tmp_path, stdin="A dog runs.\n")  # fmt: skip
+    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", "decoding.max_len_a=-1",
+                     "decoding.max_len_b=-10", cwd=tmp_path, stdin="A dog runs.\n")  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.decode().strip().splitlines()[-1] == (
-        "noamt-translate: max_len_a=-1.0, max_len_b=-10: neither may be negative"
+        "noamt-translate: decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative"
     )
 
 

@@ -92,11 +92,12 @@ def beam_search(
 ) -> list[list[int]]:
     """Beam search as in fairseq; src (B, S) -> B lists of ids without BOS/EOS.
 
-    Each step extends the K = ``decoding.beam_size`` live beams of a sentence by every token and ranks the 2K best
-    candidates by sum log p. EOS candidates among the best K become finished hypotheses, scored
-    sum log p / |y|^alpha with |y| counting the EOS (alpha = ``decoding.length_penalty``; 0 compares raw
-    sums, 1 per-token averages); the K best others stay live. A sentence stops once it has K
-    finished hypotheses (or at its length limit, where EOS is forced) and returns the best one.
+    Each step extends the K = ``decoding.beam_size`` live beams of a sentence by every token and
+    ranks the 2K best candidates by sum log p. EOS candidates among the best K become finished
+    hypotheses, scored sum log p / |y|^alpha with |y| counting the EOS (alpha =
+    ``decoding.length_penalty``; 0 compares raw sums, 1 per-token averages); the K best others
+    stay live. A sentence stops once it has K finished hypotheses (or at its length limit, where
+    EOS is forced) and returns the best one.
 
     The first step runs one beam per sentence (all K would be the same BOS). The encoder memory
     stays one row per sentence, shared by its beams (see :class:`~noamt.model.CrossAttention`),
