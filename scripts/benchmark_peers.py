@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_module
 from noamt import pipeline
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import EncodedSplit, TokenBudgetBatches, endless_batches
-from noamt.decoding import beam_search
+from noamt.decoding import DecodingConfig, beam_search
 from noamt.device import DeviceManager
 from noamt.trainer import Trainer, build_optimizer
 from noamt_study.peers import marian_model, marian_train_step, trainable_parameters
@@ -75,9 +75,10 @@ def decode_rounds(args, data, ours, marian, dm, sync) -> dict:
     length = args.decode_length
     marian.eval()
 
+    decoding = DecodingConfig(beam_size=args.beam, max_len_a=0.0, max_len_b=length, min_len=length)
+
     def run_ours(src):
-        beam_search(ours, src, bos_id=tok.bos_id, eos_id=tok.eos_id, beam_size=args.beam, max_len_a=0.0,
-                    max_len_b=length, min_len=length)  # fmt: skip
+        beam_search(ours, src, decoding, bos_id=tok.bos_id, eos_id=tok.eos_id)
 
     @torch.inference_mode()
     def run_marian(src):

@@ -22,7 +22,8 @@ from noamt.checkpoint import CheckpointError
 from noamt.data import DataError, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig, DeviceManager
-from noamt.evaluation import evaluate_split, load_model, stored_data_config, tokenized_references
+from noamt.evaluation import evaluate_split, stored_data_config, tokenized_references
+from noamt.inference import load_model
 from noamt_study.length_analysis import diagnose_lengths
 
 
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
             ratio = f"{row['ratio']:6.3f}" if row["ratio"] is not None else "     -"
             print(f"{beam:>4}  {alpha:>5.2f}  {row['bleu']:6.2f}  {bp}  {ratio}", flush=True)
     best = max(grid, key=lambda r: r["bleu"])
-    print(f"best on validation: beam_size={best['beam_size']} length_penalty={best['length_penalty']} "
-          f"({best['bleu']:.2f})")  # fmt: skip
+    print(f"best on validation: decoding.beam_size={best['beam_size']} "
+          f"decoding.length_penalty={best['length_penalty']} ({best['bleu']:.2f})")  # fmt: skip
     report = {"checkpoint": str(loaded.path), "step": loaded.step, "data": data_cfg.name, "grid": grid, "best": best}
     if args.diagnose:
         report["diagnosis"] = {}

@@ -57,7 +57,7 @@ def test_translate_keeps_one_output_line_per_input_line(run_dir, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     result = run_cli("noamt.cli.translate", f"checkpoint={ckpt}", f"input={src}",
-                     f"output={tmp_path / 'out.txt'}", "beam_size=2", cwd=work)  # fmt: skip
+                     f"output={tmp_path / 'out.txt'}", "decoding.beam_size=2", cwd=work)  # fmt: skip
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
     out = (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")
@@ -66,7 +66,7 @@ def test_translate_keeps_one_output_line_per_input_line(run_dir, tmp_path):
     assert stderr.count(f"exceed {MAX_POSITIONS - 1} tokens and were truncated") == 1
     assert list(work.iterdir()) == []  # no Hydra output folders or logs
 
-    piped = run_cli("noamt.cli.translate", f"checkpoint={run_dir}", "beam_size=2", cwd=work,
+    piped = run_cli("noamt.cli.translate", f"checkpoint={run_dir}", "decoding.beam_size=2", cwd=work,
                     stdin="".join(line + "\n" for line in AWKWARD_LINES))  # fmt: skip
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout.decode("utf-8").split("\n") == out  # stdout holds translations only
@@ -74,7 +74,7 @@ def test_translate_keeps_one_output_line_per_input_line(run_dir, tmp_path):
 
 def test_evaluate_writes_hypotheses_results_and_a_table(run_dir, tmp_path):
     result = run_cli("noamt.cli.evaluate", f"checkpoint={run_dir}", f"splits=[{','.join(SPLITS)}]",
-                     "beam_size=2", cwd=tmp_path)  # fmt: skip
+                     "decoding.beam_size=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     eval_dir = run_dir / "eval"
     saved = json.loads((eval_dir / "results.json").read_text())
@@ -122,11 +122,21 @@ def compose_app(name: str, overrides: list[str]):
 
 @pytest.mark.parametrize("name, schema", [("translate", TranslateConfig), ("evaluate", EvaluateConfig)])
 def test_configs_compose_and_reject_misspelt_keys(name, schema):
-    cfg = OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt", "beam_size=3"]))
-    assert isinstance(cfg, schema) and cfg.beam_size == 3 and cfg.max_len_b == 10
+    cfg = OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt", "decoding.beam_size=3"]))
+    assert isinstance(cfg, schema) and cfg.decoding == DecodingConfig(beam_size=3)
+    greedy = OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt", "decoding=greedy"]))
+    assert greedy.decoding == DecodingConfig(beam_size=1)
     with pytest.raises(ConfigCompositionException) as err:
-        compose_app(name, ["checkpoint=ck.pt", "beam_sise=3"])
-    assert f"Key 'beam_sise' not in '{schema.__name__}'" in str(err.value.__cause__ or err.value)
+        compose_app(name, ["checkpoint=ck.pt", "decoding.beam_sise=3"])
+    assert "Key 'beam_sise' not in 'DecodingConfig'" in str(err.value.__cause__ or err.value)
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_app(name, ["checkpoint=ck.pt", "beam_size=3"])
+    assert f"Key 'beam_size' not in '{schema.__name__}'" in str(err.value.__cause__ or err.value)
+
+
+@pytest.mark.parametrize("name", ["translate", "evaluate"])
+def test_the_default_decoding_is_the_dataclass_default(name):
+    assert OmegaConf.to_object(compose_app(name, ["checkpoint=ck.pt"])).decoding == DecodingConfig()
 
 
 def test_evaluate_scores_tokenized_text_as_given(toy_data_dir, tmp_path):
@@ -134,7 +144,7 @@ def test_evaluate_scores_tokenized_text_as_given(toy_data_dir, tmp_path):
     data_cfg = DataConfig(dir=str(toy_data_dir), file_pattern="tok/{split}.lc.norm.tok.{lang}", tokenized=True,
                           test_splits=["test_2016_flickr"], max_eval_examples=N_EVAL)  # fmt: skip
     checkpoint = make_checkpoint(tmp_path / "ckpt.pt", toy_data_dir, data_cfg=data_cfg)
-    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "beam_size=1", f"out_dir={tmp_path}",
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "decoding.beam_size=1", f"out_dir={tmp_path}",
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     assert "scored as they are against the tokenized references" in result.stderr.decode()
@@ -165,7 +175,7 @@ def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(toy_data_di
         "(data.hub_split_names maps them)"
     )
     ok = run_cli("noamt.cli.evaluate", f"checkpoint={tmp_path / 'ck.pt'}", f"out_dir={tmp_path / 'eval'}",
-                 "splits=[test_2016_flickr]", "beam_size=1", cwd=tmp_path)  # fmt: skip
+                 "splits=[test_2016_flickr]", "decoding.beam_size=1", cwd=tmp_path)  # fmt: skip
     assert ok.returncode == 0, ok.stderr.decode()[-2000:]
     scored = json.loads((tmp_path / "eval" / "results.json").read_text())["splits"]
     assert list(scored) == ["test_2016_flickr"] and scored["test_2016_flickr"]["n_sentences"] == 3

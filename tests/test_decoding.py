@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from noamt.data import collate
-from noamt.decoding import beam_search, greedy_search, max_output_lengths
+from noamt.decoding import DecodingConfig, beam_search, greedy_search, max_output_lengths
 from noamt.model import ModelConfig, Transformer
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 14  # 4 special ids, then 10 symbols
+IDS = {"bos_id": BOS, "eos_id": EOS}
+DEFAULT = DecodingConfig()
 
 
 def random_sequences(n: int, seed: int) -> list[list[int]]:
@@ -74,24 +76,24 @@ def test_trained_model_reverses_with_greedy_and_beam(reverse_models):
     model = reverse_models["trained"]
     seqs = random_sequences(40, seed=1)
     expected = [s[::-1] for s in seqs]
-    assert greedy_search(model, sources(seqs), bos_id=BOS, eos_id=EOS) == expected
-    assert beam_search(model, sources(seqs), bos_id=BOS, eos_id=EOS, beam_size=4) == expected
+    assert greedy_search(model, sources(seqs), DEFAULT, **IDS) == expected
+    assert beam_search(model, sources(seqs), DecodingConfig(beam_size=4), **IDS) == expected
 
 
 @pytest.mark.parametrize("name", ["partly_trained", "trained"])
 def test_beam_of_one_is_greedy(reverse_models, name):
     src = sources(random_sequences(24, seed=2))
     model = reverse_models[name]
-    greedy = greedy_search(model, src, bos_id=BOS, eos_id=EOS)
-    assert beam_search(model, src, bos_id=BOS, eos_id=EOS, beam_size=1) == greedy
+    greedy = greedy_search(model, src, DEFAULT, **IDS)
+    assert beam_search(model, src, DecodingConfig(beam_size=1), **IDS) == greedy
 
 
 def test_cached_and_uncached_decoding_agree(reverse_models):
     model = reverse_models["partly_trained"]
     src = sources(random_sequences(24, seed=3))
-    kw = {"bos_id": BOS, "eos_id": EOS}
-    assert greedy_search(model, src, **kw, use_cache=False) == greedy_search(model, src, **kw)
-    assert beam_search(model, src, **kw, beam_size=4, use_cache=False) == beam_search(model, src, **kw, beam_size=4)
+    assert greedy_search(model, src, DEFAULT, **IDS, use_cache=False) == greedy_search(model, src, DEFAULT, **IDS)
+    beam = DecodingConfig(beam_size=4)
+    assert beam_search(model, src, beam, **IDS, use_cache=False) == beam_search(model, src, beam, **IDS)
 
 
 def test_partly_trained_model_gives_varied_lengths(reverse_models):
@@ -99,8 +101,8 @@ def test_partly_trained_model_gives_varied_lengths(reverse_models):
     outputs = greedy_search(
         reverse_models["partly_trained"],
         sources(random_sequences(24, seed=3)),
-        bos_id=BOS,
-        eos_id=EOS,
+        DEFAULT,
+        **IDS,
     )
     assert len({len(o) for o in outputs}) > 3
 
@@ -110,36 +112,32 @@ def test_batch_order_does_not_change_outputs(reverse_models, beam_size):
     model = reverse_models["partly_trained"]
     seqs = random_sequences(16, seed=4)
     perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0)).tolist()
-    out = beam_search(model, sources(seqs), bos_id=BOS, eos_id=EOS, beam_size=beam_size)
-    out_perm = beam_search(model, sources([seqs[i] for i in perm]), bos_id=BOS, eos_id=EOS, beam_size=beam_size)
+    decoding = DecodingConfig(beam_size=beam_size)
+    out = beam_search(model, sources(seqs), decoding, **IDS)
+    out_perm = beam_search(model, sources([seqs[i] for i in perm]), decoding, **IDS)
     assert out_perm == [out[i] for i in perm]
 
 
 def test_decoding_restores_train_mode(reverse_models):
     model = reverse_models["partly_trained"]
     model.train()
-    greedy_search(model, sources([[4, 5]]), bos_id=BOS, eos_id=EOS)
+    greedy_search(model, sources([[4, 5]]), DEFAULT, **IDS)
     assert model.training
     model.eval()
 
 
 def test_max_output_length_is_floor_of_a_len_plus_b_capped_by_positions():
     src = torch.tensor([[5, 6, EOS, PAD], [5, 6, 7, EOS]])  # 3 and 4 tokens without padding
-    assert max_output_lengths(src, PAD, 1024, 1.5, 2).tolist() == [6, 8]  # floor(4.5 + 2), 6 + 2
-    assert max_output_lengths(src, PAD, 8, 2.0, 5).tolist() == [7, 7]  # capped at max_positions - 1
+    assert max_output_lengths(src, PAD, 1024, DecodingConfig(max_len_a=1.5, max_len_b=2)).tolist() == [6, 8]
+    assert max_output_lengths(src, PAD, 8, DecodingConfig(max_len_a=2.0, max_len_b=5)).tolist() == [7, 7]  # capped
 
 
 def test_outputs_respect_the_length_limit(reverse_models):
     model = reverse_models["trained"]
     src = sources(random_sequences(8, seed=5))
     for search in (greedy_search, beam_search):
-        outputs = search(model, src, bos_id=BOS, eos_id=EOS, max_len_a=0.0, max_len_b=2)
+        outputs = search(model, src, DecodingConfig(max_len_a=0.0, max_len_b=2), **IDS)
         assert all(len(o) <= 2 for o in outputs) and any(len(o) == 2 for o in outputs)
-
-
-class _Cache:
-    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
-        pass
 
 
 class BigramModel(nn.Module):
@@ -164,9 +162,6 @@ class BigramModel(nn.Module):
     def project(self, hidden, out=None):
         return torch.mm(hidden, self.log_p, out=out) if out is not None else hidden @ self.log_p
 
-    def new_cache(self, max_length=0):
-        return _Cache()
-
 
 A, B, C, D = 4, 5, 6, 7
 
@@ -175,8 +170,8 @@ def test_beam_search_finds_the_more_probable_sentence():
     # greedy: a then EOS, p = 0.6 * 0.35 = 0.21; beam: b then EOS, p = 0.4 * 0.9 = 0.36
     table = {BOS: {A: 0.6, B: 0.4}, A: {EOS: 0.35, C: 0.33, D: 0.32}, B: {EOS: 0.9, C: 0.1}}
     model, src = BigramModel(table, 8), torch.tensor([[A, B, EOS]])
-    assert greedy_search(model, src, bos_id=BOS, eos_id=EOS) == [[A]]
-    assert beam_search(model, src, bos_id=BOS, eos_id=EOS, beam_size=2, length_penalty=0.0) == [[B]]
+    assert greedy_search(model, src, DEFAULT, **IDS) == [[A]]
+    assert beam_search(model, src, DecodingConfig(beam_size=2, length_penalty=0.0), **IDS) == [[B]]
 
 
 def test_length_penalty_divides_by_length_including_eos():
@@ -189,14 +184,15 @@ def test_length_penalty_divides_by_length_including_eos():
         D: {C: 1.0},
     }
     model, src = BigramModel(table, 8), torch.tensor([[A, B, EOS]])
-    kw = {"bos_id": BOS, "eos_id": EOS, "beam_size": 2}
-    assert beam_search(model, src, **kw, length_penalty=0.0) == [[A]]  # -1.109 > -1.514
-    assert beam_search(model, src, **kw, length_penalty=1.0) == [[A, B]]  # -0.555 < -0.505
+    assert beam_search(model, src, DecodingConfig(beam_size=2, length_penalty=0.0), **IDS) == [[A]]  # -1.109 > -1.514
+    assert beam_search(model, src, DecodingConfig(beam_size=2, length_penalty=1.0), **IDS) == [
+        [A, B]
+    ]  # -0.555 < -0.505
 
 
 def test_beam_size_must_be_positive(reverse_models):
     with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
-        beam_search(reverse_models["trained"], sources([[4]]), bos_id=BOS, eos_id=EOS, beam_size=0)
+        beam_search(reverse_models["trained"], sources([[4]]), DecodingConfig(beam_size=0), **IDS)
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
@@ -204,12 +200,11 @@ def test_min_len_bans_eos_until_then_and_equal_limits_fix_the_length(reverse_mod
     """The trained model stops after len(x) tokens; min_len holds it off EOS for longer."""
     model = reverse_models["trained"]
     seqs = random_sequences(12, seed=6)
-    kw = {"bos_id": BOS, "eos_id": EOS, "beam_size": beam_size}
     search = beam_search if beam_size > 1 else greedy_search
-    if beam_size == 1:
-        del kw["beam_size"]
     longest = max(len(s) for s in seqs)
-    outputs = search(model, sources(seqs), **kw, min_len=longest + 3, max_len_a=0.0, max_len_b=30)
+    at_least = DecodingConfig(beam_size=beam_size, min_len=longest + 3, max_len_a=0.0, max_len_b=30)
+    outputs = search(model, sources(seqs), at_least, **IDS)
     assert all(len(o) >= longest + 3 for o in outputs)
-    exact = search(model, sources(seqs), **kw, min_len=17, max_len_a=0.0, max_len_b=17)
+    exactly = DecodingConfig(beam_size=beam_size, min_len=17, max_len_a=0.0, max_len_b=17)
+    exact = search(model, sources(seqs), exactly, **IDS)
     assert [len(o) for o in exact] == [17] * len(seqs)

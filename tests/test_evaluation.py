@@ -13,7 +13,7 @@ from noamt.data import (
     read_lines,
     train_tokenizer,
 )
-from noamt.decoding import greedy_search
+from noamt.decoding import DecodingConfig, greedy_search
 from noamt.evaluation import (
     AS_GIVEN_BLEU_LABEL,
     TOKENIZED_BLEU_LABEL,
@@ -100,13 +100,14 @@ def test_validation_bleu_translates_greedily_in_split_order(toy_data_dir):
     split = EncodedSplit.encode(tokenizer, src, tgt)
     specials = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
     batches = TokenBudgetBatches(split, 200, *specials, shuffle=False)
-    bleu, hyps = validation_bleu(model, batches, tokenizer, tgt, max_len_a=0.0, max_len_b=5)
+    short = DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=5)
+    bleu, hyps = validation_bleu(model, batches, tokenizer, tgt, decoding=short)
     assert isinstance(bleu, float) and 0.0 <= bleu <= 100.0
     assert len(hyps) == len(tgt)
     assert model.training  # restored after the search
     one_by_one = [
-        greedy_search(model, torch.tensor([ids + [tokenizer.eos_id]]), bos_id=tokenizer.bos_id,
-                      eos_id=tokenizer.eos_id, max_len_a=0.0, max_len_b=5)[0]
+        greedy_search(model, torch.tensor([ids + [tokenizer.eos_id]]), short, bos_id=tokenizer.bos_id,
+                      eos_id=tokenizer.eos_id)[0]
         for ids in split.src_ids
     ]  # fmt: skip
     assert hyps == tokenizer.decode_batch(one_by_one)

@@ -151,9 +151,12 @@ def test_stale_temporaries_are_removed_and_duplicate_records_dropped_on_resume(s
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"max_len_a": -1.0, "max_len_b": -10}, "max_len_a=-1.0, max_len_b=-10: neither may be negative"),
-        ({"max_len_a": 0.0, "max_len_b": 0}, "max_len_a=0 and max_len_b=0 allow no output token"),
-        ({"beam_size": 0}, "beam_size=0: must be at least 1"),
+        (
+            {"max_len_a": -1.0, "max_len_b": -10},
+            "decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative",
+        ),
+        ({"max_len_a": 0.0, "max_len_b": 0}, "decoding.max_len_a=0 and decoding.max_len_b=0 allow no output token"),
+        ({"beam_size": 0}, "decoding.beam_size=0: must be at least 1"),
     ],
 )
 def test_decoding_settings_that_cannot_translate_are_refused(change, message):
@@ -177,11 +180,11 @@ def test_translate_refuses_to_overwrite_its_input(checkpoint, tmp_path):
 
 
 def test_translate_with_negative_length_limits_fails(checkpoint, tmp_path):
-    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", "max_len_a=-1", "max_len_b=-10",
-                     cwd=tmp_path, stdin="A dog runs.\n")  # fmt: skip
+    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", "decoding.max_len_a=-1",
+                     "decoding.max_len_b=-10", cwd=tmp_path, stdin="A dog runs.\n")  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.decode().strip().splitlines()[-1] == (
-        "noamt-translate: max_len_a=-1.0, max_len_b=-10: neither may be negative"
+        "noamt-translate: decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative"
     )
 
 
@@ -227,8 +230,8 @@ def test_evaluate_reads_only_the_splits_it_scores(checkpoint, toy_data_dir, tmp_
     for lang in ("en", "de"):
         name = f"test_2016_flickr.{lang}"
         (data / name).write_bytes((toy_data_dir / name).read_bytes())
-    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "splits=[test_2016_flickr]",
-                     f"data_dir={data}", "beam_size=1", f"out_dir={tmp_path / 'eval'}", cwd=tmp_path)  # fmt: skip
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "splits=[test_2016_flickr]", f"data_dir={data}",
+                     "decoding.beam_size=1", f"out_dir={tmp_path / 'eval'}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["splits"]["test_2016_flickr"]["n_sentences"] == 5

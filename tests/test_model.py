@@ -2,34 +2,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from helpers.models import PAD, VOCAB, random_tokens, tiny_model
 
 from noamt.data import collate
 from noamt.model import ModelConfig, Transformer, count_parameters, sinusoidal_positions
-
-PAD = 0
-VOCAB = 50
-
-
-def tiny_model(pre_norm: bool = False, **overrides) -> Transformer:
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        name="test",
-        encoder_layers=2,
-        decoder_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_ff=64,
-        dropout=0.1,
-        pre_norm=pre_norm,
-        max_positions=64,
-        **overrides,
-    )
-    return Transformer(cfg, VOCAB, VOCAB, pad_id=PAD).eval()
-
-
-def random_tokens(batch: int, length: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(4, VOCAB, (batch, length), generator=g)
 
 
 def test_sinusoidal_positions_match_formula():
@@ -73,66 +50,42 @@ def test_decoder_does_not_see_the_future():
     assert not torch.allclose(a[:, 5:], b[:, 5:])
 
 
-def test_incremental_decoding_equals_full_decoding():
-    model = tiny_model()
-    src, tgt = random_tokens(3, 6), random_tokens(3, 7, seed=7)
-    with torch.no_grad():
-        memory, mask = model.encode(src)
-        full = model.decode(tgt, memory, mask)
-        cache = model.new_cache()
-        steps = [model.decode(tgt[:, t : t + 1], memory, mask, cache) for t in range(tgt.size(1))]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert cache.length == tgt.size(1)
-
-
-def test_cache_reorder_selects_rows():
-    model = tiny_model()
-    src, tgt = random_tokens(2, 5), random_tokens(2, 3, seed=8)
-    with torch.no_grad():
-        memory, mask = model.encode(src)
-        cache = model.new_cache()
-        model.decode(tgt[:, :1], memory, mask, cache)
-        cache.reorder(torch.tensor([1, 1]), sentences=torch.tensor([1]))
-        out = model.decode(tgt[1:, 1:2].repeat(2, 1), memory[[1]], mask[[1]], cache)
-    torch.testing.assert_close(out[0], out[1])
-
-
-def test_rows_sharing_a_memory_row_equal_a_repeated_memory():
-    # beam search: the G beams of a sentence are consecutive rows that share its memory row
-    model, groups = tiny_model(), 3
-    src, tgt = random_tokens(2, 5), random_tokens(6, 4, seed=10)
-    with torch.no_grad():
-        memory, mask = model.encode(src)
-        repeated = model.decode(tgt, memory.repeat_interleave(groups, 0), mask.repeat_interleave(groups, 0))
-        shared = model.decode(tgt, memory, mask)
-        cache = model.new_cache()
-        steps = [model.decode(tgt[:, t : t + 1], memory, mask, cache) for t in range(tgt.size(1))]
-    torch.testing.assert_close(shared, repeated, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat(steps, dim=1), repeated, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="4 decoder rows cannot share 3 memory rows"):
-        model.decode(tgt[:4], memory.repeat(3, 1, 1)[:3], mask.repeat(3, 1, 1, 1)[:3])
-
-
-def test_extra_padding_changes_no_logit():
+def test_extra_padding_changes_no_logit_and_no_loss():
     # trainer.pad_to_multiple widens batches with padding: the real positions must not notice
     model = tiny_model().eval()
     seqs = [[5, 6, 7, 8, 9], [10, 11]]
     plain = collate(seqs, seqs, [0, 1], PAD, 1, 2)
     padded = collate(seqs, seqs, [0, 1], PAD, 1, 2, pad_to_multiple=8)
     with torch.no_grad():
-        a = model(plain.src, plain.tgt_in, plain.tgt_out != PAD)
-        b = model(padded.src, padded.tgt_in, padded.tgt_out != PAD)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        a, b = model(plain.src, plain.tgt_in), model(padded.src, padded.tgt_in)
+        losses_a = model(plain.src, plain.tgt_in, plain.tgt_out, label_smoothing=0.1)
+        losses_b = model(padded.src, padded.tgt_in, padded.tgt_out, label_smoothing=0.1)
+    keep = plain.tgt_out != PAD
+    torch.testing.assert_close(a[keep], b[padded.tgt_out != PAD], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses_a.loss, losses_b.loss, rtol=1e-5, atol=1e-5)
+    assert int(losses_a.tokens) == int(losses_b.tokens) == int(keep.sum())
 
 
-def test_keep_mask_selects_rows_of_the_full_logits():
-    model = tiny_model()
-    src, tgt = random_tokens(2, 5), random_tokens(2, 4, seed=9)
-    keep = torch.tensor([[True, True, False, False], [True, True, True, True]])
-    with torch.no_grad():
-        full, selected = model(src, tgt), model(src, tgt, keep)
-    assert selected.shape == (6, VOCAB)
-    torch.testing.assert_close(selected, full[keep])
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_forward_with_targets_returns_the_loss_of_its_logits(epsilon):
+    """The fused loss equals F.cross_entropy with label smoothing on forward's own logits, over
+    the non-padding targets: the same sums, and the same gradients."""
+    model = tiny_model().train()
+    src, tgt_in, tgt_out = random_tokens(3, 6), random_tokens(3, 5, seed=2), random_tokens(3, 5, seed=3)
+    tgt_out[0, 3:] = PAD
+    keep = tgt_out != PAD
+    torch.manual_seed(11)  # the same dropout masks for both passes
+    losses = model(src, tgt_in, tgt_out, label_smoothing=epsilon)
+    grads = torch.autograd.grad(losses.loss, list(model.parameters()))
+    torch.manual_seed(11)
+    logits = model(src, tgt_in)[keep]  # (N, V)
+    reference = F.cross_entropy(logits, tgt_out[keep], label_smoothing=epsilon, reduction="sum")
+    expected = torch.autograd.grad(reference, list(model.parameters()))
+    torch.testing.assert_close(losses.loss, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses.nll, F.cross_entropy(logits.detach(), tgt_out[keep], reduction="sum"))
+    assert int(losses.tokens) == int(keep.sum()) == 13
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_embeddings_are_shared_and_padding_embedding_is_zero():

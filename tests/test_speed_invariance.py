@@ -1,7 +1,7 @@
 """The speed work keeps training what it was: the fast parts against PyTorch's own.
 
-noamt trains with its CPU dropout (noamt.dropout) and its fused output projection and
-label-smoothed loss (noamt.loss). Swapping in ``torch.nn.Dropout`` and ``F.linear`` +
+noamt trains with its CPU dropout (noamt.ops.dropout) and its fused output projection and
+label-smoothed loss (noamt.ops.cross_entropy). Swapping in ``torch.nn.Dropout`` and ``F.linear`` +
 ``F.cross_entropy`` must give, for the same
 seed and batches, a run whose validation loss after a fixed number of updates lies within the
 spread that changing the seed alone causes.
@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import noamt.model
-import noamt.trainer
 from noamt import pipeline, schedules
 from noamt.metrics import read_metrics
 
@@ -49,6 +48,6 @@ def test_fast_dropout_and_fused_loss_train_like_pytorchs(small_run, tmp_path, mo
     )
     ours = final_validation_loss(cfg, tmp_path / "noamt")
     monkeypatch.setattr(noamt.model, "Dropout", torch.nn.Dropout)
-    monkeypatch.setattr(noamt.trainer, "projected_token_losses", torch_token_losses)
+    monkeypatch.setattr(noamt.model, "projected_token_losses", torch_token_losses)
     reference = final_validation_loss(cfg, tmp_path / "torch")
     assert abs(ours - reference) < TOLERANCE, (ours, reference)

@@ -1,9 +1,10 @@
 """Checkpoint files: save, verify, load, rotate, average.
 
 A checkpoint is one ``torch.save`` file holding a :class:`CheckpointState` dict and, under
-``sha256``, the SHA-256 of its contents (:func:`content_digest`). It is written to a temporary
-file in the same folder, flushed to disk and renamed over the target, so a crash or kill at any
-moment leaves either the old or the new file, never a broken one; a file damaged afterwards (a
+``sha256``, the SHA-256 of its contents (:func:`content_digest`). It is written with
+:func:`noamt.io.write_atomic` (a temporary file in the same folder, flushed to disk and renamed
+over the target), so a crash or kill at any moment leaves either the old or the new file, never
+a broken one; a file damaged afterwards (a
 flipped bit, a bad copy) fails the checksum when it is loaded.
 
 Loading never runs code from the file: ``torch.load(weights_only=True)`` unpickles tensors and
@@ -19,17 +20,17 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
 import torch
 
+from noamt.io import TMP_SUFFIX, write_atomic
+
 log = logging.getLogger(__name__)
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
-TMP_SUFFIX = ".tmp"
 CHECKSUM_KEY = "sha256"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
 
@@ -108,7 +109,7 @@ def content_digest(state: dict) -> str:
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write ``state`` and its checksum to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``state`` and its checksum to ``path`` atomically (:func:`noamt.io.write_atomic`)."""
     return save_checkpoints(state, [path])[0]
 
 
@@ -118,30 +119,16 @@ def save_checkpoints(state: dict, paths: Sequence[str | os.PathLike]) -> list[Pa
     buffer = io.BytesIO()
     torch.save({**state, CHECKSUM_KEY: content_digest(state)}, buffer)
     data = buffer.getbuffer()
-    return [_write_atomic(Path(path), data) for path in paths]
+    return [_write_checkpoint_file(Path(path), data) for path in paths]
 
 
-def _write_atomic(path: Path, data: memoryview) -> Path:
-    """Temporary file, fsync, rename; a failed write (a full disk) is a one-line CheckpointError."""
+def _write_checkpoint_file(path: Path, data: memoryview) -> Path:
+    """:func:`~noamt.io.write_atomic`; a failed write (a full disk) is a one-line CheckpointError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        return write_atomic(path, data)
     except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
         raise CheckpointError(f"cannot write checkpoint {path}: {err} ({kept})") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

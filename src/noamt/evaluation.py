@@ -1,4 +1,4 @@
-"""Score translations with sacreBLEU; load a checkpoint, translate splits, write the results.
+"""Score translations with sacreBLEU; translate a checkpoint's splits and write the results.
 
 ``evaluate_checkpoint`` is the whole job of ``noamt-evaluate`` as a library call: a checkpoint
 and decoding settings in, hypothesis files and ``results.json`` out.
@@ -26,19 +26,19 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 from tqdm import tqdm
 
-from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from noamt.checkpoint import CheckpointError
 from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import DEFAULT_DECODING, DecodingConfig, check_decoding, translate_batches, translate_texts
+from noamt.decoding import GREEDY, DecodingConfig, check_decoding, translate_batches, translate_texts
 from noamt.device import DeviceConfig, device_manager
-from noamt.model import ModelConfig, Transformer
+from noamt.inference import LoadedModel, load_model
+from noamt.io import write_atomic
+from noamt.model import Transformer
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
@@ -105,17 +105,17 @@ def validation_bleu(
     batches: Iterable[Batch],
     tokenizer: Tokenizer,
     references: Sequence[str],
-    max_len_a: float = DEFAULT_DECODING.max_len_a,
-    max_len_b: float = DEFAULT_DECODING.max_len_b,
     tokenize: str = "13a",
+    decoding: DecodingConfig = GREEDY,
 ) -> tuple[float, list[str]]:
-    """sacreBLEU of greedy translations of ``batches`` against ``references`` (in split order),
-    with sacreBLEU's ``tokenize`` ("none" for text that is tokenized already).
+    """sacreBLEU of the translations of ``batches`` (greedy unless ``decoding`` says otherwise)
+    against ``references`` (in split order), with sacreBLEU's ``tokenize`` ("none" for text that
+    is tokenized already).
 
     ``batches`` must cover the whole split once (rewind a TokenBudgetBatches first); the model
     is put in eval mode for the search and its train/eval mode restored afterwards.
     """
-    hyps = translate_batches(model, batches, tokenizer, beam_size=1, max_len_a=max_len_a, max_len_b=max_len_b)
+    hyps = translate_batches(model, batches, tokenizer, decoding)
     _check_lengths(hyps, references)
     return float(_bleu(tokenize).corpus_score(hyps, [list(references)]).score), hyps
 
@@ -127,53 +127,6 @@ def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None
         raise ValueError(
             f"need one hypothesis per reference: got {len(hypotheses)} hypotheses and {len(references)} references"
         )
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for translation, with what its checkpoint says about it."""
-
-    model: Transformer
-    tokenizer: Tokenizer
-    config: dict  # the run's resolved config (data, model, ... sections)
-    step: int | None
-    path: Path
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file as given; for a run directory (or its ``checkpoints/`` folder),
-    ``checkpoint_best.pt``, else ``checkpoint_last.pt``."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for folder in (path / "checkpoints", path):
-        for name in (BEST, LAST):
-            if (folder / name).is_file():
-                return folder / name
-    raise CheckpointError(f"no {BEST} or {LAST} in {path / 'checkpoints'} or {path}")
-
-
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the Transformer and tokenizer stored in a checkpoint (file or run directory)."""
-    path = resolve_checkpoint(path)
-    state = load_checkpoint(path)
-    for key in ("config", "tokenizer"):
-        if key not in state:
-            raise CheckpointError(f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)")
-    try:
-        model_cfg = ModelConfig(**state["config"]["model"])
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: config.model is not a ModelConfig ({err})") from err
-    tokenizer = Tokenizer.from_str(state["tokenizer"])
-    vocab = tokenizer.vocab_size
-    model = Transformer(model_cfg, vocab, vocab, pad_id=tokenizer.pad_id)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit config.model ({first})") from err
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, state["config"], state.get("step"), path)
 
 
 def as_line(text: str) -> str:
@@ -223,7 +176,7 @@ def write_results(out_dir: str | os.PathLike, hypotheses: dict[str, list[str]], 
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, hyps in hypotheses.items():
         path = out_dir / f"{split}.hyp.{results['tgt_lang']}"
-        path.write_text("".join(as_line(h) + "\n" for h in hyps), encoding="utf-8")
+        write_atomic(path, "".join(as_line(h) + "\n" for h in hyps))
     return write_results_json(out_dir / RESULTS_FILE, results)
 
 

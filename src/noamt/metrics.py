@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
+
+from noamt.io import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 DAMAGED_SUFFIX = ".damaged"  # metrics.jsonl.damaged: lines set aside on resume
@@ -106,7 +107,5 @@ def keep_records_until(path: str | Path, step: int) -> tuple[int, int]:
         with path.with_name(path.name + DAMAGED_SUFFIX).open("ab") as f:
             f.write(b"".join(line + b"\n" for line in damaged))
     if dropped or damaged:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(line + b"\n" for line in keep))
-        os.replace(tmp, path)
+        write_atomic(path, b"".join(line + b"\n" for line in keep))
     return dropped, len(damaged)

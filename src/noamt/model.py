@@ -4,9 +4,15 @@
     hidden = decode(tgt_in, memory)           # (B, T, d_model)
     logits = hidden @ E^T                     # (B, T, vocab), E the (shared) embedding
 
+``forward(src, tgt_in)`` returns the logits; ``forward(src, tgt_in, tgt_out)`` the summed
+label-smoothed loss, NLL and token count of the targets (:class:`TargetLosses`), with the output
+projection fused into the loss, so that whatever wraps the model (DDP, ``torch.compile``) wraps
+the loss too. Incremental decoding calls ``encode`` once, then ``decode`` with a cache
+(:class:`KeyValueCache`) and ``project`` per step.
+
 Sinusoidal positions, embeddings scaled by sqrt(d_model), residual sublayers with layer norm
 after (post-norm, the paper) or before (pre-norm) each sublayer, dropout on sublayer outputs,
-attention weights and the feed-forward activation (:mod:`noamt.dropout`), and attention through
+attention weights and the feed-forward activation (:mod:`noamt.ops.dropout`), and attention through
 ``torch.nn.functional.scaled_dot_product_attention``. The code is device-agnostic: masks are
 built on the input's device and nothing here chooses a device.
 """
@@ -15,12 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noamt.dropout import Dropout
+from noamt.ops import Dropout, projected_token_losses
 
 
 @dataclass
@@ -51,74 +58,29 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
     return table  # (P, d)
 
 
-class DecoderCache:
-    """Keys and values kept between incremental decoding steps.
+class KeyValueCache(Protocol):
+    """What incremental decoding keeps between steps (:class:`noamt.decoding.DecoderCache`).
 
-    Self-attention: the keys and values of every target position fed so far, for all decoder
-    layers in one buffer (N, layers, 2, h, capacity, d/h) whose first ``length`` positions are
-    filled. ``reorder`` (beam search's surviving hypotheses) gathers them into a second,
-    reused buffer with one free position, so a search step copies the history once, allocates
-    nothing, and appends its new position in place.
-
-    Cross-attention: the keys and values of the encoder memory, (B, h, S, d/h) per layer,
-    computed once. B may be smaller than N: the N rows are G consecutive rows per memory row
-    (the beams of one sentence), which attend to that row together.
-
-    ``max_length`` (the longest output, when known) sizes the storages once, so that steps
-    reuse the same memory instead of allocating a larger buffer each time.
+    ``extend(layer, k, v)`` stores the keys and values (N, h, T, d/h) of ``layer``'s new target
+    positions after the ``length`` cached ones and returns those of all positions; ``advance(T)``
+    counts the positions once every layer has stored them; ``cross[layer]`` holds the keys and
+    values of the encoder memory, computed once.
     """
 
-    def __init__(self, n_layers: int, max_length: int = 0):
-        self.n_layers, self.max_length = n_layers, max_length
-        self.length = 0  # target positions cached
-        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
-        self._self: torch.Tensor | None = None  # (N, layers, 2, h, capacity, d/h), a view of:
-        self._storage = torch.empty(0)
-        self._spare = torch.empty(0)  # the storage the next reorder writes into
+    length: int
+    cross: list[tuple[torch.Tensor, torch.Tensor] | None]
 
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``layer``'s keys and values of the new positions, k and v (N, h, T, d/h), after
-        the cached ones; return those of all positions, (N, h, length + T, d/h) each."""
-        end = self.length + k.size(2)
-        if self._self is None:
-            n, h, t, dh = k.shape
-            self._storage = k.new_empty(n * self.n_layers * 2 * h * max(t, self.max_length) * dh)
-            self._self = self._storage[: n * self.n_layers * 2 * h * t * dh].view(n, self.n_layers, 2, h, t, dh)
-        elif self._self.size(4) < end:  # no free position (no reorder since the last step)
-            self._self = self._gather(None, capacity=max(end, self.max_length))
-        self._self[:, layer, 0, :, self.length : end] = k
-        self._self[:, layer, 1, :, self.length : end] = v
-        return self._self[:, layer, 0, :, :end], self._self[:, layer, 1, :, :end]
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def advance(self, n_positions: int) -> None:
-        """Count the positions every layer has just stored with :meth:`extend`."""
-        self.length += n_positions
+    def advance(self, n_positions: int) -> None: ...
 
-    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
-        """Keep hypotheses ``rows`` (N',) of the self-attention cache, in that order, and, when
-        given, memory rows ``sentences`` (B',) of the cross-attention cache."""
-        if self._self is not None:
-            self._self = self._gather(rows, capacity=self.length + 1)
-        if sentences is not None:
-            self.cross = [None if kv is None else (kv[0][sentences], kv[1][sentences]) for kv in self.cross]
 
-    def _gather(self, rows: torch.Tensor | None, capacity: int) -> torch.Tensor:
-        """Rows ``rows`` (all when None) of the filled positions, copied into the spare storage
-        viewed as (N', layers, 2, h, capacity, d/h); the old storage becomes the spare one."""
-        old = self._self
-        n = old.size(0) if rows is None else rows.numel()
-        shape = (n, *old.shape[1:4], capacity, old.size(5))
-        numel = math.prod(shape)
-        if self._spare.numel() < numel:
-            self._spare = old.new_empty(max(numel, numel // capacity * self.max_length))
-        new = self._spare[:numel].view(shape)
-        filled = old[..., : self.length, :]
-        if rows is None:
-            new[..., : self.length, :].copy_(filled)
-        else:
-            torch.index_select(filled, 0, rows, out=new[..., : self.length, :])
-        self._storage, self._spare = self._spare, self._storage
-        return new
+class TargetLosses(NamedTuple):
+    """Sums over the non-padding target positions of a batch: what training averages and records."""
+
+    loss: torch.Tensor  # sum of the label-smoothed cross-entropy (differentiable)
+    nll: torch.Tensor  # sum of the negative log-likelihood, -log p(target) (no gradient)
+    tokens: torch.Tensor  # number of target positions summed over (int64)
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -147,7 +109,7 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         causal: bool = False,
-        cache: DecoderCache | None = None,
+        cache: KeyValueCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         """x (N, T, d) -> (N, T, d). With a ``cache`` (decoder ``layer``), x holds the positions
@@ -184,7 +146,7 @@ class CrossAttention(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None,
-        cache: DecoderCache | None = None,
+        cache: KeyValueCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         """x (B*G, T, d), memory (B, S, d) -> (B*G, T, d).
@@ -274,7 +236,7 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
-        cache: DecoderCache | None = None,
+        cache: KeyValueCache | None = None,
     ) -> torch.Tensor:
         x = self.self_block(x, lambda h: self.self_attn(h, causal=True, cache=cache, layer=self.index))
         x = self.cross_block(x, lambda h: self.cross_attn(h, memory, memory_mask, cache=cache, layer=self.index))
@@ -339,7 +301,7 @@ class Transformer(nn.Module):
         tgt_in: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
-        cache: DecoderCache | None = None,
+        cache: KeyValueCache | None = None,
     ) -> torch.Tensor:
         """tgt_in (B*G, T) -> hidden states (B*G, T, d). Position t sees target positions <= t only.
 
@@ -360,36 +322,35 @@ class Transformer(nn.Module):
         return self.tgt_embed.num_embeddings
 
     def project(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states (..., d) -> logits (..., vocab) through the shared embedding matrix;
-        for 2-D ``hidden`` (N, d), ``out`` may be an (N, vocab) tensor to write them into."""
+        """Hidden states (..., d) -> logits (..., V) through the shared embedding matrix E (V, d);
+        for 2-D ``hidden`` (N, d), ``out`` may be an (N, V) tensor to write them into."""
         if out is not None:
-            return torch.mm(hidden, self.output_weight.t(), out=out)
-        return F.linear(hidden, self.output_weight)
+            return torch.mm(hidden, self.tgt_embed.weight.t(), out=out)
+        return F.linear(hidden, self.tgt_embed.weight)
 
     def forward(
-        self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None, *, logits: bool = True
-    ) -> torch.Tensor:
-        """Teacher-forced logits (B, T, V); with a boolean ``keep`` (B, T), only those rows (N, V).
+        self,
+        src: torch.Tensor,
+        tgt_in: torch.Tensor,
+        tgt_out: torch.Tensor | None = None,
+        *,
+        label_smoothing: float = 0.0,
+    ) -> torch.Tensor | TargetLosses:
+        """Teacher forcing: src (B, S), tgt_in (B, T) -> logits (B, T, V); with targets tgt_out
+        (B, T), their :class:`TargetLosses` instead.
 
-        Selecting the non-padding positions before the output projection skips the largest
-        matrix product for padding. ``logits=False`` stops before the projection and returns
-        the hidden states, (B, T, d) or (N, d), for a loss that fuses it
-        (:func:`noamt.loss.projected_label_smoothed_cross_entropy` with :attr:`output_weight`).
+        The losses sum over the N positions where tgt_out is not padding, with label smoothing
+        eps = ``label_smoothing``:  loss = sum_i [(1 - eps) (-log p_i(t_i)) + (eps / V) sum_v
+        (-log p_i(v))].  Only those N hidden states are projected, and the projection is fused
+        with the loss (:mod:`noamt.ops.cross_entropy`), so no (N, V) logits are kept.
         """
         memory, memory_mask = self.encode(src)
         hidden = self.decode(tgt_in, memory, memory_mask)  # (B, T, d)
-        if keep is not None:
-            hidden = hidden[keep]  # (N, d)
-        return self.project(hidden) if logits else hidden
-
-    @property
-    def output_weight(self) -> torch.Tensor:
-        """The output projection's matrix (V, d): the shared target embedding."""
-        return self.tgt_embed.weight
-
-    def new_cache(self, max_length: int = 0) -> DecoderCache:
-        """An empty cache for incremental decoding of up to ``max_length`` positions (a hint)."""
-        return DecoderCache(len(self.decoder), max_length)
+        if tgt_out is None:
+            return self.project(hidden)
+        keep = tgt_out != self.pad_id  # (B, T)
+        loss, nll = projected_token_losses(hidden[keep], self.tgt_embed.weight, tgt_out[keep], label_smoothing)
+        return TargetLosses(loss, nll, keep.sum())
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,7 +31,9 @@ from noamt.data import (
 )
 from noamt.device import DeviceConfig, DeviceManager, device_manager
 from noamt.evaluation import validation_bleu
-from noamt.model import ModelConfig, Transformer, count_parameters
+from noamt.inference import build_model
+from noamt.io import write_atomic
+from noamt.model import ModelConfig, count_parameters
 from noamt.run_lock import run_lock
 from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
 
@@ -137,11 +139,6 @@ def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callab
     return bleu
 
 
-def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
-    vocab = tokenizer.vocab_size
-    return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
-
-
 def schedule_summary(schedule: schedules.Schedule) -> dict:
     """Name, parameters, peak lr and the update that reaches it."""
     params = {k: v for k, v in dataclasses.asdict(schedule).items() if k != "name"}
@@ -190,13 +187,11 @@ def load_run_tokenizer(path: Path) -> Tokenizer:
 
 
 def write_run_files(run_dir: Path, files: Mapping[str, str]) -> None:
-    """Write each ``{relative path: text}`` of ``files`` under ``run_dir``; a one-line ValueError
+    """Write each ``{relative path: text}`` of ``files`` under ``run_dir``, atomically; a one-line ValueError
     naming the directory when it is not writable."""
     try:
         for name, text in files.items():
-            path = run_dir / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            write_atomic(run_dir / name, text)
     except OSError as err:
         raise ValueError(f"cannot write to the run directory {run_dir}: {err}") from err
 

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TypedDict
 
+from noamt.io import write_atomic
+
 RESULTS_FILE = "results.json"
 
 
@@ -59,12 +61,8 @@ class ResultsError(ValueError):
 
 
 def write_results_json(path: str | os.PathLike, results: EvaluationResults) -> Path:
-    """Write ``results`` to ``path`` atomically (a temporary file renamed over it)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``results`` to ``path`` atomically (:func:`noamt.io.write_atomic`)."""
+    return write_atomic(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_results_json(path: str | os.PathLike) -> EvaluationResults:

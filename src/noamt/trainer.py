@@ -3,8 +3,8 @@ gradient accumulation and clipping, validation, checkpoints, resume and clean in
 
 ``Trainer.train`` calls, in order: the checkpointer (``noamt.checkpoint.Checkpointer``: which
 files, when, which run to resume), ``train_step``, the log window, validation and the
-``BestTracker`` (best scores and patience). Training and validation measure the same
-``token_losses``.
+``BestTracker`` (best scores and patience). Training and validation measure the same losses:
+the model's own, ``model(src, tgt_in, tgt_out, label_smoothing=...)`` (:class:`noamt.model.TargetLosses`).
 
 Step k is the k-th optimizer update (k = 1, 2, ...); it uses lr(k) from a pure schedule function,
 so a resumed run restores the learning rate exactly from the saved step.
@@ -37,8 +37,8 @@ from noamt.checkpoint import (
 )
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
-from noamt.loss import projected_token_losses
 from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
+from noamt.model import TargetLosses
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ class Trainer:
             batch = batch.to(self.dm.device, non_blocking=True)
             sync = i == len(batches) - 1 or not self.dm.distributed
             with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
-                loss, _ = self.token_losses(self.wrapped, batch)
+                loss = self.target_losses(self.wrapped, batch).loss
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
         nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
@@ -437,13 +437,10 @@ class Trainer:
         self.step += 1
         return {"skipped": False, "loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
 
-    def token_losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The label-smoothed loss and the NLL summed over the batch's target tokens, through the
-        output projection fused with the loss (``noamt.loss``); ``model`` is the module to call
-        (wrapped for training, bare for validation)."""
-        keep = batch.tgt_out != self.model.pad_id  # (B, T)
-        hidden = model(batch.src, batch.tgt_in, keep, logits=False)  # (N, d)
-        return projected_token_losses(hidden, self.model.output_weight, batch.tgt_out[keep], self.cfg.label_smoothing)
+    def target_losses(self, model: nn.Module, batch: Batch) -> TargetLosses:
+        """The summed label-smoothed loss, NLL and token count of the batch's targets; ``model`` is
+        the module to call (wrapped for training, bare for validation)."""
+        return model(batch.src, batch.tgt_in, batch.tgt_out, label_smoothing=self.cfg.label_smoothing)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -457,10 +454,10 @@ class Trainer:
         for batch in self.valid_data:
             batch = batch.to(self.dm.device)
             with self.dm.autocast():
-                loss, nll = self.token_losses(self.model, batch)
-            sums[0] += loss
-            sums[1] += nll
-            sums[2] += batch.n_tgt_tokens
+                losses = self.target_losses(self.model, batch)
+            sums[0] += losses.loss
+            sums[1] += losses.nll
+            sums[2] += losses.tokens
         loss, nll, tokens = sums.tolist()
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 

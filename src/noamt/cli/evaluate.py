@@ -1,12 +1,13 @@
 """``noamt-evaluate``: translate test splits with a checkpoint and score them with sacreBLEU.
 
     noamt-evaluate checkpoint=runs/my-run                      # checkpoint_best.pt, else _last
-    noamt-evaluate checkpoint=runs/my-run/checkpoints/checkpoint_avg.pt beam_size=5
+    noamt-evaluate checkpoint=runs/my-run/checkpoints/checkpoint_avg.pt decoding.beam_size=5
     noamt-evaluate checkpoint=runs/my-run splits=[test_2016_flickr,valid] data_dir=/data/multi30k
 
 The data config is the one stored in the checkpoint (``data_dir`` replaces its folder);
 ``splits`` defaults to its test splits (``valid`` names the validation split); ``device``
-picks an option of the device/ group. Writes ``<split>.hyp.<tgt_lang>`` and ``results.json``
+picks an option of the device/ group and ``decoding`` one of the decoding/ group (default,
+greedy; e.g. ``decoding.beam_size=10``). Writes ``<split>.hyp.<tgt_lang>`` and ``results.json``
 to ``out_dir`` (default: ``<run>/eval``) and prints a table with the metric signatures.
 """
 
@@ -29,8 +30,8 @@ from noamt.evaluation import evaluate_checkpoint, format_table
 
 
 @dataclass
-class EvaluateConfig(DecodingConfig):
-    """Decoding settings plus the checkpoint, the splits and where results go."""
+class EvaluateConfig:
+    """The checkpoint, the splits, how to search and where results go."""
 
     checkpoint: str = MISSING  # a checkpoint file or a run directory
     splits: list[str] | None = None  # default: the data config's test splits
@@ -38,6 +39,7 @@ class EvaluateConfig(DecodingConfig):
     out_dir: str | None = None  # default: <run>/eval
     max_tokens: int = 4096  # source tokens per batch, padding included
     device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the decoding/ config group
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -47,7 +49,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate as configured and print the table of scores."""
     _, results = evaluate_checkpoint(
         cfg.checkpoint,
-        cfg,
+        cfg.decoding,
         cfg.device,
         splits=cfg.splits,
         data_dir=cfg.data_dir,

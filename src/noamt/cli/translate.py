@@ -2,12 +2,13 @@
 
     noamt-translate checkpoint=runs/my-run input=test.en output=test.hyp.de
     echo "A man rides a bike." | noamt-translate checkpoint=runs/run/checkpoints/checkpoint_avg.pt
-    noamt-translate checkpoint=runs/my-run beam_size=1 max_tokens=2048 device=cpu < in.txt > out.txt
+    noamt-translate checkpoint=runs/my-run decoding=greedy max_tokens=2048 device=cpu < in.txt > out.txt
 
 ``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
 checkpoint_last.pt); ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
-``device=cpu device.num_threads=2``). Every input line gives exactly one output line, in input
-order; blank lines give blank lines. Logs and the progress bar go to stderr, so stdout holds
+``device=cpu device.num_threads=2``) and ``decoding`` one of the decoding/ group (default, greedy;
+e.g. ``decoding.beam_size=10 decoding.length_penalty=0.6``). Every input line gives exactly one
+output line, in input order; blank lines give blank lines. Logs and the progress bar go to stderr, so stdout holds
 translations only.
 """
 
@@ -28,20 +29,22 @@ from noamt.cli.config import require
 from noamt.data import DataError, decode_lines, read_lines
 from noamt.decoding import DecodingConfig, check_decoding, translate_texts
 from noamt.device import DeviceConfig, device_manager
-from noamt.evaluation import as_line, load_model
+from noamt.evaluation import as_line
+from noamt.inference import load_model
 
 log = logging.getLogger("noamt")
 
 
 @dataclass
-class TranslateConfig(DecodingConfig):
-    """Decoding settings plus where the model, the input and the output are."""
+class TranslateConfig:
+    """Where the model, the input and the output are, and how to search."""
 
     checkpoint: str = MISSING
     input: str = "-"  # a UTF-8 text file, or - for stdin
     output: str = "-"  # a file, or - for stdout
     max_tokens: int = 4096  # source tokens per batch, padding included
     device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the decoding/ config group
 
 
 ConfigStore.instance().store(name="translate_schema", node=TranslateConfig)
@@ -88,7 +91,7 @@ def check_paths(cfg: TranslateConfig) -> None:
 
 def translate(cfg: TranslateConfig) -> None:
     check_paths(cfg)
-    check_decoding(cfg)
+    check_decoding(cfg.decoding)
     dm = device_manager(cfg.device)
     loaded = load_model(cfg.checkpoint, dm.device)
     log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
@@ -96,12 +99,7 @@ def translate(cfg: TranslateConfig) -> None:
     bar = tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-")
     with bar, dm.autocast():
         translations = translate_texts(
-            loaded.model,
-            loaded.tokenizer,
-            lines,
-            cfg,
-            max_tokens=cfg.max_tokens,
-            on_batch=bar.update,
+            loaded.model, loaded.tokenizer, lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update
         )
     write_output(cfg.output, translations)
     log.info("translated %d lines", len(lines))

@@ -18,13 +18,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+from noamt.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ class Tokenizer:
         return cls(tokenizers.Tokenizer.from_str(s))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the JSON serialisation to `path` atomically."""
-        _write_atomic(Path(path), self.to_str())
+        """Write the JSON serialisation to `path` atomically (:func:`noamt.io.write_atomic`)."""
+        write_atomic(path, self.to_str())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
@@ -172,15 +173,3 @@ def _cache_key(train_src: Sequence[str], train_tgt: Sequence[str], cfg: Tokenize
             h.update(len(data).to_bytes(8, "little"))
             h.update(data)
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noamt.loss import projected_label_smoothed_cross_entropy, projected_token_losses
+from noamt.ops.cross_entropy import projected_label_smoothed_cross_entropy, projected_token_losses
 
 
 def reference(hidden, weight, target, epsilon):

@@ -8,13 +8,25 @@ smoothing eps, with lse_i = log sum_v exp(x_iv):
     G_iv = d loss / d x_iv = softmax(x_i)_v - q_iv,   q_iv = (1 - eps) [v = t_i] + eps / V
     d loss / d h = G W,   d loss / d W = G^T h
 
-the same value and gradients as ``F.cross_entropy(h @ W.T, t, label_smoothing=eps,
-reduction="sum")``. The forward pass works through the rows in chunks: each chunk's logits are
-written into one reused buffer, turned into G in place and multiplied out at once, so no N x V
-tensor is kept for the backward pass (which only scales the two stored gradients) and none is
-allocated per step. PyTorch's version keeps the logits and builds its smoothing and NLL
-gradients in separate N x V buffers; on a CPU that was about a fifth of a training step of
-the small model. The negative log-likelihood, sum_i (lse_i - x_{i,t_i}), comes along for free.
+The negative log-likelihood, sum_i (lse_i - x_{i,t_i}), comes along for free.
+
+Prior art. The value and both gradients are those of PyTorch's
+``F.cross_entropy(h @ W.T, t, label_smoothing=eps, reduction="sum")``, which spreads eps over
+all V classes as here (the target gets 1 - eps + eps / V). fairseq's
+``label_smoothed_nll_loss`` spreads it over the V - 1 other classes instead (the target gets
+exactly 1 - eps, every other class eps / (V - 1)), so its loss differs from this one for the
+same eps. Fusing the projection into the loss and computing the gradient during the forward
+pass, chunk by chunk, is the fused linear cross-entropy of Liger-Kernel (Hsu et al. 2024).
+
+Where it differs from PyTorch's. The forward pass works through the rows in chunks: each
+chunk's logits are written into one reused buffer, turned into G in place and multiplied out at
+once, so no N x V tensor is kept for the backward pass (which only scales the two stored
+gradients) and none is allocated per step; PyTorch keeps the logits and builds its smoothing
+and NLL gradients in separate N x V buffers, on a CPU about a fifth of a training step of the
+small model. The gradient is therefore fixed at forward time: the result can be differentiated
+once (no double backward), and the NLL is returned without a gradient. Under autocast the
+products run in the autocast dtype and the softmax in float32. Unlike Liger-Kernel it is plain
+PyTorch (no Triton kernel) and runs on any device.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from noamt.dropout import Dropout, dropout
+from noamt.ops.dropout import Dropout, dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])

@@ -2,13 +2,18 @@
 
     y = x * m / (1 - p'),   m_i ~ Bernoulli(1 - p') independently,   so E[y] = x
 
-On a CPU ``torch.nn.functional.dropout`` draws one random number per element, which made
-dropout about a tenth of a training step of the small model. Here each 64-bit random word
-gives four 15-bit uniform integers r (the low 15 bits of each of its 16-bit quarters), and an
-element is kept when r >= round(32768 p): p' = round(32768 p) / 32768, within 1.6e-5 of p. A
-quarter of the generator calls, and the mask costs a third of PyTorch's. The words come from
-the default generator, so ``torch.manual_seed`` and the checkpointed RNG state fix the masks
-as before. Other devices use PyTorch's fused dropout (p' = p).
+Prior art: the inverted dropout of Srivastava et al. (2014) as ``torch.nn.functional.dropout``
+computes it (and fairseq's ``FairseqDropout``, which calls it): the same formula with p' = p.
+
+Where it differs from PyTorch's, on the CPU only. ``F.dropout`` draws one random number per
+element, which made dropout about a tenth of a training step of the small model. Here each
+64-bit random word gives four 15-bit uniform integers r (the low 15 bits of each of its 16-bit
+quarters), and an element is kept when r >= round(32768 p): the drop probability is quantised
+to p' = round(32768 p) / 32768, within 1.6e-5 of p, and the scale is 1 / (1 - p'), not
+1 / (1 - p). A quarter of the generator calls, and the mask costs a third of PyTorch's. The
+words come from the default generator, so ``torch.manual_seed`` and the checkpointed RNG state
+fix the masks, but they are not the masks ``F.dropout`` draws for the same seed. Other devices
+(and p' = 1) use PyTorch's fused dropout, p' = p.
 """
 
 from __future__ import annotations

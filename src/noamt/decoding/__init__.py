@@ -1,0 +1,22 @@
+"""Translating with a trained model: the search settings (``config``), the key/value cache of
+incremental decoding (``cache``), greedy and beam search (``search``, ``beam``) and text in, text
+out (``text``)."""
+
+from noamt.decoding.beam import beam_search
+from noamt.decoding.cache import DecoderCache
+from noamt.decoding.config import GREEDY, DecodingConfig, check_decoding
+from noamt.decoding.search import greedy_search, max_output_lengths
+from noamt.decoding.text import search_batch, translate_batches, translate_texts
+
+__all__ = [
+    "GREEDY",
+    "DecoderCache",
+    "DecodingConfig",
+    "beam_search",
+    "check_decoding",
+    "greedy_search",
+    "max_output_lengths",
+    "search_batch",
+    "translate_batches",
+    "translate_texts",
+]

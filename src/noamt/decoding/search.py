@@ -1,0 +1,145 @@
+"""Greedy search over a trained :class:`~noamt.model.Transformer`, and the steps it shares with
+beam search (:mod:`noamt.decoding.beam`).
+
+Both searches decode incrementally: the encoder runs once, the decoder is fed one new token per
+step, and a :class:`~noamt.decoding.cache.DecoderCache` keeps the keys and values of earlier
+positions (``use_cache=False`` recomputes the whole prefix every step instead and gives the same
+output). Sentences leave the batch as soon as they are finished, so the batch shrinks as
+decoding goes.
+
+Output length. A sentence whose source has |x| tokens (without padding, counting the EOS the
+batcher appends) may emit at most ``L = min(floor(a * |x| + b), max_positions - 1)`` tokens
+before EOS (a = ``max_len_a``, b = ``max_len_b`` of the :class:`DecodingConfig`); at step L
+(0-based) EOS is forced. Every hypothesis therefore ends in EOS, which is stripped together with
+BOS from the returned ids. The padding and BOS ids are never emitted. ``min_len`` bans EOS
+before that many tokens (fairseq's ``--min-len``), so ``min_len = L`` makes every output
+exactly L tokens long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from noamt.decoding.cache import DecoderCache
+from noamt.decoding.config import DecodingConfig
+from noamt.model import Transformer
+
+
+@contextlib.contextmanager
+def inference(model: torch.nn.Module):
+    """eval() mode and no autograd for the block; the previous train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def max_output_lengths(src: torch.Tensor, pad_id: int, max_positions: int, decoding: DecodingConfig) -> torch.Tensor:
+    """L_i = min(floor(a * |x_i| + b), max_positions - 1); |x_i| = non-padding tokens of row i.
+
+    src (B, S) -> limits (B,).
+    """
+    src_len = (src != pad_id).sum(dim=1).to(torch.float64)  # (B,)
+    limits = torch.floor(decoding.max_len_a * src_len + decoding.max_len_b).long()
+    return limits.clamp(min=0, max=max_positions - 1)
+
+
+def next_log_probs(
+    model: Transformer,
+    tokens: torch.Tensor,
+    memory: torch.Tensor,
+    memory_mask: torch.Tensor,
+    cache: DecoderCache | None,
+    bos_id: int,
+    buffer: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(y_t | y_<t, x) for the last position of each row of ``tokens`` (N, t+1): (N, V).
+
+    With a cache only the newest token is fed; PAD and BOS get log-probability -inf. With a
+    float32 ``buffer`` of at least N rows, the logits and log-probabilities are written into it
+    (an unchanged view of it is returned): no step allocates the (N, V) tensors afresh, which
+    on a CPU costs page faults on par with the product that fills them.
+    """
+    tgt_in = tokens[:, -1:] if cache is not None else tokens  # (N, 1) or (N, t+1)
+    hidden = model.decode(tgt_in, memory, memory_mask, cache)[:, -1]  # (N, d)
+    if buffer is not None and hidden.dtype == buffer.dtype:
+        logits = model.project(hidden, out=buffer[: hidden.size(0)])
+    else:  # e.g. bf16 under autocast
+        logits = model.project(hidden).float()
+    lprobs = torch.log_softmax(logits, dim=-1, out=logits)  # (N, V), in place
+    lprobs[:, [model.pad_id, bos_id]] = -math.inf
+    return lprobs
+
+
+def force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int = 0) -> torch.Tensor:
+    """Rows whose length limit is reached (step >= L) may only emit EOS; before ``min_len``
+    tokens, the others may not emit it. lprobs (N, ..., V), changed in place and returned.
+
+    Only the rows at their limit are rewritten (one host sync to find them), not the whole
+    (N, ..., V) tensor: at most steps no row is.
+    """
+    at_limit = (step >= limits).nonzero().flatten()  # (n,)
+    eos = lprobs[at_limit, ..., eos_id] if at_limit.numel() else None  # a copy, (n, ...)
+    if step < min_len:
+        lprobs[..., eos_id] = -math.inf
+    if eos is not None:
+        lprobs[at_limit] = -math.inf
+        lprobs[at_limit, ..., eos_id] = eos
+    return lprobs
+
+
+def new_cache(model: Transformer, limits: torch.Tensor, use_cache: bool) -> DecoderCache | None:
+    """A cache sized for outputs up to the longest limit, or None when ``use_cache`` is off."""
+    return DecoderCache(model.cfg.decoder_layers, int(limits.max()) + 1) if use_cache else None
+
+
+def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Keep sentences ``rows`` (one decoder row each) of the cache, in place, and of each tensor."""
+    if cache is not None:
+        cache.reorder(rows, sentences=rows)
+    return tuple(t.index_select(0, rows) for t in tensors)
+
+
+def greedy_search(
+    model: Transformer,
+    src: torch.Tensor,
+    decoding: DecodingConfig,
+    *,
+    bos_id: int,
+    eos_id: int,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """y_t = argmax_v log p(v | y_<t, x) until EOS; src (B, S) -> B lists of ids without BOS/EOS.
+
+    Of ``decoding``, the length bounds count (``max_len_a``, ``max_len_b``, ``min_len``);
+    ``beam_size`` and ``length_penalty`` do not.
+    """
+    outputs: list[list[int]] = [[] for _ in range(src.size(0))]
+    with inference(model):
+        memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
+        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, decoding)
+        sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
+        tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
+        cache = new_cache(model, limits, use_cache)
+        buffer = memory.new_empty(src.size(0), model.tgt_vocab_size, dtype=torch.float32)
+        for step in range(int(limits.max()) + 1):
+            lprobs = next_log_probs(model, tokens, memory, memory_mask, cache, bos_id, buffer)  # (N, V)
+            next_tokens = force_eos(lprobs, step, limits, eos_id, decoding.min_len).argmax(dim=-1)  # (N,)
+            tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)  # (N, t+2)
+            finished = next_tokens == eos_id
+            for row in finished.nonzero().flatten().tolist():
+                outputs[int(sentence[row])] = tokens[row, 1:-1].tolist()
+            if finished.all():
+                break
+            if finished.any():
+                live = (~finished).nonzero().flatten()
+                tokens, memory, memory_mask, sentence, limits = _keep_rows(
+                    live, cache, tokens, memory, memory_mask, sentence, limits
+                )
+    return outputs

@@ -1,0 +1,82 @@
+"""Text in, text out: sentences batched by source tokens, searched, detokenized, in input order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
+from noamt.decoding.beam import beam_search
+from noamt.decoding.config import DecodingConfig, check_decoding
+from noamt.decoding.search import greedy_search
+from noamt.model import Transformer
+
+log = logging.getLogger(__name__)
+
+
+def search_batch(
+    model: Transformer, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
+) -> list[list[int]]:
+    """Greedy search for ``decoding.beam_size`` 1, beam search otherwise: src (B, S) -> B id lists."""
+    find = greedy_search if decoding.beam_size == 1 else beam_search
+    return find(model, src, decoding, bos_id=bos_id, eos_id=eos_id)
+
+
+def translate_batches(
+    model: Transformer,
+    batches: Iterable[Batch],
+    tokenizer: Tokenizer,
+    decoding: DecodingConfig,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Translate every batch with :func:`search_batch` and detokenize.
+
+    Returns the strings ordered by ``Batch.indices`` (the input order for a whole split);
+    ``on_batch(n)`` is called after each batch with its number of sentences.
+    """
+    device = next(model.parameters()).device
+    ids_by_index: dict[int, list[int]] = {}
+    for batch in batches:
+        ids = search_batch(model, batch.src.to(device), decoding, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+        ids_by_index.update(zip(batch.indices.tolist(), ids, strict=True))
+        if on_batch is not None:
+            on_batch(len(ids))
+    return tokenizer.decode_batch([ids_by_index[i] for i in sorted(ids_by_index)])
+
+
+def translate_texts(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    decoding: DecodingConfig,
+    *,
+    max_tokens: int = 4096,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """One translation per text, in input order.
+
+    Blank texts translate to "" without running the model. A text longer than the model's
+    ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning gives the count.
+    Batches hold at most ``max_tokens`` source tokens, padding included.
+    """
+    check_decoding(decoding)
+    outputs = [""] * len(texts)
+    keep = [i for i, text in enumerate(texts) if text.strip()]
+    if on_batch is not None and len(keep) < len(texts):
+        on_batch(len(texts) - len(keep))
+    if not keep:
+        return outputs
+    limit = model.cfg.max_positions - 1
+    src_ids = tokenizer.encode_batch([texts[i] for i in keep])
+    n_long = sum(len(ids) > limit for ids in src_ids)
+    if n_long:
+        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
+    split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
+    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False)
+    translations = translate_batches(model, batches, tokenizer, decoding, on_batch=on_batch)
+    for i, translation in zip(keep, translations, strict=True):
+        outputs[i] = translation
+    return outputs

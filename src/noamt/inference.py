@@ -1,0 +1,66 @@
+"""The model a config and a tokenizer describe: built empty for training (:func:`build_model`),
+rebuilt from a checkpoint for translation (:func:`load_model`) with the same function."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from noamt.data import Tokenizer
+from noamt.model import ModelConfig, Transformer
+
+
+def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
+    """A freshly initialised Transformer over the tokenizer's joint vocabulary."""
+    vocab = tokenizer.vocab_size
+    return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for translation, with what its checkpoint says about it."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    config: dict  # the run's resolved config (data, model, ... sections)
+    step: int | None
+    path: Path
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file as given; for a run directory (or its ``checkpoints/`` folder),
+    ``checkpoint_best.pt``, else ``checkpoint_last.pt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for folder in (path / "checkpoints", path):
+        for name in (BEST, LAST):
+            if (folder / name).is_file():
+                return folder / name
+    raise CheckpointError(f"no {BEST} or {LAST} in {path / 'checkpoints'} or {path}")
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
+    """The Transformer and tokenizer stored in a checkpoint (file or run directory), in eval mode."""
+    path = resolve_checkpoint(path)
+    state = load_checkpoint(path)
+    for key in ("config", "tokenizer"):
+        if key not in state:
+            raise CheckpointError(f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)")
+    try:
+        model_cfg = ModelConfig(**state["config"]["model"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: config.model is not a ModelConfig ({err})") from err
+    tokenizer = Tokenizer.from_str(state["tokenizer"])
+    model = build_model(model_cfg, tokenizer)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit config.model ({first})") from err
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, state["config"], state.get("step"), path)
