@@ -36,7 +36,8 @@ from noamt.cli.config import register_configs, to_train_config
 from noamt.data import EncodedSplit, TokenBudgetBatches, endless_batches
 from noamt.decoding import DecodingConfig, beam_search
 from noamt.device import DeviceManager
-from noamt.trainer import Trainer, build_optimizer
+from noamt.optim import build_optimizer
+from noamt.trainer import Trainer
 from noamt_study.peers import marian_model, marian_train_step, trainable_parameters
 
 

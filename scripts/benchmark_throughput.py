@@ -34,7 +34,8 @@ from noamt import pipeline
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import endless_batches
 from noamt.device import DeviceManager
-from noamt.trainer import Trainer, build_optimizer
+from noamt.optim import build_optimizer
+from noamt.trainer import Trainer
 
 
 def matmul_flops(model_cfg, batch) -> float:

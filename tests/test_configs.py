@@ -14,7 +14,8 @@ from noamt.data import DataConfig, TokenizerConfig
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.model import ModelConfig, Transformer
-from noamt.trainer import OptimConfig, TrainerConfig
+from noamt.optim import OptimConfig
+from noamt.trainer import TrainerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ["data", "tokenizer", "model", "optim", "schedule", "trainer", "device", "experiment"]

@@ -14,7 +14,7 @@ from helpers.runs import train_run as run
 from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
-from noamt.trainer import BestTracker, Pace, _duration
+from noamt.progress import BestTracker, Pace, duration_text
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -249,4 +249,4 @@ def test_the_first_updates_give_one_time_estimate_for_the_rest():
     assert re.fullmatch(r"\d+\.\d\d s per update: about [\d.]+ (min|h|days) for the 99990 updates left", line)
     assert pace.after_update(211) is None  # once per launch
     assert "runs until stopped" in Pace(0, None, 1).after_update(1)
-    assert [_duration(s) for s in (20, 600, 7200, 3 * 86400)] == ["1 min", "10 min", "2.0 h", "3.0 days"]
+    assert [duration_text(s) for s in (20, 600, 7200, 3 * 86400)] == ["1 min", "10 min", "2.0 h", "3.0 days"]

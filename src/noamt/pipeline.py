@@ -34,8 +34,9 @@ from noamt.evaluation import validation_bleu
 from noamt.inference import build_model
 from noamt.io import write_atomic
 from noamt.model import ModelConfig, count_parameters
+from noamt.optim import OptimConfig, build_optimizer
 from noamt.run_lock import run_lock
-from noamt.trainer import OptimConfig, Trainer, TrainerConfig, build_optimizer
+from noamt.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
 

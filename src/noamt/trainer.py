@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import logging
 import math
-import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
+from noamt.progress import PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -99,153 +98,8 @@ class TrainerConfig:
     """Show a progress bar."""
 
 
-@dataclass
-class OptimConfig:
-    """Adam (Kingma and Ba 2015) as in Vaswani et al.: betas (0.9, 0.98), eps 1e-9."""
-
-    name: str = "adam"
-    """adam or adamw (decoupled weight decay)."""
-    betas: tuple[float, float] = (0.9, 0.98)
-    """Decay rates of the first and second moment estimates."""
-    eps: float = 1e-9
-    """Added to the root of the second moment estimate."""
-    weight_decay: float = 0.0
-    """L2 penalty (adam) or decoupled weight decay (adamw)."""
-
-
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam, or AdamW when ``name == 'adamw'``; lr is set by the schedule before every update."""
-    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if cfg.name not in kinds:
-        raise ValueError(f"optim.name={cfg.name!r}: expected one of {sorted(kinds)}")
-    device_type = next(model.parameters()).device.type
-    return kinds[cfg.name](
-        model.parameters(),
-        lr=0.0,
-        betas=tuple(cfg.betas),
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-        fused=device_type in {"cpu", "cuda"},
-    )
-
-
-class BestTracker:
-    """The best validation loss and BLEU so far, the update that set the best ``metric``, and the
-    validations since ``metric`` last improved."""
-
-    def __init__(self, metric: str, patience: int):
-        if metric not in {"loss", "bleu"}:
-            raise ValueError(f"trainer.best_metric={metric!r}: expected 'loss' or 'bleu'")
-        self.metric, self.patience = metric, patience
-        self.best = {"loss": math.inf, "bleu": -math.inf}
-        self.best_step = 0
-        self.without_improvement = 0
-
-    def update(self, result: dict, step: int) -> bool:
-        """Record the validation result of update ``step``; True when it improves ``metric``
-        (lower loss, higher BLEU)."""
-        value = result[self.metric]
-        improved = value < self.best["loss"] if self.metric == "loss" else value > self.best["bleu"]
-        self.best["loss"] = min(self.best["loss"], result["loss"])
-        if "bleu" in result:
-            self.best["bleu"] = max(self.best["bleu"], result["bleu"])
-        self.without_improvement = 0 if improved else self.without_improvement + 1
-        if improved:
-            self.best_step = step
-        return improved
-
-    def out_of_patience(self) -> bool:
-        return self.patience > 0 and self.without_improvement >= self.patience
-
-    def finite(self) -> dict[str, float]:
-        """``best_loss``/``best_bleu`` for the metrics records, those reached so far."""
-        return {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
-
-
-class LogWindow:
-    """The training updates since the last log line.
-
-    loss = (sum of the token losses) / (target tokens) on this rank; tokens/s = target tokens of
-    all ranks / wall time since the window opened. The loss stays on the device until read.
-    """
-
-    def __init__(self, device: torch.device, all_reduce_sum: Callable[[float], float]):
-        self.device = device
-        self.all_reduce_sum = all_reduce_sum
-        self._reset()
-
-    def _reset(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device)
-        self.tokens = 0
-        self.start = time.perf_counter()
-
-    def add(self, loss_sum: torch.Tensor, tokens: int) -> None:
-        self.loss_sum += loss_sum
-        self.tokens += tokens
-
-    def close(self) -> tuple[float, float]:
-        """(loss per token, tokens/s) of the window; a new window opens."""
-        elapsed = time.perf_counter() - self.start
-        tokens = self.all_reduce_sum(self.tokens)
-        loss = self.loss_sum.item() / max(self.tokens, 1)
-        self._reset()
-        return loss, tokens / elapsed if elapsed > 0 else 0.0
-
-
-PACE_UPDATES = 10  # updates timed before the first time estimate
-
-
-class Pace:
-    """Seconds per update over the first ``count`` updates of a launch, and the time they imply
-    for the rest: remaining = (total - step) * (elapsed / count)."""
-
-    def __init__(self, first_step: int, total: int | None, count: int):
-        self.first_step, self.total, self.count = first_step, total, count
-        self.start = time.perf_counter()
-
-    def after_update(self, step: int) -> str | None:
-        """The one estimate line, after the ``count``-th update of the launch; None otherwise."""
-        if step - self.first_step != self.count:
-            return None
-        per_update = (time.perf_counter() - self.start) / self.count
-        if self.total is None:
-            return f"{per_update:.2f} s per update (no trainer.max_steps or max_epochs: it runs until stopped)"
-        left = (self.total - step) * per_update
-        return f"{per_update:.2f} s per update: about {_duration(left)} for the {self.total - step} updates left"
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{max(minutes, 1)} min"
-    hours = minutes / 60
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
 class TrainingDiverged(RuntimeError):
     """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
-
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each update."""
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:  # second signal: give up at once
-            raise KeyboardInterrupt
-        self.signum = signum
-        log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
-
-    @contextlib.contextmanager
-    def installed(self):
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
 
 class Trainer:

@@ -1,0 +1,132 @@
+"""What the training loop keeps track of besides the model: the best validation scores and the
+patience left, the window of updates since the last log line, the time estimate after the first
+updates of a launch, and stop requests from signals."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class BestTracker:
+    """The best validation loss and BLEU so far, the update that set the best ``metric``, and the
+    validations since ``metric`` last improved."""
+
+    def __init__(self, metric: str, patience: int):
+        if metric not in {"loss", "bleu"}:
+            raise ValueError(f"trainer.best_metric={metric!r}: expected 'loss' or 'bleu'")
+        self.metric, self.patience = metric, patience
+        self.best = {"loss": math.inf, "bleu": -math.inf}
+        self.best_step = 0
+        self.without_improvement = 0
+
+    def update(self, result: dict, step: int) -> bool:
+        """Record the validation result of update ``step``; True when it improves ``metric``
+        (lower loss, higher BLEU)."""
+        value = result[self.metric]
+        improved = value < self.best["loss"] if self.metric == "loss" else value > self.best["bleu"]
+        self.best["loss"] = min(self.best["loss"], result["loss"])
+        if "bleu" in result:
+            self.best["bleu"] = max(self.best["bleu"], result["bleu"])
+        self.without_improvement = 0 if improved else self.without_improvement + 1
+        if improved:
+            self.best_step = step
+        return improved
+
+    def out_of_patience(self) -> bool:
+        return self.patience > 0 and self.without_improvement >= self.patience
+
+    def finite(self) -> dict[str, float]:
+        """``best_loss``/``best_bleu`` for the metrics records, those reached so far."""
+        return {f"best_{k}": v for k, v in self.best.items() if math.isfinite(v)}
+
+
+class LogWindow:
+    """The training updates since the last log line.
+
+    loss = (sum of the token losses) / (target tokens) on this rank; tokens/s = target tokens of
+    all ranks / wall time since the window opened. The loss stays on the device until read.
+    """
+
+    def __init__(self, device: torch.device, all_reduce_sum: Callable[[float], float]):
+        self.device = device
+        self.all_reduce_sum = all_reduce_sum
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss_sum: torch.Tensor, tokens: int) -> None:
+        self.loss_sum += loss_sum
+        self.tokens += tokens
+
+    def close(self) -> tuple[float, float]:
+        """(loss per token, tokens/s) of the window; a new window opens."""
+        elapsed = time.perf_counter() - self.start
+        tokens = self.all_reduce_sum(self.tokens)
+        loss = self.loss_sum.item() / max(self.tokens, 1)
+        self._reset()
+        return loss, tokens / elapsed if elapsed > 0 else 0.0
+
+
+PACE_UPDATES = 10  # updates timed before the first time estimate
+
+
+class Pace:
+    """Seconds per update over the first ``count`` updates of a launch, and the time they imply
+    for the rest: remaining = (total - step) * (elapsed / count)."""
+
+    def __init__(self, first_step: int, total: int | None, count: int):
+        self.first_step, self.total, self.count = first_step, total, count
+        self.start = time.perf_counter()
+
+    def after_update(self, step: int) -> str | None:
+        """The one estimate line, after the ``count``-th update of the launch; None otherwise."""
+        if step - self.first_step != self.count:
+            return None
+        per_update = (time.perf_counter() - self.start) / self.count
+        if self.total is None:
+            return f"{per_update:.2f} s per update (no trainer.max_steps or max_epochs: it runs until stopped)"
+        left = (self.total - step) * per_update
+        return f"{per_update:.2f} s per update: about {duration_text(left)} for the {self.total - step} updates left"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for a log line: minutes under an hour, hours under two days, else days."""
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{max(minutes, 1)} min"
+    hours = minutes / 60
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each update."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
