@@ -35,17 +35,29 @@ class ModelConfig:
     """Size and regularisation of the Transformer (names as in the paper)."""
 
     name: str = "small"
+    """A label for the size (tiny, small, base, big); it names runs, the model ignores it."""
     encoder_layers: int = 3
+    """N of the encoder: its stacked self-attention + feed-forward layers."""
     decoder_layers: int = 3
+    """N of the decoder: its stacked self-attention + cross-attention + feed-forward layers."""
     d_model: int = 256
+    """Width of every embedding and sub-layer output."""
     n_heads: int = 4
+    """h, the attention heads per layer; d_model must be a multiple of it (d_k = d_model / h)."""
     d_ff: int = 1024
+    """Inner width of the position-wise feed-forward network."""
     dropout: float = 0.1
+    """P_drop on the embeddings + positions and on each sub-layer's output before the residual sum."""
     attention_dropout: float = 0.0
+    """Dropout on the attention weights (softmax output)."""
     activation_dropout: float = 0.0
+    """Dropout after the feed-forward network's ReLU."""
     pre_norm: bool = False
+    """LayerNorm before each sub-layer (x + F(LN(x)), with a final LayerNorm) instead of after (LN(x + F(x)))."""
     share_embeddings: bool = True
+    """One embedding matrix for source, target and the output projection (joint vocabulary)."""
     max_positions: int = 1024
+    """Rows of the sinusoidal position table: the longest sequence the model accepts."""
 
 
 def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:

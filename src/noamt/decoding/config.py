@@ -15,10 +15,15 @@ class DecodingConfig:
     """
 
     beam_size: int = 5
+    """Hypotheses kept at each step; 1 is greedy search."""
     length_penalty: float = 1.0
+    """alpha: finished hypotheses are ranked by sum log p / |y|^alpha (0 ranks by sum log p)."""
     max_len_a: float = 1.2
+    """a in the output limit floor(a * |x| + b)."""
     max_len_b: int = 10
+    """b in the output limit floor(a * |x| + b)."""
     min_len: int = 0
+    """EOS is banned before this many output tokens."""
 
 
 GREEDY = DecodingConfig(beam_size=1)  # what validation BLEU decodes with
