@@ -2,6 +2,7 @@
 export translates as noamt does (post-norm and pre-norm), and what cannot be exported is refused
 in one line."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,57 +12,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import make_checkpoint, train_run
+from helpers.runs import make_checkpoint, small_train_config, train_run
 
-from noamt import pipeline, schedules
+from noamt import schedules
 from noamt.checkpoint import CheckpointError
-from noamt.data import DataConfig, TokenizerConfig, read_lines
+from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
-from noamt.device import DeviceConfig
 from noamt.export.check import ExportError, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec
 from noamt.export.exporter import export_model
 from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 from noamt.inference import load_model
-from noamt.model import ModelConfig
 from noamt.results import write_results_json
-from noamt.trainer import TrainerConfig
 
 N_SENTENCES = 20
 
 
 def trained_run(run_dir: Path, data_dir: Path, pre_norm: bool) -> Path:
-    """A 2+2-layer d_model 64 model trained for 400 updates on the toy corpus: enough for its
-    greedy outputs to differ from sentence to sentence and to end in EOS."""
-    cfg = pipeline.TrainConfig(
-        data=DataConfig(dir=str(data_dir), max_train_examples=1500, max_eval_examples=20),
-        tokenizer=TokenizerConfig(vocab_size=600, cache_dir=str(run_dir.parent / "tokenizers")),
-        model=ModelConfig(
-            name="test",
-            encoder_layers=2,
-            decoder_layers=2,
-            d_model=64,
-            n_heads=4,
-            d_ff=128,
-            dropout=0.1,
-            pre_norm=pre_norm,
-            max_positions=64,
-        ),
-        schedule=schedules.NoamConfig(d_model=64, warmup_steps=40, factor=2.0),
-        trainer=TrainerConfig(
-            max_steps=400,
-            max_tokens=1024,
-            val_interval=400,
-            save_interval=400,
-            log_interval=200,
-            progress=False,
-            tensorboard=False,
-            seed=3,
-            val_bleu=False,
-        ),
-        device=DeviceConfig(device="cpu"),
-    )
-    train_run(cfg, run_dir)
+    """The small toy-corpus model (max_positions 64) trained for 400 updates: enough for its
+    greedy outputs to depend on the source and to end in EOS."""
+    cfg = small_train_config(data_dir, run_dir.parent / "tokenizers", max_steps=400, val_interval=400,
+                             save_interval=400, log_interval=200)  # fmt: skip
+    model = dataclasses.replace(cfg.model, pre_norm=pre_norm, max_positions=64)
+    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=2.0)
+    train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
     return run_dir
 
 
