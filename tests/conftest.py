@@ -9,15 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers.runs import small_train_config
 from helpers.study_runs import synthetic_benchmark
 from helpers.toy_corpus import write_toy_corpus
 
-from noamt import pipeline, schedules
-from noamt.data import DataConfig, TokenizerConfig
+from noamt import pipeline
 from noamt.data.corpus import fetched_data_dir
-from noamt.device import DeviceConfig
-from noamt.model import ModelConfig
-from noamt.trainer import TrainerConfig
 
 os.environ.setdefault("NOAMT_DATA_DIR", str(fetched_data_dir("multi30k")))
 
@@ -43,34 +40,7 @@ def small_run(toy_data_dir, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "tokenizers"
 
     def make(**trainer_overrides) -> pipeline.TrainConfig:
-        trainer = dict(
-            max_steps=30,
-            max_tokens=1024,
-            val_interval=10,
-            save_interval=10,
-            log_interval=5,
-            progress=False,
-            tensorboard=False,
-            seed=3,
-            val_bleu=False,
-        )
-        trainer.update(trainer_overrides)
-        return pipeline.TrainConfig(
-            data=DataConfig(dir=str(toy_data_dir), max_train_examples=1500, max_eval_examples=100),
-            tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(cache)),
-            model=ModelConfig(
-                name="test",
-                encoder_layers=2,
-                decoder_layers=2,
-                d_model=64,
-                n_heads=4,
-                d_ff=128,
-                dropout=0.1,
-            ),
-            schedule=schedules.NoamConfig(d_model=64, warmup_steps=15, factor=1.0),
-            trainer=TrainerConfig(**trainer),
-            device=DeviceConfig(device="cpu"),
-        )
+        return small_train_config(toy_data_dir, cache, **trainer_overrides)
 
     return make
 

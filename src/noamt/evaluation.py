@@ -231,7 +231,10 @@ def tokenized_references(data_cfg: DataConfig, split: str) -> list[str] | None:
 
 
 def default_out_dir(checkpoint: Path) -> Path:
-    """``<run>/eval`` for ``<run>/checkpoints/<file>``, else ``eval`` beside the checkpoint."""
+    """``<run>/eval`` for ``<run>/checkpoints/<file>``, ``<folder>/eval`` for a release folder,
+    else ``eval`` beside the checkpoint."""
+    if checkpoint.is_dir():
+        return checkpoint / "eval"
     folder = checkpoint.parent
     return (folder.parent if folder.name == "checkpoints" else folder) / "eval"
 

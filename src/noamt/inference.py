@@ -1,5 +1,6 @@
 """The model a config and a tokenizer describe: built empty for training (:func:`build_model`),
-rebuilt from a checkpoint for translation (:func:`load_model`) with the same function."""
+rebuilt from a checkpoint or a release folder (:mod:`noamt.export.release`) for translation
+(:func:`load_model`) with the same function."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from noamt.data import Tokenizer
+from noamt.export.release import is_release, read_release, tied_names
 from noamt.model import ModelConfig, Transformer
 
 
@@ -22,20 +24,20 @@ def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
 
 @dataclass
 class LoadedModel:
-    """A model ready for translation, with what its checkpoint says about it."""
+    """A model ready for translation, with what its checkpoint or release says about it."""
 
     model: Transformer
     tokenizer: Tokenizer
     config: dict  # the run's resolved config (data, model, ... sections)
     step: int | None
-    path: Path
+    path: Path  # the checkpoint file or the release folder
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file as given; for a run directory (or its ``checkpoints/`` folder),
-    ``checkpoint_best.pt``, else ``checkpoint_last.pt``."""
+    """A checkpoint file or a release folder as given; for a run directory (or its
+    ``checkpoints/`` folder), ``checkpoint_best.pt``, else ``checkpoint_last.pt``."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or is_release(path):
         return path
     for folder in (path / "checkpoints", path):
         for name in (BEST, LAST):
@@ -45,22 +47,30 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
-    """The Transformer and tokenizer stored in a checkpoint (file or run directory), in eval mode."""
+    """The Transformer and tokenizer stored in a checkpoint (file or run directory) or a release
+    folder, in eval mode."""
     path = resolve_checkpoint(path)
-    state = load_checkpoint(path)
-    for key in ("config", "tokenizer"):
-        if key not in state:
-            raise CheckpointError(f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)")
-    try:
-        model_cfg = ModelConfig(**state["config"]["model"])
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: config.model is not a ModelConfig ({err})") from err
-    tokenizer = Tokenizer.from_str(state["tokenizer"])
+    if is_release(path):
+        release = read_release(path)
+        model_cfg, tokenizer, weights = release.model_cfg, release.tokenizer, release.weights
+        config, step = release.run_config, release.step
+    else:
+        state = load_checkpoint(path)
+        for key in ("config", "tokenizer"):
+            if key not in state:
+                raise CheckpointError(f"{path} has no {key!r} entry (expected a checkpoint of noamt-train)")
+        try:
+            model_cfg = ModelConfig(**state["config"]["model"])
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: config.model is not a ModelConfig ({err})") from err
+        tokenizer = Tokenizer.from_str(state["tokenizer"])
+        weights, config, step = state["model"], state["config"], state.get("step")
     model = build_model(model_cfg, tokenizer)
+    tied = {name: weights[first] for name, first in tied_names(model.state_dict()).items() if first in weights}
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict({**weights, **tied})
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit config.model ({first})") from err
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, state["config"], state.get("step"), path)
+    return LoadedModel(model, tokenizer, config, step, path)

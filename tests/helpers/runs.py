@@ -11,11 +11,13 @@ from pathlib import Path
 
 import torch
 
-from noamt import pipeline
+from noamt import pipeline, schedules
 from noamt.checkpoint import save_checkpoint
 from noamt.data import DataConfig, TokenizerConfig, read_lines, train_tokenizer
 from noamt.data.corpus import find_split_file
+from noamt.device import DeviceConfig
 from noamt.model import ModelConfig, Transformer
+from noamt.trainer import TrainerConfig
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 CHECKPOINT_SPLITS = ["test_2016_flickr", "test_2018_flickr"]  # the 2018 set has no official tokenized refs
@@ -37,6 +39,33 @@ def run_cli(module: str, *overrides: str, cwd: Path, stdin: str | None = None) -
         input=stdin.encode() if stdin is not None else None,
         capture_output=True, cwd=cwd, env=env, timeout=120,
     )  # fmt: skip
+
+
+def small_train_config(data_dir: Path, tokenizer_cache: Path, **trainer_overrides) -> pipeline.TrainConfig:
+    """A config that trains a 2+2-layer d_model 64 model on 1,500 pairs of the toy corpus in
+    ``data_dir`` on the CPU, 30 updates unless ``trainer_overrides`` say otherwise."""
+    trainer = dict(
+        max_steps=30,
+        max_tokens=1024,
+        val_interval=10,
+        save_interval=10,
+        log_interval=5,
+        progress=False,
+        tensorboard=False,
+        seed=3,
+        val_bleu=False,
+    )
+    trainer.update(trainer_overrides)
+    return pipeline.TrainConfig(
+        data=DataConfig(dir=str(data_dir), max_train_examples=1500, max_eval_examples=100),
+        tokenizer=TokenizerConfig(vocab_size=1000, cache_dir=str(tokenizer_cache)),
+        model=ModelConfig(
+            name="test", encoder_layers=2, decoder_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.1
+        ),
+        schedule=schedules.NoamConfig(d_model=64, warmup_steps=15, factor=1.0),
+        trainer=TrainerConfig(**trainer),
+        device=DeviceConfig(device="cpu"),
+    )
 
 
 def train_run(cfg: pipeline.TrainConfig, run_dir: Path) -> dict:

@@ -68,6 +68,11 @@ class Tokenizer:
         """Number of token ids (the embedding table size)."""
         return self._hf.get_vocab_size()
 
+    def vocabulary(self) -> list[str]:
+        """Every token, the one of id i at index i."""
+        by_id = sorted(self._hf.get_vocab(with_added_tokens=False).items(), key=lambda item: item[1])
+        return [token for token, _ in by_id]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, without BOS/EOS."""
         return self._hf.encode(text, add_special_tokens=False).ids

@@ -1,0 +1,57 @@
+"""``noamt-export``: write a trained model in a format made for use, checked as it is written.
+
+    noamt-export checkpoint=runs/my-run format=release out=releases/my-run
+    noamt-export checkpoint=runs/my-run/checkpoints/checkpoint_avg.pt format=ctranslate2 out=ct2/my-run
+    noamt-export checkpoint=runs/my-run format=ctranslate2 out=ct2/my-run-int8 quantization=int8
+
+``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
+checkpoint_last.pt); ``format`` is ``release`` (safetensors weights, JSON config, the tokenizer
+and a model card, which noamt-translate and noamt-evaluate load as they load a checkpoint) or
+``ctranslate2`` (a CTranslate2 model directory with the tokenizer); ``out`` is a folder that must
+not exist yet. ``quantization`` (ctranslate2 only: int8, int16, float32) stores the weights so.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from noamt.checkpoint import CheckpointError
+from noamt.cli.config import require
+from noamt.data import DataError
+from noamt.export.exporter import export_model
+
+
+@dataclass
+class ExportConfig:
+    """Which model, in which format, to which folder."""
+
+    checkpoint: str = MISSING  # a checkpoint file or a run directory
+    format: str = MISSING  # release or ctranslate2
+    out: str = MISSING  # the folder to write; it must not exist
+    quantization: str | None = None  # ctranslate2 only: int8, int16 or float32 (null: float32)
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
+@hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="export")
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require(cfg, "checkpoint", "noamt-export", "a checkpoint file or a run directory")
+    require(cfg, "format", "noamt-export", "release or ctranslate2")
+    require(cfg, "out", "noamt-export", "the folder to write")
+    export = OmegaConf.to_object(cfg)
+    try:
+        export_model(export.checkpoint, export.format, export.out, quantization=export.quantization)
+    except (CheckpointError, DataError, OSError, ValueError) as err:
+        sys.exit(f"noamt-export: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""noamt's Transformer as a CTranslate2 model, filled into CTranslate2's model specification
+(``ctranslate2.specs.TransformerSpec``, field names as in CTranslate2 4.x).
+
+    spec field                                      noamt weight (state-dict name)
+    encoder.embeddings[0].weight                    src_embed.weight (V, d), scaled by sqrt(d)
+    decoder.embeddings.weight                       tgt_embed.weight (V, d), scaled by sqrt(d)
+    {encoder,decoder}.position_encodings.encodings  noamt's sinusoid table PE (P, d): sin in the even,
+                                                    cos in the odd columns (CTranslate2's built-in
+                                                    table puts all sines before all cosines)
+    encoder.layer[i].self_attention.linear[0], [1]  encoder.i.self_attn.qkv (3d, d; rows q|k|v), .out
+    encoder.layer[i].self_attention.layer_norm      encoder.i.attn_block.norm
+    encoder.layer[i].ffn.linear_0, linear_1         encoder.i.ffn.fc1, .fc2
+    encoder.layer[i].ffn.layer_norm                 encoder.i.ffn_block.norm
+    decoder.layer[i].self_attention ...             decoder.i.self_attn, decoder.i.self_block.norm
+    decoder.layer[i].attention.linear[0], [1], [2]  decoder.i.cross_attn.q, .kv (2d, d; rows k|v), .out
+    decoder.layer[i].attention.layer_norm           decoder.i.cross_block.norm
+    decoder.layer[i].ffn ...                        decoder.i.ffn, decoder.i.ffn_block.norm
+    {encoder,decoder}.layer_norm (pre-norm only)    encoder_norm, decoder_norm
+    decoder.projection.weight                       tgt_embed.weight (the tied output projection)
+    decoder.projection.bias                         0, but -inf at <pad> and <s>
+
+With ``pre_norm=False`` CTranslate2 applies each layer_norm to x + f(x), as noamt's post-norm
+does; with ``pre_norm=True`` to the sublayer's input, with a final norm. The projection bias
+bans <pad> and <s> from the output, as noamt's search does. The config: tokens ``<s>``, ``</s>``
+and ``<unk>`` as in noamt's vocabulary (ids 1-3; ``<pad>`` is id 0 of both vocabularies),
+decoding starts from ``<s>`` (noamt's BOS), ``add_source_eos`` appends ``</s>`` to every source as
+noamt's batches do, and ``layer_norm_epsilon`` is the model's LayerNorm eps.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from noamt.data import BOS, EOS, UNK, Tokenizer
+from noamt.export.check import ExportError, GreedyReference
+from noamt.export.release import TOKENIZER_FILE, tied_names
+from noamt.model import Transformer
+
+QUANTIZATIONS = ("int8", "int16", "float32")
+
+
+def _ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError as err:
+        raise ExportError("format=ctranslate2 needs the ctranslate2 package: pip install 'noamt[export]'") from err
+    return ctranslate2
+
+
+class _Weights:
+    """The model's state dict as float32 arrays, recording which entries were placed."""
+
+    def __init__(self, model: Transformer):
+        self.state = model.state_dict()
+        self.placed: set[str] = set(tied_names(self.state))  # a tied name is placed with its first name
+
+    def __call__(self, name: str):
+        self.placed.add(name)
+        return self.state[name].detach().cpu().float().numpy()
+
+    def linear(self, spec, name: str) -> None:
+        spec.weight, spec.bias = self(f"{name}.weight"), self(f"{name}.bias")
+
+    def norm(self, spec, name: str) -> None:
+        spec.gamma, spec.beta = self(f"{name}.weight"), self(f"{name}.bias")
+
+    def unplaced(self) -> list[str]:
+        return sorted(set(self.state) - self.placed)
+
+
+def _fill_attention(weights: _Weights, spec, name: str, projections: tuple[str, ...], norm: str) -> None:
+    for linear, projection in zip(spec.linear, projections, strict=True):
+        weights.linear(linear, f"{name}.{projection}")
+    weights.norm(spec.layer_norm, norm)
+
+
+def _fill_ffn(weights: _Weights, spec, name: str) -> None:
+    weights.linear(spec.linear_0, f"{name}.ffn.fc1")
+    weights.linear(spec.linear_1, f"{name}.ffn.fc2")
+    weights.norm(spec.layer_norm, f"{name}.ffn_block.norm")
+
+
+def transformer_spec(model: Transformer, tokenizer: Tokenizer):
+    """A validated ``ctranslate2.specs.TransformerSpec`` holding ``model``'s weights and vocabulary.
+
+    A weight of the model with no place in the spec is a one-line ExportError naming it.
+    """
+    specs = _ctranslate2().specs
+    cfg = model.cfg
+    spec = specs.TransformerSpec.from_config(
+        (cfg.encoder_layers, cfg.decoder_layers), cfg.n_heads, pre_norm=cfg.pre_norm
+    )
+    weights = _Weights(model)
+    positions = model.positions.detach().cpu().float().numpy()  # (P, d)
+    spec.encoder.embeddings[0].weight = weights("src_embed.weight")
+    spec.encoder.position_encodings.encodings = positions
+    spec.decoder.embeddings.weight = weights("tgt_embed.weight")
+    spec.decoder.position_encodings.encodings = positions
+    for i, layer in enumerate(spec.encoder.layer):
+        _fill_attention(weights, layer.self_attention, f"encoder.{i}.self_attn", ("qkv", "out"),
+                        f"encoder.{i}.attn_block.norm")  # fmt: skip
+        _fill_ffn(weights, layer.ffn, f"encoder.{i}")
+    for i, layer in enumerate(spec.decoder.layer):
+        _fill_attention(weights, layer.self_attention, f"decoder.{i}.self_attn", ("qkv", "out"),
+                        f"decoder.{i}.self_block.norm")  # fmt: skip
+        _fill_attention(weights, layer.attention, f"decoder.{i}.cross_attn", ("q", "kv", "out"),
+                        f"decoder.{i}.cross_block.norm")  # fmt: skip
+        _fill_ffn(weights, layer.ffn, f"decoder.{i}")
+    if cfg.pre_norm:
+        weights.norm(spec.encoder.layer_norm, "encoder_norm")
+        weights.norm(spec.decoder.layer_norm, "decoder_norm")
+    spec.decoder.projection.weight = weights("tgt_embed.weight")
+    banned = torch.zeros(model.tgt_vocab_size)
+    banned[[model.pad_id, tokenizer.bos_id]] = -math.inf
+    spec.decoder.projection.bias = banned.numpy()
+    unplaced = weights.unplaced()
+    if unplaced:
+        raise ExportError(f"format=ctranslate2: model weights {unplaced} have no place in a CTranslate2 Transformer")
+    vocabulary = tokenizer.vocabulary()
+    spec.register_source_vocabulary(vocabulary)
+    spec.register_target_vocabulary(vocabulary)
+    spec.config.bos_token, spec.config.eos_token, spec.config.unk_token = BOS, EOS, UNK
+    spec.config.decoder_start_token = BOS
+    spec.config.add_source_eos = True
+    spec.config.layer_norm_epsilon = model.encoder[0].attn_block.norm.eps
+    spec.validate()
+    return spec
+
+
+def write_ctranslate2(model: Transformer, tokenizer: Tokenizer, folder: Path, quantization: str | None) -> None:
+    """Write the CTranslate2 model (``model.bin``, ``config.json``, ``shared_vocabulary.json``)
+    into the existing ``folder``, its weights stored as ``quantization`` (one of
+    :data:`QUANTIZATIONS`; None: float32), and the tokenizer as ``tokenizer.json`` beside it."""
+    spec = transformer_spec(model, tokenizer)
+    spec.optimize(quantization=quantization)
+    spec.save(str(folder))
+    tokenizer.save(folder / TOKENIZER_FILE)
+
+
+def ctranslate2_greedy(folder: Path, tokenizer: Tokenizer, reference: GreedyReference) -> list[list[int]]:
+    """Greedy translations of the reference's sources by the CTranslate2 model in ``folder``, as
+    token ids, each with its sentence's length limit."""
+    translator = _ctranslate2().Translator(str(folder), device="cpu", intra_threads=torch.get_num_threads())
+    vocabulary = tokenizer.vocabulary()
+    token_id = {token: i for i, token in enumerate(vocabulary)}
+    outputs = []
+    for source, limit in zip(reference.sources, reference.limits, strict=True):
+        (result,) = translator.translate_batch(
+            [[vocabulary[i] for i in source]],
+            beam_size=1,
+            max_input_length=0,
+            max_decoding_length=limit,
+            min_decoding_length=0,
+        )
+        outputs.append([token_id[token] for token in result.hypotheses[0]])
+    return outputs

@@ -1,0 +1,103 @@
+"""Export a checkpoint (file or run directory) as ``format=release`` or ``format=ctranslate2``,
+checked as it is written: the export is built in a temporary folder beside ``out``, its greedy
+translations of the check sentences (:mod:`noamt.export.check`) are compared with noamt's, and
+only an export that matches is renamed to ``out``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from noamt.evaluation import default_out_dir
+from noamt.export.card import model_card
+from noamt.export.check import CHECK_SENTENCES, ExportError, GreedyReference, check_outputs, greedy_reference
+from noamt.export.ctranslate2_spec import QUANTIZATIONS, ctranslate2_greedy, write_ctranslate2
+from noamt.export.release import write_release
+from noamt.inference import LoadedModel, load_model
+from noamt.results import RESULTS_FILE, EvaluationResults, read_results_json
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("release", "ctranslate2")
+
+
+def stored_evaluation(checkpoint: Path) -> EvaluationResults | None:
+    """The run's ``eval/results.json`` when it scores this very checkpoint file, else None."""
+    path = default_out_dir(checkpoint) / RESULTS_FILE
+    if not path.is_file():
+        return None
+    results = read_results_json(path)
+    return results if (path.parent / results["checkpoint"]).resolve() == checkpoint.resolve() else None
+
+
+def _export_release(loaded: LoadedModel, folder: Path, reference: GreedyReference, sentences: Sequence[str]) -> None:
+    card = model_card(loaded.config, loaded.tokenizer.vocab_size, loaded.step, stored_evaluation(loaded.path))
+    write_release(folder, loaded.model, loaded.model.cfg, loaded.tokenizer, loaded.config, loaded.step, card)
+    released = load_model(folder)
+    stored = released.model.state_dict()
+    changed = [name for name, tensor in loaded.model.state_dict().items() if not torch.equal(tensor, stored[name])]
+    if changed:
+        raise ExportError(f"format=release: weights {changed} differ once read back from {folder}")
+    check_outputs(reference, greedy_reference(released.model, released.tokenizer, sentences).outputs, "format=release")
+
+
+def _export_ctranslate2(
+    loaded: LoadedModel, folder: Path, reference: GreedyReference, quantization: str | None
+) -> None:
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if quantization in (None, "float32"):
+        write_ctranslate2(model, tokenizer, folder, quantization)
+        check_outputs(reference, ctranslate2_greedy(folder, tokenizer, reference), "format=ctranslate2")
+        return
+    with tempfile.TemporaryDirectory(dir=folder.parent) as exact:  # the conversion itself, unquantized
+        write_ctranslate2(model, tokenizer, Path(exact), None)
+        check_outputs(reference, ctranslate2_greedy(Path(exact), tokenizer, reference), "format=ctranslate2")
+    write_ctranslate2(model, tokenizer, folder, quantization)
+    outputs = ctranslate2_greedy(folder, tokenizer, reference)
+    same = sum(got == want for got, want in zip(outputs, reference.outputs, strict=True))
+    log.info("quantization=%s: %d of %d check sentences translate as with noamt", quantization, same,
+             len(outputs))  # fmt: skip
+
+
+def export_model(
+    checkpoint: str | os.PathLike,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    quantization: str | None = None,
+    sentences: Sequence[str] = CHECK_SENTENCES,
+) -> Path:
+    """Write ``checkpoint``'s model to the new folder ``out`` as ``fmt`` and check it on
+    ``sentences``; returns ``out``. ``quantization`` (ctranslate2 only: int8, int16, float32)
+    stores the weights so; the float32 conversion must match noamt exactly, and how many check
+    sentences the quantized model still translates identically is logged."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format={fmt}: choose one of {', '.join(FORMATS)}")
+    if quantization is not None and fmt != "ctranslate2":
+        raise ExportError(f"quantization={quantization}: applies to format=ctranslate2 only")
+    if quantization not in (None, *QUANTIZATIONS):
+        raise ExportError(f"quantization={quantization}: choose one of {', '.join(QUANTIZATIONS)}")
+    out = Path(out)
+    if out.exists():
+        raise ExportError(f"out={out} exists: choose a new folder")
+    loaded = load_model(checkpoint)
+    reference = greedy_reference(loaded.model, loaded.tokenizer, sentences)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if fmt == "release":
+            _export_release(loaded, staging, reference, sentences)
+        else:
+            _export_ctranslate2(loaded, staging, reference, quantization)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("exported %s (update %s) as %s to %s; greedy output equals noamt's on %d check sentences",
+             loaded.path, loaded.step, fmt, out, len(sentences))  # fmt: skip
+    return out

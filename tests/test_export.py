@@ -1,0 +1,193 @@
+"""noamt-export: a release folder loads back to the same weights and translations, a CTranslate2
+export translates as noamt does (post-norm and pre-norm), and what cannot be exported is refused
+in one line."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.runs import make_checkpoint, small_train_config, train_run
+
+from noamt import schedules
+from noamt.checkpoint import CheckpointError
+from noamt.data import read_lines
+from noamt.decoding import DecodingConfig, translate_texts
+from noamt.export.check import ExportError, check_outputs, greedy_reference
+from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec
+from noamt.export.exporter import export_model
+from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from noamt.inference import load_model
+from noamt.results import write_results_json
+
+N_SENTENCES = 20
+
+
+def trained_run(run_dir: Path, data_dir: Path, pre_norm: bool) -> Path:
+    """The small toy-corpus model (max_positions 64) trained for 400 updates: enough for its
+    greedy outputs to depend on the source and to end in EOS."""
+    cfg = small_train_config(data_dir, run_dir.parent / "tokenizers", max_steps=400, val_interval=400,
+                             save_interval=400, log_interval=200)  # fmt: skip
+    model = dataclasses.replace(cfg.model, pre_norm=pre_norm, max_positions=64)
+    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=2.0)
+    train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def post_norm_run(tmp_path_factory, toy_data_dir) -> Path:
+    return trained_run(tmp_path_factory.mktemp("post_norm") / "run", toy_data_dir, pre_norm=False)
+
+
+@pytest.fixture(scope="module")
+def pre_norm_run(tmp_path_factory, toy_data_dir) -> Path:
+    return trained_run(tmp_path_factory.mktemp("pre_norm") / "run", toy_data_dir, pre_norm=True)
+
+
+@pytest.fixture(scope="module")
+def sentences(toy_data_dir) -> list[str]:
+    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory, toy_data_dir) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("untrained") / "checkpoint_last.pt", toy_data_dir, step=5)
+
+
+def run_export(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "noamt.cli.export", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_a_release_loads_back_to_the_same_weights_and_translations(post_norm_run, sentences, tmp_path):
+    checkpoint = post_norm_run / "checkpoints" / "checkpoint_best.pt"
+    results = {"checkpoint": "../checkpoints/checkpoint_best.pt", "step": 400, "data": "multi30k_en_de",
+               "src_lang": "en", "tgt_lang": "de", "tokenized": False, "decoding": {"beam_size": 5},
+               "splits": {"test_2016_flickr": {"n_sentences": 60, "bleu": 12.34, "chrf": 40.0, "ter": 70.0,
+                                               "signatures": {"bleu": "nrefs:1|case:mixed"}}}}  # fmt: skip
+    write_results_json(post_norm_run / "eval" / "results.json", results)
+    out = tmp_path / "release"
+    result = run_export(f"checkpoint={post_norm_run}", "format=release", f"out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE])
+    for path in out.iterdir():  # no pickle (protocol 2+ starts with 0x80) and no torch zip archive
+        assert path.read_bytes()[:2] not in (b"\x80\x02", b"\x80\x04", b"PK")
+    card = (out / CARD_FILE).read_text(encoding="utf-8")
+    assert "12.34" in card and "multi30k_en_de" in card and "warmup_steps=40" in card
+
+    original, released = load_model(checkpoint), load_model(out)
+    assert released.step == 400 and released.config["data"] == original.config["data"]
+    weights = released.model.state_dict()
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in original.model.state_dict().items())
+    assert released.model.src_embed is released.model.tgt_embed  # shared embeddings stay tied
+    for decoding in (DecodingConfig(beam_size=1), DecodingConfig(beam_size=4)):
+        expected = translate_texts(original.model, original.tokenizer, sentences, decoding)
+        assert translate_texts(released.model, released.tokenizer, sentences, decoding) == expected
+        assert len(set(expected)) > 1
+
+    source = tmp_path / "source.txt"
+    source.write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
+    outputs = []
+    for model in (checkpoint, out):
+        translated = subprocess.run(
+            [sys.executable, "-m", "noamt.cli.translate", f"checkpoint={model}", f"input={source}",
+             "device=cpu", "device.num_threads=1", "decoding.beam_size=2"],
+            capture_output=True, cwd=tmp_path, timeout=120, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert translated.returncode == 0, translated.stderr.decode()
+        outputs.append(translated.stdout)
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == N_SENTENCES
+
+
+def tampered(release: Path, folder: Path, change) -> Path:
+    copy = shutil.copytree(release, folder)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    change(config)
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["model"].update(d_model=48), r"weights do not fit config.model"),
+        (lambda c: c["model"].update(activation="gelu"), r"model is not a ModelConfig .*activation"),
+        (lambda c: c["vocab"].update(pad_id=5), r"vocab.pad_id=5 but tokenizer.json has 0"),
+        (lambda c: c["sha256"].update({WEIGHTS_FILE: "0" * 64}), r"model.safetensors does not match sha256"),
+        (lambda c: c.update(format_version=2), r"format_version=2, this noamt reads 1"),
+        (lambda c: c.update(pickle="x"), r"keys .* are not the release's"),
+    ],
+    ids=["d_model", "unknown-key", "pad-id", "checksum", "version", "extra-key"],
+)
+def test_a_tampered_release_config_is_refused_in_one_line(untrained, tmp_path, change, message):
+    release = export_model(untrained, "release", tmp_path / "release", sentences=["A man sleeps ."])
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_model(tampered(release, tmp_path / "tampered", change))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["post_norm_run", "pre_norm_run"])
+def test_ctranslate2_translates_as_noamt(norm, request, sentences, tmp_path):
+    run = request.getfixturevalue(norm)
+    out = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences)
+    assert {"model.bin", "config.json", "shared_vocabulary.json", TOKENIZER_FILE} <= {p.name for p in out.iterdir()}
+    loaded = load_model(run)
+    reference = greedy_reference(loaded.model, loaded.tokenizer, sentences)
+    assert ctranslate2_greedy(out, loaded.tokenizer, reference) == reference.outputs
+    assert len({tuple(ids) for ids in reference.outputs}) > 1  # the output depends on the source
+    assert any(len(ids) < limit for ids, limit in zip(reference.outputs, reference.limits, strict=True))  # EOS
+
+
+@pytest.mark.slow
+def test_a_quantized_ctranslate2_export_is_written(untrained, tmp_path):
+    out = export_model(untrained, "ctranslate2", tmp_path / "int8", quantization="int8", sentences=["A man ."])
+    assert json.loads((out / "config.json").read_text())["add_source_eos"] is True
+    assert (out / "model.bin").stat().st_size < (untrained.stat().st_size)
+
+
+@pytest.mark.parametrize(
+    "fmt, quantization, message",
+    [
+        ("onnx", None, r"^format=onnx: choose one of release, ctranslate2$"),
+        ("release", "int8", r"^quantization=int8: applies to format=ctranslate2 only$"),
+        ("ctranslate2", "float16", r"^quantization=float16: choose one of int8, int16, float32$"),
+    ],
+)
+def test_unsupported_settings_are_refused_in_one_line(untrained, tmp_path, fmt, quantization, message):
+    with pytest.raises(ExportError, match=message):
+        export_model(untrained, fmt, tmp_path / "out", quantization=quantization)
+
+
+def test_an_existing_out_folder_is_refused(untrained, tmp_path):
+    with pytest.raises(ExportError, match=r"^out=.* exists: choose a new folder$"):
+        export_model(untrained, "release", tmp_path)
+
+
+def test_a_weight_without_a_ctranslate2_place_is_refused(untrained):
+    loaded = load_model(untrained)
+    loaded.model.register_parameter("output_scale", torch.nn.Parameter(torch.ones(1)))
+    with pytest.raises(ExportError, match=r"model weights \['output_scale'\] have no place in a CTranslate2"):
+        transformer_spec(loaded.model, loaded.tokenizer)
+
+
+def test_a_differing_output_is_one_line_naming_the_sentence(untrained):
+    loaded = load_model(untrained)
+    reference = greedy_reference(loaded.model, loaded.tokenizer, ["A man .", "A dog ."])
+    wrong = [reference.outputs[0], [*reference.outputs[1], 7]]
+    with pytest.raises(ExportError, match=r"^format=x: greedy output differs from noamt's on 1 of 2 .*sentence 1"):
+        check_outputs(reference, wrong, "format=x")
+    check_outputs(reference, reference.outputs, "format=x")
+
+
+@pytest.mark.slow
+def test_the_export_command_requires_its_keys(tmp_path):
+    result = run_export("checkpoint=x", "out=y", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().endswith("format=... is required (release or ctranslate2)")
