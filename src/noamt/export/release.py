@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from noamt import __version__
@@ -66,14 +67,6 @@ def tied_names(state: dict[str, torch.Tensor]) -> dict[str, str]:
     return tied
 
 
-def _safetensors():
-    try:
-        import safetensors.torch
-    except ImportError as err:
-        raise CheckpointError("a release folder needs the safetensors package: pip install 'noamt[export]'") from err
-    return safetensors.torch
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -86,7 +79,7 @@ def write_release(
     state = model.state_dict()
     tied = tied_names(state)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name not in tied}
-    weights_bytes = _safetensors().save(weights, metadata={"format": "pt"})
+    weights_bytes = safetensors.torch.save(weights, metadata={"format": "pt"})
     tokenizer_json = tokenizer.to_str()
     config = {
         "format": FORMAT,
@@ -145,7 +138,7 @@ def read_release(folder: str | os.PathLike) -> Release:
             raise CheckpointError(f"{config_path}: vocab.{key}={stated.get(key)!r} but {TOKENIZER_FILE} has {value}")
     weights_bytes = _read_verified(folder, WEIGHTS_FILE, config["sha256"])
     try:
-        weights = _safetensors().load(weights_bytes)
+        weights = safetensors.torch.load(weights_bytes)
     except Exception as err:  # a malformed header
         raise CheckpointError(f"cannot read {folder / WEIGHTS_FILE}: {err}") from err
     run_config = {**config["run"], "model": config["model"]}
