@@ -63,7 +63,7 @@ def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_pat
         assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"])
     assert a["data"] == b["data"]
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl") if r["kind"] == "train"}
-    assert lrs[10] == schedules.noam(10, d_model=64, warmup_steps=15)
+    assert lrs[10] == schedules.NoamConfig(d_model=64, warmup_steps=15)(10)
 
 
 def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
