@@ -34,7 +34,7 @@ def trained_run(run_dir: Path, data_dir: Path, pre_norm: bool) -> Path:
     cfg = small_train_config(data_dir, run_dir.parent / "tokenizers", max_steps=400, val_interval=400,
                              save_interval=400, log_interval=200)  # fmt: skip
     model = dataclasses.replace(cfg.model, pre_norm=pre_norm, max_positions=64)
-    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=2.0)
+    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=1.0)
     train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
     return run_dir
 
