@@ -72,8 +72,10 @@ def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
         run(small_run(max_steps=4), tmp_path)
 
 
-def test_noamt_train_saves_on_sigterm_and_resumes(toy_data_dir, tmp_path):
-    """The console entry point: SIGTERM mid-run saves a checkpoint; resume=auto continues it."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+def test_noamt_train_saves_on_a_stop_signal_and_resumes(toy_data_dir, tmp_path, stop_signal):
+    """The console entry point: SIGTERM (a kill) or SIGUSR2 (SLURM's warning before its time
+    limit) mid-run saves a checkpoint; resume=auto continues it."""
     env = {
         **os.environ,
         "NOAMT_RUNS_DIR": str(tmp_path),
@@ -109,10 +111,10 @@ def test_noamt_train_saves_on_sigterm_and_resumes(toy_data_dir, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"train"' in metrics.read_text()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop_signal)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
-    assert "received SIGTERM: saving a checkpoint" in output
+    assert proc.returncode == 128 + stop_signal, output[-2000:]
+    assert f"received {stop_signal.name}: saving a checkpoint" in output
     stopped = load_checkpoint(tmp_path / "sig" / "checkpoints" / "checkpoint_last.pt")
     assert stopped["step"] >= 1
     end = read_metrics(metrics)[-1]

@@ -110,8 +110,13 @@ def duration_text(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, name)
+)  # Ctrl-C, a kill or a scheduler's stop, and SLURM's warning before a time limit (--signal=USR2@90)
+
+
 class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each update."""
+    """Turns any of :data:`STOP_SIGNALS` into a flag the loop checks after each update."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -124,7 +129,7 @@ class StopRequest:
 
     @contextlib.contextmanager
     def installed(self):
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         try:
             yield self
         finally:
