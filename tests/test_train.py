@@ -3,9 +3,11 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,8 @@ from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
 from noamt.progress import BestTracker, Pace, duration_text
+
+HELPERS = Path(__file__).parent / "helpers"
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -72,8 +76,10 @@ def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
         run(small_run(max_steps=4), tmp_path)
 
 
-def test_noamt_train_saves_on_sigterm_and_resumes(toy_data_dir, tmp_path):
-    """The console entry point: SIGTERM mid-run saves a checkpoint; resume=auto continues it."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+def test_noamt_train_saves_on_a_stop_signal_and_resumes(toy_data_dir, tmp_path, stop_signal):
+    """The console entry point: SIGTERM (or SLURM's SIGUSR2 before a time limit) mid-run saves a
+    checkpoint; resume=auto continues it."""
     env = {
         **os.environ,
         "NOAMT_RUNS_DIR": str(tmp_path),
@@ -109,10 +115,10 @@ def test_noamt_train_saves_on_sigterm_and_resumes(toy_data_dir, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"train"' in metrics.read_text()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop_signal)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
-    assert "received SIGTERM: saving a checkpoint" in output
+    assert proc.returncode == 128 + stop_signal, output[-2000:]
+    assert f"received {stop_signal.name}: saving a checkpoint" in output
     stopped = load_checkpoint(tmp_path / "sig" / "checkpoints" / "checkpoint_last.pt")
     assert stopped["step"] >= 1
     end = read_metrics(metrics)[-1]
@@ -189,6 +195,38 @@ def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, 
             atol=1e-5,
             msg=name,
         )
+
+
+@pytest.mark.slow
+def test_two_srun_tasks_train_as_one_job(toy_data_dir, tmp_path):
+    """Two processes with SLURM's variables only (no torchrun's), as srun starts them: they join
+    one gloo process group, train on disjoint batches and end with the same parameters."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    launcher_variables = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    base_env = {k: v for k, v in os.environ.items() if k not in launcher_variables and not k.startswith("SLURM_")}
+    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=1500", "data.max_eval_examples=50",
+                 "tokenizer.vocab_size=1000", "model=tiny", "model.encoder_layers=1", "model.decoder_layers=1",
+                 "trainer.max_steps=3", "trainer.max_tokens=1024", "trainer.val_interval=100",
+                 "trainer.save_interval=0", "trainer.progress=false", "trainer.tensorboard=false",
+                 "trainer.val_bleu=false", "device=cpu", "device.num_threads=1", "run_name=srun"]  # fmt: skip
+    tasks = []
+    for rank in range(2):
+        env = {**base_env, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+               "OMP_NUM_THREADS": "1", "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(rank),
+               "SLURM_STEP_NODELIST": "localhost", "SLURM_JOB_ID": "4242", "MASTER_PORT": str(port)}  # fmt: skip
+        command = [sys.executable, str(HELPERS / "slurm_rank.py"), str(tmp_path / f"rank{rank}.pt"), *overrides]
+        tasks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [task.communicate(timeout=300)[0] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "rank 0/2 (slurm)" in outputs[0]
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2))
+    assert len(first["batches"]) == len(second["batches"]) == 3
+    assert not {str(b) for b in first["batches"]} & {str(b) for b in second["batches"]}
+    for name, tensor in first["parameters"].items():
+        torch.testing.assert_close(second["parameters"][name], tensor, rtol=0, atol=0, msg=name)
+    assert load_checkpoint(tmp_path / "srun" / "checkpoints" / "checkpoint_last.pt")["step"] == 3
 
 
 def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,7 @@ class LogWindow:
 
 
 PACE_UPDATES = 10  # updates timed before the first time estimate
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)  # each saves a checkpoint and stops
 
 
 class Pace:
@@ -111,7 +112,8 @@ def duration_text(seconds: float) -> str:
 
 
 class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each update."""
+    """Turns SIGINT, SIGTERM and SIGUSR2 (SLURM's warning before a time limit or preemption,
+    ``sbatch --signal=USR2@90``) into a flag the loop checks after each update."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -124,7 +126,7 @@ class StopRequest:
 
     @contextlib.contextmanager
     def installed(self):
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         try:
             yield self
         finally:
