@@ -16,7 +16,7 @@ from helpers.runs import train_run as run
 from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
-from noamt.progress import BestTracker, Pace, duration_text
+from noamt.progress import BestTracker, Pace, StopRequest, duration_text
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -288,3 +288,18 @@ def test_the_first_updates_give_one_time_estimate_for_the_rest():
     assert pace.after_update(211) is None  # once per launch
     assert "runs until stopped" in Pace(0, None, 1).after_update(1)
     assert [duration_text(s) for s in (20, 600, 7200, 3 * 86400)] == ["1 min", "10 min", "2.0 h", "3.0 days"]
+
+
+def test_a_launchers_handler_of_the_stop_signal_runs_after_the_stop_request():
+    """submitit requeues a job from its SIGUSR2 handler: it must still run, once the loop has saved."""
+    received = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+    try:
+        with StopRequest().installed() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.signum == signal.SIGUSR2 and received == []
+        assert received == [signal.SIGUSR2]
+        with StopRequest().installed():  # Python's SIGINT handler would raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

@@ -434,8 +434,8 @@ class Trainer:
                         self.cfg.patience,
                     )
                     break
-        bar.close()
-        self._finish()
+            bar.close()
+            self._finish()  # inside: a launcher's handler of the stop signal runs after the checkpoint
         return last
 
     def _record_skip(self) -> None:
