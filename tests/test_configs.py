@@ -168,5 +168,6 @@ def test_every_config_group_is_packaged():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     with (CONFIGS.parent / "pyproject.toml").open("rb") as f:
         packages = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
-    groups = {f"noamt.configs.{d.name}" for d in CONFIGS.iterdir() if d.is_dir() and any(d.glob("*.yaml"))}
+    folders = {f.parent for f in CONFIGS.rglob("*.yaml")} - {CONFIGS}
+    groups = {"noamt.configs." + ".".join(d.relative_to(CONFIGS).parts) for d in folders}
     assert groups and groups <= packages, sorted(groups - packages)

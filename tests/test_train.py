@@ -3,9 +3,11 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,9 @@ from helpers.runs import train_run as run
 from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
-from noamt.progress import BestTracker, Pace, duration_text
+from noamt.progress import BestTracker, Pace, StopRequest, duration_text
+
+HELPERS = Path(__file__).parent / "helpers"
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -193,6 +197,38 @@ def test_two_process_ddp_equals_one_process_accumulating_two_batches(small_run, 
         )
 
 
+@pytest.mark.slow
+def test_two_srun_tasks_train_as_one_job(toy_data_dir, tmp_path):
+    """Two processes with SLURM's variables only (no torchrun's), as srun starts them: they join
+    one gloo process group, train on disjoint batches and end with the same parameters."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    launcher_variables = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    base_env = {k: v for k, v in os.environ.items() if k not in launcher_variables and not k.startswith("SLURM_")}
+    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=1500", "data.max_eval_examples=50",
+                 "tokenizer.vocab_size=1000", "model=tiny", "model.encoder_layers=1", "model.decoder_layers=1",
+                 "trainer.max_steps=3", "trainer.max_tokens=1024", "trainer.val_interval=100",
+                 "trainer.save_interval=0", "trainer.progress=false", "trainer.tensorboard=false",
+                 "trainer.val_bleu=false", "device=cpu", "device.num_threads=1", "run_name=srun"]  # fmt: skip
+    tasks = []
+    for rank in range(2):
+        env = {**base_env, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+               "OMP_NUM_THREADS": "1", "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(rank),
+               "SLURM_STEP_NODELIST": "localhost", "SLURM_JOB_ID": "4242", "MASTER_PORT": str(port)}  # fmt: skip
+        command = [sys.executable, str(HELPERS / "slurm_rank.py"), str(tmp_path / f"rank{rank}.pt"), *overrides]
+        tasks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [task.communicate(timeout=300)[0] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "rank 0/2 (slurm)" in outputs[0]
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2))
+    assert len(first["batches"]) == len(second["batches"]) == 3
+    assert not {str(b) for b in first["batches"]} & {str(b) for b in second["batches"]}
+    for name, tensor in first["parameters"].items():
+        torch.testing.assert_close(second["parameters"][name], tensor, rtol=0, atol=0, msg=name)
+    assert load_checkpoint(tmp_path / "srun" / "checkpoints" / "checkpoint_last.pt")["step"] == 3
+
+
 def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """Drop the key-projection bias: softmax ignores it, so its gradient is pure rounding noise,
     which Adam scales up to +-lr per update whatever the summation order."""
@@ -252,3 +288,18 @@ def test_the_first_updates_give_one_time_estimate_for_the_rest():
     assert pace.after_update(211) is None  # once per launch
     assert "runs until stopped" in Pace(0, None, 1).after_update(1)
     assert [duration_text(s) for s in (20, 600, 7200, 3 * 86400)] == ["1 min", "10 min", "2.0 h", "3.0 days"]
+
+
+def test_a_launchers_handler_of_the_stop_signal_runs_after_the_stop_request():
+    """submitit requeues a job from its SIGUSR2 handler: it must still run, once the loop has saved."""
+    received = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+    try:
+        with StopRequest().installed() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.signum == signal.SIGUSR2 and received == []
+        assert received == [signal.SIGUSR2]
+        with StopRequest().installed():  # Python's SIGINT handler would raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

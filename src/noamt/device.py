@@ -1,8 +1,9 @@
 """Device manager: the one place that decides where and how the model runs.
 
-It picks the device (CUDA, then Apple MPS, then CPU for ``auto``), joins a ``torchrun`` process
-group when one is launched, seeds every random number generator, sets the CPU thread count, and
-hands out the autocast context, the gradient scaler and the DDP / ``torch.compile`` wrapping.
+It picks the device (CUDA, then Apple MPS, then CPU for ``auto``), joins the process group of a
+job launched by ``torchrun`` or by SLURM's ``srun`` (``DistributedEnv``), seeds every random
+number generator, sets the CPU thread count, and hands out the autocast context, the gradient
+scaler and the DDP / ``torch.compile`` wrapping.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import logging
 import os
 import random
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -21,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+SLURM_PORT_BASE = 15000  # a SLURM job without MASTER_PORT meets on 15000 + job id % 15000,
+SLURM_PORT_SPAN = 15000  # below Linux's ephemeral ports (32768 and up)
 
 
 @dataclass
@@ -60,6 +65,123 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class DistributedEnv:
+    """Where one process sits in its training job, as its launcher's environment states it."""
+
+    launcher: str = "none"
+    """none (one process), torchrun or slurm."""
+    rank: int = 0
+    """This process's rank among all processes of the job."""
+    world_size: int = 1
+    """The number of processes of the job."""
+    local_rank: int = 0
+    """This process's rank among the processes on its node."""
+    cuda_index: int = 0
+    """The CUDA device this process trains on, among the devices it can see."""
+    master_addr: str | None = None
+    """The host rank 0 listens on (slurm; torchrun's rendezvous reads its own variables)."""
+    master_port: int | None = None
+    """The port rank 0 listens on (slurm)."""
+
+    @property
+    def init_method(self) -> str:
+        """``torch.distributed.init_process_group``'s rendezvous: torchrun's variables, or rank 0's address."""
+        if self.launcher == "slurm":
+            return f"tcp://{self.master_addr}:{self.master_port}"
+        return "env://"
+
+
+def read_distributed_env(environ: Mapping[str, str]) -> DistributedEnv:
+    """The job layout from ``environ``: torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` when
+    present, else ``srun``'s ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``, else one process.
+
+    Under SLURM rank 0's host is ``MASTER_ADDR`` or the first host of ``SLURM_STEP_NODELIST``
+    (``SLURM_NODELIST``), its port ``MASTER_PORT`` or ``SLURM_PORT_BASE + SLURM_JOB_ID %
+    SLURM_PORT_SPAN``, the same for every task of the job. A process that sees exactly one CUDA
+    device (``CUDA_VISIBLE_DEVICES``) trains on it; otherwise on the device of its local rank.
+    """
+    if "RANK" in environ and "WORLD_SIZE" in environ:
+        launcher, names = "torchrun", ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    elif "SLURM_PROCID" in environ and "SLURM_NTASKS" in environ:
+        launcher, names = "slurm", ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+    else:
+        return DistributedEnv()
+    rank, world_size = _int_variable(environ, names[0]), _int_variable(environ, names[1])
+    local_rank = _int_variable(environ, names[2]) if names[2] in environ else 0
+    if not 0 <= rank < world_size:
+        raise ValueError(f"{names[0]}={rank}: expected a rank from 0 to {names[1]}-1={world_size - 1}")
+    visible = [d for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    cuda_index = 0 if len(visible) == 1 else local_rank
+    env = DistributedEnv(launcher, rank, world_size, local_rank, cuda_index)
+    if launcher == "slurm" and world_size > 1:
+        return replace(env, master_addr=_slurm_master_addr(environ), master_port=_slurm_port(environ))
+    return env
+
+
+def _int_variable(environ: Mapping[str, str], name: str) -> int:
+    value = environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected an integer") from None
+
+
+def _slurm_master_addr(environ: Mapping[str, str]) -> str:
+    if environ.get("MASTER_ADDR"):
+        return environ["MASTER_ADDR"]
+    for name in ("SLURM_STEP_NODELIST", "SLURM_NODELIST"):
+        if environ.get(name):
+            return expand_hostlist(environ[name])[0]
+    raise ValueError("SLURM_STEP_NODELIST, SLURM_NODELIST or MASTER_ADDR is needed to find rank 0's host")
+
+
+def _slurm_port(environ: Mapping[str, str]) -> int:
+    if "MASTER_PORT" in environ:
+        return _int_variable(environ, "MASTER_PORT")
+    if "SLURM_JOB_ID" in environ:
+        return SLURM_PORT_BASE + _int_variable(environ, "SLURM_JOB_ID") % SLURM_PORT_SPAN
+    raise ValueError("MASTER_PORT or SLURM_JOB_ID is needed to choose rank 0's port")
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """The host names of a SLURM node list, in order: ``node[01-03,07],gpu5`` gives node01,
+    node02, node03, node07 and gpu5. Numbers keep their zero padding; a name with several
+    bracketed lists gives every combination (``r[1-2]n[1-2]``: r1n1, r1n2, r2n1, r2n2)."""
+    names, depth, start = [], 0, 0
+    for i, char in enumerate(hostlist + ","):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth not in (0, 1):
+            raise ValueError(f"SLURM node list {hostlist!r}: unbalanced brackets")
+        if char == "," and depth == 0:
+            names.append(hostlist[start:i].strip())
+            start = i + 1
+    if depth or not all(names):
+        raise ValueError(f"SLURM node list {hostlist!r}: expected names such as node[01-03,07],gpu5")
+    return [host for name in names for host in _expand_hostname(name, hostlist)]
+
+
+def _expand_hostname(name: str, hostlist: str) -> list[str]:
+    match = re.fullmatch(r"([^\[\]]*)\[([^\[\]]*)\](.*)", name)
+    if match is None:
+        if "[" in name or "]" in name:
+            raise ValueError(f"SLURM node list {hostlist!r}: unbalanced brackets")
+        return [name]
+    prefix, ranges, rest = match.groups()
+    tails = _expand_hostname(rest, hostlist)
+    return [f"{prefix}{number}{tail}" for number in _expand_ranges(ranges, hostlist) for tail in tails]
+
+
+def _expand_ranges(ranges: str, hostlist: str) -> list[str]:
+    numbers = []
+    for part in ranges.split(","):
+        first, _, last = part.strip().partition("-")
+        if not first.isdigit() or not (last or first).isdigit() or int(last or first) < int(first):
+            raise ValueError(f"SLURM node list {hostlist!r}: {part!r} is not a number or a range a-b")
+        numbers += [str(n).zfill(len(first)) for n in range(int(first), int(last or first) + 1)]
+    return numbers
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, torch's CPU and every CUDA generator."""
     random.seed(seed)
@@ -92,12 +214,11 @@ class DeviceManager:
         if cfg.num_threads < 0:
             raise ValueError(f"device.num_threads={cfg.num_threads}: must be at least 0 (0 keeps torch's default)")
         self.cfg = cfg
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.env = read_distributed_env(os.environ)
+        self.world_size, self.rank = self.env.world_size, self.env.rank
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", self.local_rank)
+            self.device = torch.device("cuda", self.env.cuda_index)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
@@ -107,7 +228,12 @@ class DeviceManager:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         if self.distributed and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            dist.init_process_group(
+                "nccl" if self.device.type == "cuda" else "gloo",
+                init_method=self.env.init_method,
+                rank=self.rank,
+                world_size=self.world_size,
+            )
         self.dtype = PRECISIONS[cfg.precision]
         if self.device.type == "cpu" and self.dtype != torch.float32:
             log.warning(
@@ -126,7 +252,7 @@ class DeviceManager:
 
     def describe(self) -> str:
         threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
-        ddp = f", rank {self.rank}/{self.world_size}" if self.distributed else ""
+        ddp = f", rank {self.rank}/{self.world_size} ({self.env.launcher})" if self.distributed else ""
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
         return f"{name} ({self.device}), {self.cfg.precision}{threads}{ddp}"
 
@@ -155,11 +281,18 @@ class DeviceManager:
 
     def all_reduce_sum(self, value: float) -> float:
         """Sum a number over all processes (itself when not distributed)."""
+        return self._all_reduce([value], dist.ReduceOp.SUM)[0]
+
+    def all_reduce_max(self, values: list[float]) -> list[float]:
+        """Each number's maximum over all processes, in one exchange (themselves when not distributed)."""
+        return self._all_reduce(values, dist.ReduceOp.MAX)
+
+    def _all_reduce(self, values: list[float], op: dist.ReduceOp) -> list[float]:
         if not self.distributed:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.item()
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=op)
+        return tensor.tolist()
 
     def barrier(self) -> None:
         if self.distributed:

@@ -29,7 +29,7 @@ from noamt.data import (
     load_corpus,
     load_or_train_tokenizer,
 )
-from noamt.device import DeviceConfig, DeviceManager, device_manager
+from noamt.device import DeviceConfig, DeviceManager, device_manager, read_distributed_env
 from noamt.evaluation import validation_bleu
 from noamt.inference import build_model
 from noamt.io import write_atomic
@@ -211,7 +211,7 @@ def train(
     cfg = cfg.resolved()
     check_train_config(cfg)
     check_new_run(run_dir / "checkpoints", cfg.trainer.resume)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # DeviceManager.is_main, before it exists
+    main_process = read_distributed_env(os.environ).rank == 0  # DeviceManager.is_main, before it exists
     with run_lock(run_dir) if main_process else contextlib.nullcontext():
         log.info("run directory: %s", run_dir)
         dm = device_manager(cfg.device)
@@ -273,6 +273,6 @@ def _train_locked(
     return {
         **result,
         "step": trainer.step,
-        "interrupted": trainer.stop.signum,
+        "interrupted": trainer.stopped_by,
         "best": trainer.tracker.best,
     }

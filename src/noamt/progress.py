@@ -116,7 +116,13 @@ STOP_SIGNALS = tuple(
 
 
 class StopRequest:
-    """Turns any of :data:`STOP_SIGNALS` into a flag the loop checks after each update."""
+    """Turns any of :data:`STOP_SIGNALS` (SIGUSR2: SLURM's warning before a time limit or preemption,
+    ``sbatch --signal=USR2@90``) into a flag the loop checks after each update.
+
+    A handler installed before it for the received signal (submitit's, which requeues the job on
+    SIGUSR2) is called when the context ends, after the checkpoint, rather than never; Python's
+    own SIGINT handler is not, so Ctrl-C still ends in the usual exit status.
+    """
 
     def __init__(self):
         self.signum: int | None = None
@@ -135,3 +141,6 @@ class StopRequest:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        handler = previous.get(self.signum)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(self.signum, None)

@@ -145,6 +145,8 @@ class Trainer:
         self.metrics: MetricsWriter | None = None  # opened by train(), once there is something to record
         self.resumed: bool | None = None  # set by resume()
         self.stop = StopRequest()
+        self.stopped_by: int | None = None
+        """The stop signal every process has agreed on (``train_step``), None while training on."""
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> CheckpointState:
@@ -275,7 +277,11 @@ class Trainer:
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
         nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
-        if self.dm.all_reduce_sum(nonfinite) > 0:
+        # one exchange agrees on both: a NaN on any process skips the update on all, and a stop
+        # signal that reached any process stops all of them after this same update
+        nonfinite, signum = self.dm.all_reduce_max([nonfinite, float(self.stop.signum or 0)])
+        self.stopped_by = int(signum) or None
+        if nonfinite > 0:
             self.optimizer.zero_grad(set_to_none=True)
             return {"skipped": True, "loss_sum": loss_sum, "tokens": n_tokens}
         lr = self.schedule(self.step + 1)
@@ -402,7 +408,7 @@ class Trainer:
                 out = self.train_step(batches)
                 if out["skipped"]:
                     self._record_skip()
-                    if self.stop.signum is not None:
+                    if self.stopped_by is not None:
                         break
                     continue
                 self._nonfinite_in_a_row = 0
@@ -419,7 +425,7 @@ class Trainer:
                     self._validate_and_record(epoch_end)
                 elif _every(self.step, self.cfg.save_interval) or (epoch_end and self.cfg.save_every_epoch):
                     self.save(epoch_end=epoch_end)
-                if self._done() or self.stop.signum is not None:
+                if self._done() or self.stopped_by is not None:
                     break
                 if self.tracker.out_of_patience():
                     log.info(
@@ -428,8 +434,8 @@ class Trainer:
                         self.cfg.patience,
                     )
                     break
-        bar.close()
-        self._finish()
+            bar.close()
+            self._finish()  # inside: a launcher's handler of the stop signal runs after the checkpoint
         return last
 
     def _record_skip(self) -> None:
@@ -467,7 +473,7 @@ class Trainer:
         return record
 
     def _finish(self) -> None:
-        interrupted = self.stop.signum is not None
+        interrupted = self.stopped_by is not None
         validated = self._validated_step == self.step
         if not interrupted and not validated and self.valid_data is not None and not self.tracker.out_of_patience():
             self._validate_and_record()
