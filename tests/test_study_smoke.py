@@ -173,6 +173,44 @@ def test_runs_trained_at_once_equal_runs_trained_one_after_another(smoke, tmp_pa
         assert scores[0] == scores[1], name
 
 
+def test_a_hydra_launcher_trains_the_runs_and_the_same_report_follows(smoke, tmp_path):
+    """--launcher local: the pending runs are one multirun of submitit jobs (local processes, as
+    hydra/launcher=slurm would submit them to SLURM); they train to the same records and scores."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'noamt[slurm]'")
+    out, cache, data, _ = smoke
+    result = compare(
+        tmp_path / "bench", "--schedules", "noam,cosine", "--seeds", "1", "--launcher", "local", "--jobs", "2",
+        cache=cache, data_dir=data,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "bench" / "runs"
+    assert "- hydra/launcher=local" in (runs / "multirun.yaml").read_text()
+    assert len(list((runs / ".submitit").glob("*/*_result.pkl"))) == 2  # each run was a submitit job
+    assert "run 2/2" in result.stderr and (tmp_path / "bench" / "report.md").is_file()
+    for name in ("noam-seed1", "cosine-seed1"):
+        launched, basic = (
+            ([(r["step"], r["loss"]) for r in read_metrics(root / "runs" / name / "metrics.jsonl")
+              if r["kind"] == "valid"],
+             json.loads((root / "runs" / name / "eval" / "results.json").read_text())["splits"])
+            for root in (tmp_path / "bench", out)
+        )  # fmt: skip
+        assert launched == basic, name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--launcher", "nowhere"], "--launcher nowhere: no such option; hydra/launcher options: basic"),
+        (["--launcher", "local", "--time-limit", "5"], "--time-limit: not with --launcher"),
+    ],
+)
+def test_a_launcher_that_cannot_run_is_refused_in_one_line(smoke, tmp_path, args, message):
+    _, cache, data, _ = smoke
+    result = compare(tmp_path / "bench", "--seeds", "1", *args, cache=cache, data_dir=data)
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "bench" / "runs").exists()
+
+
 def test_a_time_limit_stops_training_or_evaluation_and_a_rerun_goes_on(smoke, tmp_path):
     out, cache, data, _ = smoke
     stopped = compare(

@@ -16,9 +16,12 @@ The runs are one Hydra multirun of noamt-train over the jobs still to train,
         hydra.searchpath=[file://<out>/configs] hydra.sweep.dir=<out>/runs
 
 each compare_run option (written to <out>/configs/compare_run/) setting the schedule, the seed
-and, with --lr-sweep, the peak; add e.g. hydra/launcher=submitit_slurm to run them elsewhere.
-With --jobs N the runs are dealt into N such multiruns, which train at the same time, and N
-runs are evaluated at a time.
+and, with --lr-sweep, the peak. With --jobs N the runs are dealt into N such multiruns, which
+train at the same time on this machine (several small runs sharing one GPU), and N runs are
+evaluated at a time. With --launcher L the runs are one multirun through Hydra's launcher
+option hydra/launcher=L: `slurm` submits each run as a SLURM job (pip install 'noamt[slurm]';
+its settings are hydra.launcher.* overrides), `local` runs them as local submitit jobs; the
+launcher decides where they train and how many at once, and the evaluation stays here.
 Finished runs are skipped and interrupted ones resumed, so the command can be re-run safely.
 --time-limit M stops the runs after M minutes (each saves a checkpoint after its current update)
 and exits with status 75, so that a short allocation (a 10-minute GPU call) ends cleanly and the
@@ -33,7 +36,8 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
-from hydra.errors import HydraException
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
 from noamt.checkpoint import CheckpointError
@@ -120,6 +124,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "trains its share of the runs one after another; on a CPU give each device.num_threads)",
     )
     parser.add_argument(
+        "--launcher",
+        help="a hydra/launcher option that starts the trainings (slurm, local, submitit_slurm, ...); "
+        "hydra.launcher.* overrides set its options. --jobs then only sets the evaluations at once",
+    )
+    parser.add_argument(
         "--time-limit",
         type=float,
         help="minutes after which the runs are stopped (they save a checkpoint) and the command exits with "
@@ -136,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
     if args.time_limit is not None and args.time_limit <= 0:
         parser.error(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
+    if args.time_limit is not None and args.launcher:
+        parser.error("--time-limit: not with --launcher, whose jobs have their own limit (hydra.launcher.timeout_min)")
     suffix = "_lr_sweep" if args.lr_sweep else ""
     args.out = (
         args.out or Path(os.environ.get("NOAMT_RUNS_DIR", "runs")) / f"compare_{args.profile}{suffix}"
@@ -163,7 +174,9 @@ def study_of(args: argparse.Namespace) -> Study:
 def execution_of(args: argparse.Namespace) -> Execution:
     """How the options ask to run it; the deadline counts from now."""
     deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
-    return Execution(processes=args.jobs, time_limit=args.time_limit, deadline=deadline, dry_run=args.dry_run)
+    return Execution(
+        processes=args.jobs, launcher=args.launcher, time_limit=args.time_limit, deadline=deadline, dry_run=args.dry_run
+    )
 
 
 def default_peaks(schedules: list[str], overrides: list[str]) -> dict[str, float]:
@@ -172,6 +185,23 @@ def default_peaks(schedules: list[str], overrides: list[str]) -> dict[str, float
     with initialize_config_module("noamt.configs", version_base=None):
         composed = {name: compose("train", overrides=[*overrides, f"schedule={name}"]) for name in schedules}
     return {name: to_train_config(cfg).resolved().schedule.peak_lr for name, cfg in composed.items()}
+
+
+def launcher_overrides(launcher: str | None) -> list[str]:
+    """``hydra/launcher=<launcher>``, composed with the runs' settings so that its
+    ``hydra.launcher.*`` overrides are checked before anything trains; none without a launcher."""
+    if launcher is None:
+        return []
+    register_configs()
+    with initialize_config_module("noamt.configs", version_base=None):
+        try:
+            compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+        except MissingConfigException as err:
+            options = GlobalHydra.instance().config_loader().get_group_options("hydra/launcher")
+            known = launcher in options
+            why = "its plugin is not installed (pip install 'noamt[slurm]')" if known else "no such option"
+            raise CompareError(f"--launcher {launcher}: {why}; hydra/launcher options: {', '.join(options)}") from err
+    return [f"hydra/launcher={launcher}"]
 
 
 def compose_jobs(jobs: list[Job], overrides: list[str]) -> dict[str, dict]:
@@ -192,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(study.schedules, study.seeds, study.lr_scales)
     config_dir = study.out / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
-    overrides = base_overrides(study, config_dir)
+    overrides = base_overrides(study, config_dir) + launcher_overrides(how.launcher)
     write_job_configs(jobs, config_dir, default_peaks(study.schedules, overrides) if study.lr_sweep else {})
     configs = compose_jobs(jobs, overrides)
     return orchestrate.run(study, jobs, configs, config_dir, how)

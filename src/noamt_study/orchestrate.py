@@ -2,8 +2,10 @@
 progress line as each run starts and ends), the evaluation of every run, and the report.
 
 With N processes the pending runs are dealt into N multiruns, which train at the same time, and
-N runs are evaluated at a time. A deadline stops the runs (each saves a checkpoint after its
-current update), and the command exits with EXIT_UNFINISHED, to be run again.
+N runs are evaluated at a time. With a Hydra launcher (SLURM through submitit, or its local
+executor) the pending runs are one multirun and the launcher decides where and how many train at
+once. A deadline stops the runs (each saves a checkpoint after its current update), and the
+command exits with EXIT_UNFINISHED, to be run again.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ BOOTSTRAP_SAMPLES = 1000
 class Execution:
     """How the study runs: processes at once, when it stops, whether it only shows its plan."""
 
-    processes: int = 1
+    processes: int = 1  # multiruns trained at once (without a launcher) and runs evaluated at once
+    launcher: str | None = None  # a hydra/launcher option that starts the trainings
     time_limit: float | None = None  # minutes, as given
     deadline: float | None = None  # time.monotonic() at which the runs are stopped
     dry_run: bool = False
@@ -269,8 +272,9 @@ def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], c
         f"{len(pending)} to train ({resumed} resumed)",
         file=sys.stderr,
     )
-    shares = [pending[i :: how.processes] for i in range(min(how.processes, len(pending)))]  # a multirun each
-    commands = [multirun_command(study, config_dir, runs_dir, share) for share in shares]
+    trainers = min(1 if how.launcher else how.processes, len(pending))
+    shares = [pending[i::trainers] for i in range(trainers)]  # a multirun each
+    commands = [multirun_command(study, config_dir, runs_dir, share, how.launcher) for share in shares]
     if how.dry_run:
         print("\n".join(map(shlex.join, commands)) if pending else "nothing to train")
         return 0

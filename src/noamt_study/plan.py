@@ -154,14 +154,19 @@ def base_overrides(study: Study, config_dir: Path) -> list[str]:
     ]
 
 
-def multirun_command(study: Study, config_dir: Path, runs_dir: Path, jobs: Sequence[Job]) -> list[str]:
-    """``noamt-train -m`` over ``jobs``: one Hydra job per compare_run option, each resuming if it can."""
+def multirun_command(
+    study: Study, config_dir: Path, runs_dir: Path, jobs: Sequence[Job], launcher: str | None = None
+) -> list[str]:
+    """``noamt-train -m`` over ``jobs``: one Hydra job per compare_run option, each resuming if it
+    can, started by Hydra's ``launcher`` option (e.g. ``slurm``, ``submitit_local``) when given,
+    else by Hydra's basic launcher, one after another in this process."""
     return [
         sys.executable,
         "-m",
         "noamt.cli.train",
         "-m",
         *base_overrides(study, config_dir),
+        *([f"hydra/launcher={launcher}"] if launcher else []),
         f"+{JOB_GROUP}={','.join(job.name for job in jobs)}",
         f"hydra.sweep.dir={hydra_value(str(runs_dir))}",
         "trainer.resume=auto",
