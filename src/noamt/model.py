@@ -55,7 +55,9 @@ class ModelConfig:
     pre_norm: bool = False
     """LayerNorm before each sub-layer (x + F(LN(x)), with a final LayerNorm) instead of after (LN(x + F(x)))."""
     share_embeddings: bool = True
-    """One embedding matrix for source, target and the output projection (joint vocabulary)."""
+    """One embedding matrix for source, target and the output projection (joint vocabulary); false:
+    the source has its own, and the target embedding is still the output projection (fairseq's
+    --share-decoder-input-output-embed)."""
     max_positions: int = 1024
     """Rows of the sinusoidal position table: the longest sequence the model accepts."""
 

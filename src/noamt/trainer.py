@@ -387,11 +387,16 @@ class Trainer:
         total = self._total_steps()
         if total is not None and total > self.step:
             log.info(
-                "training %d updates (from update %d to %d) of %d tokens each",
+                "training %d updates (from update %d to %d) of at most %d tokens each "
+                "(trainer.max_tokens %d x update_freq %d x %d process%s)",
                 total - self.step,
                 self.step,
                 total,
-                self.cfg.max_tokens * self.cfg.update_freq,
+                self.cfg.max_tokens * self.cfg.update_freq * self.dm.world_size,
+                self.cfg.max_tokens,
+                self.cfg.update_freq,
+                self.dm.world_size,
+                "" if self.dm.world_size == 1 else "es",
             )
         pace = Pace(self.step, total, PACE_UPDATES)
         bar = tqdm(

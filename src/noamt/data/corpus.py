@@ -166,12 +166,17 @@ def from_hub_dataset(dsdict: datasets.DatasetDict, cfg: DataConfig) -> datasets.
     """Map a hub DatasetDict to our splits and `src`/`tgt` columns.
 
     The text is taken from columns named by the language codes (e.g. "en", "de") or from
-    a "translation" column holding {lang: text} dicts.
+    a "translation" column holding {lang: text} dicts. Of the test splits in
+    `cfg.hub_split_names`, those in `cfg.test_splits` are read (a data option's mapping is
+    merged into the default one, so it may hold another corpus's test set).
     """
     if "train" not in cfg.hub_split_names or "valid" not in cfg.hub_split_names:
         raise DataError(f"data.hub_split_names needs 'train' and 'valid' keys, got {cfg.hub_split_names}")
+    wanted = {"train", "valid", *cfg.test_splits}
     splits = {}
     for split, hub_split in cfg.hub_split_names.items():
+        if split not in wanted:
+            continue
         origin = f"hub dataset {cfg.hub_name} split {hub_split!r}"
         if hub_split not in dsdict:
             raise DataError(f"{origin} not found; available: {', '.join(dsdict.keys())}")
