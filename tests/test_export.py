@@ -1,6 +1,7 @@
 """noamt-export: a release folder loads back to the same weights and translations, a CTranslate2
-export translates as noamt does (post-norm and pre-norm), and what cannot be exported is refused
-in one line."""
+export translates as noamt does (post-norm and pre-norm), a transformers export (post-norm) loads
+offline with the Auto classes and translates as noamt does, and what cannot be exported is
+refused in one line."""
 
 import dataclasses
 import json
@@ -21,8 +22,9 @@ from noamt.decoding import DecodingConfig, translate_texts
 from noamt.export.check import ExportError, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec
 from noamt.export.exporter import export_model
+from noamt.export.marian import PRE_NORM_REFUSAL, marian_model
 from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
-from noamt.inference import load_model
+from noamt.inference import build_model, load_model
 from noamt.results import write_results_json
 
 N_SENTENCES = 20
@@ -156,7 +158,7 @@ def test_a_quantized_ctranslate2_export_is_written(untrained, tmp_path):
 @pytest.mark.parametrize(
     "fmt, quantization, message",
     [
-        ("onnx", None, r"^format=onnx: choose one of release, ctranslate2$"),
+        ("onnx", None, r"^format=onnx: choose one of release, ctranslate2, transformers$"),
         ("release", "int8", r"^quantization=int8: applies to format=ctranslate2 only$"),
         ("ctranslate2", "float16", r"^quantization=float16: choose one of int8, int16, float32$"),
     ],
@@ -190,4 +192,72 @@ def test_a_differing_output_is_one_line_naming_the_sentence(untrained):
 @pytest.mark.slow
 def test_the_export_command_requires_its_keys(tmp_path):
     result = run_export("checkpoint=x", "out=y", cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.strip().endswith("format=... is required (release or ctranslate2)")
+    assert result.returncode == 1 and result.stderr.strip().endswith(
+        "format=... is required (release, ctranslate2 or transformers)"
+    )
+
+
+def transformers_translations(folder: Path, texts: list[str], max_lengths: list[int], num_beams: int) -> list[str]:
+    """Each text translated by the transformers export in ``folder``, loaded offline, with its
+    own ``max_length``: by ``pipeline("translation")`` where this transformers has it (5.0
+    removed it), else by what that pipeline runs: tokenizer, ``generate``, ``decode`` without
+    special tokens."""
+    transformers = pytest.importorskip("transformers")
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    if "translation" in transformers.pipelines.get_supported_tasks():
+        translator = transformers.pipeline("translation", model=model, tokenizer=tokenizer)
+        return [translator(text, max_length=length, num_beams=num_beams)[0]["translation_text"]
+                for text, length in zip(texts, max_lengths, strict=True)]  # fmt: skip
+    outputs = []
+    for text, length in zip(texts, max_lengths, strict=True):
+        generated = model.generate(**tokenizer(text, return_tensors="pt"), max_length=length, num_beams=num_beams)
+        outputs.append(tokenizer.decode(generated[0], skip_special_tokens=True))
+    return outputs
+
+
+@pytest.mark.slow
+def test_transformers_translates_as_noamt(post_norm_run, sentences, tmp_path, monkeypatch):
+    """Held-out sentences, greedy and beam 5. noamt's limit L = floor(1.2 |x| + 10) per sentence
+    is given to ``generate`` as max_length = L + 2 (start token, L tokens, EOS). Beam search is
+    compared because both define it alike: hypotheses ranked by sum log p / |y|^alpha with |y|
+    counting EOS (alpha = 1), a sentence done once it has 5 finished hypotheses
+    (``early_stopping=True``)."""
+    out = export_model(post_norm_run, "transformers", tmp_path / "hf")
+    assert {"config.json", "generation_config.json", "model.safetensors", TOKENIZER_FILE,
+            "tokenizer_config.json"} <= {p.name for p in out.iterdir()}  # fmt: skip
+    loaded = load_model(post_norm_run)
+    max_lengths = [limit + 2 for limit in greedy_reference(loaded.model, loaded.tokenizer, sentences).limits]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for beam_size in (1, 5):
+        expected = translate_texts(loaded.model, loaded.tokenizer, sentences, DecodingConfig(beam_size=beam_size))
+        assert transformers_translations(out, sentences, max_lengths, beam_size) == expected
+        assert len(set(expected)) > 1
+
+
+@pytest.mark.parametrize("share_embeddings", [True, False], ids=["shared", "separate"])
+def test_marian_computes_noamt_logits(untrained, share_embeddings):
+    loaded = load_model(untrained)
+    cfg = dataclasses.replace(loaded.model.cfg, share_embeddings=share_embeddings)
+    torch.manual_seed(0)
+    model = build_model(cfg, loaded.tokenizer).eval()
+    marian = marian_model(model, loaded.tokenizer)
+    src = torch.tensor([loaded.tokenizer.encode("A man sleeps .") + [loaded.tokenizer.eos_id]])
+    tgt = torch.tensor([[loaded.tokenizer.bos_id, *loaded.tokenizer.encode("Ein Mann")]])
+    with torch.no_grad():
+        torch.testing.assert_close(marian(input_ids=src, decoder_input_ids=tgt).logits, model(src, tgt))
+
+
+def test_a_pre_norm_model_is_refused_for_transformers(untrained, tmp_path):
+    loaded = load_model(untrained)
+    model = build_model(dataclasses.replace(loaded.model.cfg, pre_norm=True), loaded.tokenizer)
+    with pytest.raises(ExportError) as err:
+        marian_model(model, loaded.tokenizer)
+    assert str(err.value) == PRE_NORM_REFUSAL
+
+
+def test_a_weight_without_a_marian_place_is_refused(untrained):
+    loaded = load_model(untrained)
+    loaded.model.register_parameter("output_scale", torch.nn.Parameter(torch.ones(1)))
+    with pytest.raises(ExportError, match=r"^format=transformers: model weights \['output_scale'\] have no place"):
+        marian_model(loaded.model, loaded.tokenizer)

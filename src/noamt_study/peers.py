@@ -14,40 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from noamt.data import Batch
+from noamt.export.marian import marian_config
 from noamt.model import ModelConfig
 
 
 def marian_model(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> nn.Module:
     """A randomly initialised ``MarianMTModel`` of the same shape and dropouts as ``cfg``."""
-    from transformers import MarianConfig, MarianMTModel
+    from transformers import MarianMTModel
 
     if cfg.pre_norm or not cfg.share_embeddings:
         raise ValueError("Marian is post-norm with shared embeddings: set model.pre_norm=false, share_embeddings=true")
-    config = MarianConfig(
-        vocab_size=vocab_size,
-        decoder_vocab_size=vocab_size,
-        d_model=cfg.d_model,
-        encoder_layers=cfg.encoder_layers,
-        decoder_layers=cfg.decoder_layers,
-        encoder_attention_heads=cfg.n_heads,
-        decoder_attention_heads=cfg.n_heads,
-        encoder_ffn_dim=cfg.d_ff,
-        decoder_ffn_dim=cfg.d_ff,
-        activation_function="relu",
-        dropout=cfg.dropout,
-        attention_dropout=cfg.attention_dropout,
-        activation_dropout=cfg.activation_dropout,
-        max_position_embeddings=cfg.max_positions,
-        scale_embedding=True,
-        share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True,
-        pad_token_id=pad_id,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        decoder_start_token_id=bos_id,
-        forced_eos_token_id=None,
-    )
-    return MarianMTModel(config)
+    return MarianMTModel(marian_config(cfg, vocab_size, pad_id, bos_id, eos_id))
 
 
 def trainable_parameters(model: nn.Module) -> int:

@@ -3,12 +3,14 @@
     noamt-export checkpoint=runs/my-run format=release out=releases/my-run
     noamt-export checkpoint=runs/my-run/checkpoints/checkpoint_avg.pt format=ctranslate2 out=ct2/my-run
     noamt-export checkpoint=runs/my-run format=ctranslate2 out=ct2/my-run-int8 quantization=int8
+    noamt-export checkpoint=runs/my-run format=transformers out=hf/my-run
 
 ``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
 checkpoint_last.pt); ``format`` is ``release`` (safetensors weights, JSON config, the tokenizer
 and a model card, which noamt-translate and noamt-evaluate load as they load a checkpoint) or
-``ctranslate2`` (a CTranslate2 model directory with the tokenizer); ``out`` is a folder that must
-not exist yet. ``quantization`` (ctranslate2 only: int8, int16, float32) stores the weights so.
+``ctranslate2`` (a CTranslate2 model directory with the tokenizer) or ``transformers`` (a
+post-norm model as a Hugging Face transformers Marian model with its tokenizer); ``out`` is a
+folder that must not exist yet. ``quantization`` (ctranslate2 only: int8, int16, float32) stores the weights so.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class ExportConfig:
     """Which model, in which format, to which folder."""
 
     checkpoint: str = MISSING  # a checkpoint file or a run directory
-    format: str = MISSING  # release or ctranslate2
+    format: str = MISSING  # release, ctranslate2 or transformers
     out: str = MISSING  # the folder to write; it must not exist
     quantization: str | None = None  # ctranslate2 only: int8, int16 or float32 (null: float32)
 
@@ -44,7 +46,7 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require(cfg, "checkpoint", "noamt-export", "a checkpoint file or a run directory")
-    require(cfg, "format", "noamt-export", "release or ctranslate2")
+    require(cfg, "format", "noamt-export", "release, ctranslate2 or transformers")
     require(cfg, "out", "noamt-export", "the folder to write")
     export = OmegaConf.to_object(cfg)
     try:

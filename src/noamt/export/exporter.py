@@ -1,4 +1,5 @@
-"""Export a checkpoint (file or run directory) as ``format=release`` or ``format=ctranslate2``,
+"""Export a checkpoint (file or run directory) as ``format=release``, ``format=ctranslate2`` or
+``format=transformers``,
 checked as it is written: the export is built in a temporary folder beside ``out``, its greedy
 translations of the check sentences (:mod:`noamt.export.check`) are compared with noamt's, and
 only an export that matches is renamed to ``out``."""
@@ -19,12 +20,13 @@ from noamt.export.card import model_card
 from noamt.export.check import CHECK_SENTENCES, ExportError, GreedyReference, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import QUANTIZATIONS, ctranslate2_greedy, write_ctranslate2
 from noamt.export.release import write_release
+from noamt.export.transformers_folder import transformers_greedy, write_transformers
 from noamt.inference import LoadedModel, load_model
 from noamt.results import RESULTS_FILE, EvaluationResults, read_results_json
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("release", "ctranslate2")
+FORMATS = ("release", "ctranslate2", "transformers")
 
 
 def stored_evaluation(checkpoint: Path) -> EvaluationResults | None:
@@ -65,6 +67,11 @@ def _export_ctranslate2(
              len(outputs))  # fmt: skip
 
 
+def _export_transformers(loaded: LoadedModel, folder: Path, reference: GreedyReference) -> None:
+    write_transformers(loaded.model, loaded.tokenizer, folder)
+    check_outputs(reference, transformers_greedy(folder, loaded.model, reference), "format=transformers")
+
+
 def export_model(
     checkpoint: str | os.PathLike,
     fmt: str,
@@ -93,8 +100,10 @@ def export_model(
     try:
         if fmt == "release":
             _export_release(loaded, staging, reference, sentences)
-        else:
+        elif fmt == "ctranslate2":
             _export_ctranslate2(loaded, staging, reference, quantization)
+        else:
+            _export_transformers(loaded, staging, reference)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
