@@ -10,6 +10,7 @@ import torch
 from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
 from noamt.decoding.beam import beam_search
 from noamt.decoding.config import DecodingConfig, check_decoding
+from noamt.decoding.ensemble import Ensemble
 from noamt.decoding.search import greedy_search
 from noamt.model import Transformer
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def search_batch(
-    model: Transformer, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
+    model: Transformer | Ensemble, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
 ) -> list[list[int]]:
     """Greedy search for ``decoding.beam_size`` 1, beam search otherwise: src (B, S) -> B id lists."""
     find = greedy_search if decoding.beam_size == 1 else beam_search
@@ -25,7 +26,7 @@ def search_batch(
 
 
 def translate_batches(
-    model: Transformer,
+    model: Transformer | Ensemble,
     batches: Iterable[Batch],
     tokenizer: Tokenizer,
     decoding: DecodingConfig,
@@ -48,7 +49,7 @@ def translate_batches(
 
 
 def translate_texts(
-    model: Transformer,
+    model: Transformer | Ensemble,
     tokenizer: Tokenizer,
     texts: Sequence[str],
     decoding: DecodingConfig,
@@ -69,7 +70,7 @@ def translate_texts(
         on_batch(len(texts) - len(keep))
     if not keep:
         return outputs
-    limit = model.cfg.max_positions - 1
+    limit = model.max_positions - 1
     src_ids = tokenizer.encode_batch([texts[i] for i in keep])
     n_long = sum(len(ids) > limit for ids in src_ids)
     if n_long:
