@@ -46,8 +46,8 @@ class SplitResults(_SacreBleuScores, total=False):
 class EvaluationResults(TypedDict):
     """The whole file: what was evaluated, how, and the scores per split."""
 
-    checkpoint: str  # the checkpoint file, relative to the folder of this results.json
-    step: int | None  # its optimizer updates
+    checkpoint: str | list[str]  # the checkpoint file (a list: an ensemble's), relative to this file's folder
+    step: int | None | list[int | None]  # its optimizer updates (a list: each ensemble member's)
     data: str  # the data config's name
     src_lang: str
     tgt_lang: str

@@ -3,9 +3,12 @@
     noamt-translate checkpoint=runs/my-run input=test.en output=test.hyp.de
     echo "A man rides a bike." | noamt-translate checkpoint=runs/run/checkpoints/checkpoint_avg.pt
     noamt-translate checkpoint=runs/my-run decoding=greedy max_tokens=2048 device=cpu < in.txt > out.txt
+    noamt-translate checkpoint=[runs/seed1,runs/seed2,runs/seed3] input=test.en output=test.hyp.de
 
-``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
-checkpoint_last.pt); ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
+``checkpoint`` is a checkpoint file, a run directory (its checkpoint_best.pt, else
+checkpoint_last.pt) or a release folder; a list of them is an ensemble that averages the
+models' probabilities at every step (:mod:`noamt.decoding.ensemble`) and needs one tokenizer.
+``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
 ``device=cpu device.num_threads=2``) and ``decoding`` one of the decoding/ group (default, greedy;
 e.g. ``decoding.beam_size=10 decoding.length_penalty=0.6``). Every input line gives exactly one
 output line, in input order; blank lines give blank lines. Logs and the progress bar go to stderr, so stdout holds
@@ -18,6 +21,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -30,7 +34,7 @@ from noamt.data import DataError, decode_lines, read_lines
 from noamt.decoding import DecodingConfig, check_decoding, translate_texts
 from noamt.device import DeviceConfig, device_manager
 from noamt.evaluation import as_line
-from noamt.inference import load_model
+from noamt.inference import load_models
 
 log = logging.getLogger("noamt")
 
@@ -39,7 +43,7 @@ log = logging.getLogger("noamt")
 class TranslateConfig:
     """Where the model, the input and the output are, and how to search."""
 
-    checkpoint: str = MISSING
+    checkpoint: Any = MISSING  # a checkpoint, run directory or release folder, or a list of them (an ensemble)
     input: str = "-"  # a UTF-8 text file, or - for stdin
     output: str = "-"  # a file, or - for stdout
     max_tokens: int = 4096  # source tokens per batch, padding included
@@ -93,8 +97,9 @@ def translate(cfg: TranslateConfig) -> None:
     check_paths(cfg)
     check_decoding(cfg.decoding)
     dm = device_manager(cfg.device)
-    loaded = load_model(cfg.checkpoint, dm.device)
-    log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
+    loaded = load_models(cfg.checkpoint, dm.device)
+    for member in loaded.members:
+        log.info("model: %s (step %s) on %s", member.path, member.step, dm.describe())
     lines = read_input(cfg.input)
     bar = tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-")
     with bar, dm.autocast():
