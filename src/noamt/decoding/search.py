@@ -47,8 +47,12 @@ def max_output_lengths(src: torch.Tensor, pad_id: int, max_positions: int, decod
 
     src (B, S) -> limits (B,).
     """
-    src_len = (src != pad_id).sum(dim=1).to(torch.float64)  # (B,)
-    limits = torch.floor(decoding.max_len_a * src_len + decoding.max_len_b).long()
+    return output_limits((src != pad_id).sum(dim=1), max_positions, decoding)
+
+
+def output_limits(src_lengths: torch.Tensor, max_positions: int, decoding: DecodingConfig) -> torch.Tensor:
+    """L_i = min(floor(a * |x_i| + b), max_positions - 1) for source lengths |x_i| (B,) -> (B,)."""
+    limits = torch.floor(decoding.max_len_a * src_lengths.to(torch.float64) + decoding.max_len_b).long()
     return limits.clamp(min=0, max=max_positions - 1)
 
 

@@ -57,27 +57,49 @@ def translate_texts(
     max_tokens: int = 4096,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """One translation per text, in input order.
+    """One translation per text, in input order (:func:`translate_nonblank`).
 
-    Blank texts translate to "" without running the model. A text longer than the model's
-    ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning gives the count.
     Batches hold at most ``max_tokens`` source tokens, padding included.
     """
     check_decoding(decoding)
+
+    def translate(src_ids: list[list[int]]) -> list[str]:
+        split = EncodedSplit(src_ids, [[] for _ in src_ids])
+        pad, bos, eos = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+        batches = TokenBudgetBatches(split, max_tokens, pad, bos, eos, shuffle=False)
+        return translate_batches(model, batches, tokenizer, decoding, on_batch=on_batch)
+
+    return translate_nonblank(tokenizer, texts, model.max_positions, translate, on_batch=on_batch)
+
+
+def translate_nonblank(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    max_positions: int | None,
+    translate: Callable[[list[list[int]]], list[str]],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """One translation per text, in input order, by ``translate`` (source ids without EOS -> one
+    translation each, in order).
+
+    Blank texts translate to "" without running the model (``on_batch`` counts them at once). A
+    text longer than ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning
+    gives the count.
+    """
     outputs = [""] * len(texts)
     keep = [i for i, text in enumerate(texts) if text.strip()]
     if on_batch is not None and len(keep) < len(texts):
         on_batch(len(texts) - len(keep))
     if not keep:
         return outputs
-    limit = model.max_positions - 1
     src_ids = tokenizer.encode_batch([texts[i] for i in keep])
-    n_long = sum(len(ids) > limit for ids in src_ids)
-    if n_long:
-        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
-    split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
-    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False)
-    translations = translate_batches(model, batches, tokenizer, decoding, on_batch=on_batch)
-    for i, translation in zip(keep, translations, strict=True):
+    if max_positions is not None:
+        limit = max_positions - 1
+        n_long = sum(len(ids) > limit for ids in src_ids)
+        if n_long:
+            log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
+        src_ids = [ids[:limit] for ids in src_ids]
+    for i, translation in zip(keep, translate(src_ids), strict=True):
         outputs[i] = translation
     return outputs
