@@ -1,16 +1,14 @@
 """Ensembles (checkpoint=[a,b]): one model is the plain model, two average their probabilities at
 every step, tokenizers must agree, and noamt-evaluate records every member."""
 
-import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import make_checkpoint, run_cli, small_train_config, train_run
+from helpers.runs import make_checkpoint, run_cli, trained_toy_run
 
-from noamt import schedules
 from noamt.checkpoint import CheckpointError
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, Ensemble, greedy_search, translate_texts
@@ -24,21 +22,10 @@ N_SENTENCES = 20
 GREEDY = DecodingConfig(beam_size=1)
 
 
-def trained(run_dir: Path, data_dir: Path, seed: int) -> Path:
-    """The small toy-corpus model trained 400 updates from ``seed`` (as in test_export.py): runs of
-    one data config share their tokenizer (the cached BPE) and differ in their weights."""
-    cfg = small_train_config(data_dir, run_dir.parent.parent / "tokenizers", max_steps=400, val_interval=400,
-                             save_interval=400, log_interval=400, seed=seed)  # fmt: skip
-    model = dataclasses.replace(cfg.model, max_positions=64)
-    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=1.0)
-    train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
-    return run_dir
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, toy_data_dir) -> list[Path]:
     root = tmp_path_factory.mktemp("ensemble")
-    return [trained(root / f"seed{seed}" / "run", toy_data_dir, seed) for seed in (3, 4)]
+    return [trained_toy_run(root / f"seed{seed}" / "run", toy_data_dir, seed=seed) for seed in (3, 4)]
 
 
 @pytest.fixture(scope="module")
