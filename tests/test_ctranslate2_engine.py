@@ -48,6 +48,9 @@ def test_float32_greedy_equals_noamt_and_beam_agreement_is_measured(run, sentenc
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, greedy, max_tokens=256)
     assert ctranslate2_translate_texts(ct2, sentences, greedy, max_tokens=256) == expected
     assert len(set(expected)) > 1
+    cut = DecodingConfig(beam_size=1, max_len_a=0.5, max_len_b=2)  # most outputs reach their limit L
+    assert ctranslate2_translate_texts(ct2, sentences, cut) == translate_texts(loaded.model, loaded.tokenizer,
+                                                                               sentences, cut)  # fmt: skip
 
     beam = DecodingConfig(beam_size=5)
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, beam)
