@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.runs import small_train_config
 from helpers.study_runs import synthetic_benchmark
 from helpers.toy_corpus import write_toy_corpus
@@ -50,3 +51,12 @@ def benchmark(tmp_path):
     """A study of noam and cosine over seeds 1-3 with known answers (``helpers/study_runs.py``):
     its folder, its collected runs and the test references."""
     return synthetic_benchmark(tmp_path)
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny matrices: one torch thread avoids oversubscribing a shared CPU; the count is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -150,7 +150,7 @@ class BigramModel(nn.Module):
             for token, p in row.items():
                 log_p[prev, token] = math.log(p)
         self.log_p = nn.Parameter(log_p, requires_grad=False)
-        self.pad_id, self.vocab, self.tgt_vocab_size = PAD, vocab, vocab
+        self.pad_id, self.vocab, self.tgt_vocab_size, self.max_positions = PAD, vocab, vocab, 64
         self.cfg = ModelConfig(max_positions=64)
 
     def encode(self, src):

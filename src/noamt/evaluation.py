@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
 from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import GREEDY, DecodingConfig, check_decoding, translate_batches, translate_texts
-from noamt.device import DeviceConfig, device_manager
-from noamt.inference import LoadedModel, load_model
+from noamt.decoding import GREEDY, DecodingConfig, Ensemble, check_decoding, translate_batches, translate_texts
+from noamt.device import DeviceConfig
+from noamt.engines import DEFAULT_COMPUTE_TYPE, open_engine
+from noamt.inference import LoadedModel, checkpoint_list
 from noamt.io import write_atomic
 from noamt.model import Transformer
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
@@ -140,7 +141,7 @@ def tokenized_reference_file(data_dir: Path, stem: str, lang: str) -> Path:
 
 
 def evaluate_split(
-    model: Transformer,
+    model: Transformer | Ensemble,
     tokenizer: Tokenizer,
     sources: Sequence[str],
     references: Sequence[str],
@@ -152,21 +153,33 @@ def evaluate_split(
     tokenized: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[str], SplitResults]:
-    """Translate ``sources`` and score them: (hypotheses, their scores).
+    """Translate ``sources`` and score them (:func:`score_split`): (hypotheses, their scores)."""
+    hyps = translate_texts(model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch)
+    return hyps, score_split(hyps, references, tgt_lang=tgt_lang, tok_references=tok_references, tokenized=tokenized)
+
+
+def score_split(
+    hyps: Sequence[str],
+    references: Sequence[str],
+    *,
+    tgt_lang: str,
+    tok_references: Sequence[str] | None = None,
+    tokenized: bool = False,
+) -> SplitResults:
+    """The scores of one split's hypotheses.
 
     Raw text: sacreBLEU on the detokenized text, and a tokenized BLEU when ``tok_references``
     are given. ``tokenized`` text (hypotheses and ``references`` lowercased and tokenized
     already): BLEU without re-tokenization, and the tokenized BLEU scored as given.
     """
-    hyps = translate_texts(model, tokenizer, sources, decoding, max_tokens=max_tokens, on_batch=on_batch)
     if tokenized:
         result = SplitResults(n_sentences=len(hyps), **score(hyps, references, tokenize="none"))
         result["tokenized_bleu"] = tokenized_bleu(hyps, references, tgt_lang, retokenize=False)
-        return hyps, result
+        return result
     result = SplitResults(n_sentences=len(hyps), **score(hyps, references))
     if tok_references is not None:
         result["tokenized_bleu"] = tokenized_bleu(hyps, tok_references, tgt_lang)
-    return hyps, result
+    return result
 
 
 def write_results(out_dir: str | os.PathLike, hypotheses: dict[str, list[str]], results: EvaluationResults) -> Path:
@@ -240,7 +253,7 @@ def default_out_dir(checkpoint: Path) -> Path:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     decoding: DecodingConfig,
     device: DeviceConfig,
     *,
@@ -249,25 +262,34 @@ def evaluate_checkpoint(
     out_dir: str | os.PathLike | None = None,
     max_tokens: int = 4096,
     progress: bool = True,
+    engine: str = "noamt",
+    compute_type: str = DEFAULT_COMPUTE_TYPE,
 ) -> tuple[Path, dict[str, SplitResults]]:
     """Translate ``splits`` (default: the stored data config's test splits; ``valid`` names the
-    validation split) with a checkpoint file or run directory and score them.
+    validation split) with a checkpoint file, run directory or release folder, or with an
+    ensemble of them (a list: :mod:`noamt.decoding.ensemble`), and score them.
 
-    The data config is the one stored in the checkpoint (``data_dir`` replaces its folder).
-    Writes ``<split>.hyp.<tgt_lang>`` and ``results.json`` to ``out_dir`` (default:
-    ``<run>/eval``); returns the path of results.json and the scores per split. Batches hold at
-    most ``max_tokens`` source tokens; ``progress`` shows a bar per split on stderr.
+    ``engine`` (noamt or ctranslate2, in ``compute_type``) decodes (:mod:`noamt.engines`). The
+    data config is the one stored in the (first) checkpoint (``data_dir`` replaces its folder).
+    Writes ``<split>.hyp.<tgt_lang>`` and ``results.json`` to ``out_dir`` (default for one
+    checkpoint: ``<run>/eval``; an ensemble must name it); returns the path of results.json and
+    the scores per split. Batches hold at most ``max_tokens`` source tokens; ``progress`` shows
+    a bar per split on stderr.
     """
     check_decoding(decoding)
-    dm = device_manager(device)
-    loaded = load_model(checkpoint, dm.device)
-    data_cfg = stored_data_config(loaded, data_dir)
+    if out_dir is None and len(checkpoint_list(checkpoint)) > 1:
+        raise ValueError("out_dir=...: required with more than one checkpoint (an ensemble has no run folder)")
+    translator = open_engine(checkpoint, engine, device, compute_type)
+    if translator.loaded is None:
+        raise ValueError(f"checkpoint={checkpoint}: a CTranslate2 folder records no data config; "
+                         "evaluate the checkpoint it was exported from")  # fmt: skip
+    first = translator.loaded.members[0]
+    data_cfg = stored_data_config(first, data_dir)
     splits = list(splits or data_cfg.test_splits)
     known = ["valid", *data_cfg.test_splits]
     unknown = [s for s in splits if s not in known]
     if unknown:
         raise DataError(f"splits: {unknown} not in data config {data_cfg.name} (has {known})")
-    log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
     log.info("data: %s, splits %s", data_cfg.name, ", ".join(splits))
     if data_cfg.tokenized:
         log.info(
@@ -278,31 +300,33 @@ def evaluate_checkpoint(
     hypotheses: dict[str, list[str]] = {}
     scores: dict[str, SplitResults] = {}
     for split in splits:
-        bar = tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress)
-        with bar, dm.autocast():
-            hypotheses[split], scores[split] = evaluate_split(
-                loaded.model,
-                loaded.tokenizer,
-                corpus[split]["src"],
-                corpus[split]["tgt"],
-                decoding,
-                tgt_lang=data_cfg.tgt_lang,
-                max_tokens=max_tokens,
-                tok_references=tokenized_references(data_cfg, split),
-                tokenized=data_cfg.tokenized,
-                on_batch=bar.update,
+        with tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress) as bar:
+            hypotheses[split] = translator.translate_texts(
+                corpus[split]["src"], decoding, max_tokens=max_tokens, on_batch=bar.update
             )
-    out = Path(out_dir) if out_dir else default_out_dir(loaded.path)
+        scores[split] = score_split(
+            hypotheses[split],
+            corpus[split]["tgt"],
+            tgt_lang=data_cfg.tgt_lang,
+            tok_references=tokenized_references(data_cfg, split),
+            tokenized=data_cfg.tokenized,
+        )
+    out = Path(out_dir) if out_dir else default_out_dir(first.path)
+    checkpoints = [os.path.relpath(path.resolve(), out.resolve()) for path in translator.loaded.paths]
+    steps = [member.step for member in translator.loaded.members]
     results = EvaluationResults(
-        checkpoint=os.path.relpath(loaded.path.resolve(), out.resolve()),
-        step=loaded.step,
+        checkpoint=checkpoints[0] if len(checkpoints) == 1 else checkpoints,
+        step=steps[0] if len(steps) == 1 else steps,
         data=data_cfg.name,
         src_lang=data_cfg.src_lang,
         tgt_lang=data_cfg.tgt_lang,
         tokenized=data_cfg.tokenized,
         decoding={f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
         splits=scores,
+        engine=engine,
     )
+    if translator.compute_type is not None:
+        results["compute_type"] = translator.compute_type
     path = write_results(out, hypotheses, results)
     log.info("wrote %s and the hypotheses", path)
     return path, scores

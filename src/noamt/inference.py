@@ -1,10 +1,12 @@
 """The model a config and a tokenizer describe: built empty for training (:func:`build_model`),
 rebuilt from a checkpoint or a release folder (:mod:`noamt.export.release`) for translation
-(:func:`load_model`) with the same function."""
+(:func:`load_model`) with the same function; several of them as one ensemble
+(:func:`load_models`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 
 from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from noamt.data import Tokenizer
+from noamt.decoding import Ensemble
 from noamt.export.release import is_release, read_release, tied_names
 from noamt.model import ModelConfig, Transformer
 
@@ -74,3 +77,39 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
         raise CheckpointError(f"{path}: weights do not fit config.model ({first})") from err
     model.to(device).eval()
     return LoadedModel(model, tokenizer, config, step, path)
+
+
+@dataclass
+class LoadedModels:
+    """The models of one or more checkpoints over one tokenizer, searched as ``model``: the
+    single model itself, or an :class:`~noamt.decoding.Ensemble` of them all."""
+
+    model: Transformer | Ensemble
+    tokenizer: Tokenizer
+    members: list[LoadedModel]  # in the order given
+
+    @property
+    def paths(self) -> list[Path]:
+        return [member.path for member in self.members]
+
+
+def checkpoint_list(checkpoint: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """``checkpoint`` as a list: one path (a string) or several (an ensemble)."""
+    return [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
+
+
+def load_models(
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike], device: torch.device | str = "cpu"
+) -> LoadedModels:
+    """:func:`load_model` of each checkpoint; several make an ensemble, which needs one tokenizer
+    (the same JSON): checkpoints whose tokenizers differ are a one-line CheckpointError."""
+    paths = checkpoint_list(checkpoint)
+    if not paths:
+        raise CheckpointError("checkpoint=[]: name at least one checkpoint")
+    members = [load_model(path, device) for path in paths]
+    first = members[0]
+    for other in members[1:]:
+        if other.tokenizer.to_str() != first.tokenizer.to_str():
+            raise CheckpointError(f"{first.path} and {other.path} have different tokenizers: an ensemble needs one")
+    model = first.model if len(members) == 1 else Ensemble([member.model for member in members])
+    return LoadedModels(model, first.tokenizer, members)

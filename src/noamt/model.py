@@ -335,6 +335,11 @@ class Transformer(nn.Module):
     def tgt_vocab_size(self) -> int:
         return self.tgt_embed.num_embeddings
 
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence the model accepts (``cfg.max_positions``)."""
+        return self.cfg.max_positions
+
     def project(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (..., d) -> logits (..., V) through the shared embedding matrix E (V, d);
         for 2-D ``hidden`` (N, d), ``out`` may be an (N, V) tensor to write them into."""

@@ -43,17 +43,23 @@ class SplitResults(_SacreBleuScores, total=False):
     tokenized_bleu: TokenizedBleu
 
 
-class EvaluationResults(TypedDict):
-    """The whole file: what was evaluated, how, and the scores per split."""
-
-    checkpoint: str  # the checkpoint file, relative to the folder of this results.json
-    step: int | None  # its optimizer updates
+class _Evaluation(TypedDict):
+    checkpoint: str | list[str]  # the checkpoint file (a list: an ensemble's), relative to this file's folder
+    step: int | None | list[int | None]  # its optimizer updates (a list: each ensemble member's)
     data: str  # the data config's name
     src_lang: str
     tgt_lang: str
     tokenized: bool  # the text was lowercased and tokenized already (data.tokenized)
     decoding: dict[str, int | float | bool]  # the DecodingConfig's fields
     splits: dict[str, SplitResults]  # split name ("valid", "test_2016_flickr", ...) -> scores
+
+
+class EvaluationResults(_Evaluation, total=False):
+    """The whole file: what was evaluated, how, and the scores per split; the engine that decoded
+    (noamt or ctranslate2) and CTranslate2's compute type (absent in older files)."""
+
+    engine: str
+    compute_type: str
 
 
 class ResultsError(ValueError):

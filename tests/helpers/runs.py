@@ -73,6 +73,18 @@ def train_run(cfg: pipeline.TrainConfig, run_dir: Path) -> dict:
     return pipeline.train(cfg, run_dir, resolved_config=dataclasses.asdict(cfg))
 
 
+def trained_toy_run(run_dir: Path, data_dir: Path, *, seed: int = 3, pre_norm: bool = False) -> Path:
+    """The small toy-corpus model (max_positions 64) trained for 400 updates at Noam factor 1.0:
+    enough for its greedy outputs to depend on the source and to end in EOS. Runs of one
+    ``data_dir`` whose folders share a parent share their tokenizer (the cached BPE)."""
+    cfg = small_train_config(data_dir, run_dir.parent.parent / "tokenizers", max_steps=400, val_interval=400,
+                             save_interval=400, log_interval=400, seed=seed)  # fmt: skip
+    model = dataclasses.replace(cfg.model, pre_norm=pre_norm, max_positions=CHECKPOINT_MAX_POSITIONS)
+    schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=1.0)
+    train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
+    return run_dir
+
+
 def make_checkpoint(
     path: Path, data_dir: Path, seed: int = 0, step: int = 0, data_cfg: DataConfig | None = None
 ) -> Path:

@@ -3,6 +3,12 @@
     noamt-evaluate checkpoint=runs/my-run                      # checkpoint_best.pt, else _last
     noamt-evaluate checkpoint=runs/my-run/checkpoints/checkpoint_avg.pt decoding.beam_size=5
     noamt-evaluate checkpoint=runs/my-run splits=[test_2016_flickr,valid] data_dir=/data/multi30k
+    noamt-evaluate checkpoint=[runs/seed1,runs/seed2] out_dir=eval/ensemble
+    noamt-evaluate checkpoint=runs/my-run engine=ctranslate2 compute_type=int8 out_dir=eval/ct2-int8
+
+``checkpoint`` is a checkpoint file, a run directory or a release folder; a list of them is an
+ensemble (:mod:`noamt.decoding.ensemble`), which needs ``out_dir``. ``engine=ctranslate2``
+decodes through CTranslate2 in ``compute_type`` (:mod:`noamt.engines`); results.json records both.
 
 The data config is the one stored in the checkpoint (``data_dir`` replaces its folder);
 ``splits`` defaults to its test splits (``valid`` names the validation split); ``device``
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -33,10 +40,12 @@ from noamt.evaluation import evaluate_checkpoint, format_table
 class EvaluateConfig:
     """The checkpoint, the splits, how to search and where results go."""
 
-    checkpoint: str = MISSING  # a checkpoint file or a run directory
+    checkpoint: Any = MISSING  # a checkpoint file, run directory or release folder, or a list of them
+    engine: str = "noamt"  # noamt or ctranslate2
+    compute_type: str = "float32"  # engine=ctranslate2 only: float32, int8, int16, float16, ...
     splits: list[str] | None = None  # default: the data config's test splits
     data_dir: str | None = None  # replaces the stored data folder
-    out_dir: str | None = None  # default: <run>/eval
+    out_dir: str | None = None  # default: <run>/eval (required for an ensemble)
     max_tokens: int = 4096  # source tokens per batch, padding included
     device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
     decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the decoding/ config group
@@ -55,6 +64,8 @@ def evaluate(cfg: EvaluateConfig) -> None:
         data_dir=cfg.data_dir,
         out_dir=cfg.out_dir,
         max_tokens=cfg.max_tokens,
+        engine=cfg.engine,
+        compute_type=cfg.compute_type,
     )
     print(format_table(results))
 

@@ -3,9 +3,16 @@
     noamt-translate checkpoint=runs/my-run input=test.en output=test.hyp.de
     echo "A man rides a bike." | noamt-translate checkpoint=runs/run/checkpoints/checkpoint_avg.pt
     noamt-translate checkpoint=runs/my-run decoding=greedy max_tokens=2048 device=cpu < in.txt > out.txt
+    noamt-translate checkpoint=[runs/seed1,runs/seed2,runs/seed3] input=test.en output=test.hyp.de
+    noamt-translate checkpoint=runs/my-run engine=ctranslate2 compute_type=int8 input=test.en
 
-``checkpoint`` is a checkpoint file or a run directory (its checkpoint_best.pt, else
-checkpoint_last.pt); ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
+``checkpoint`` is a checkpoint file, a run directory (its checkpoint_best.pt, else
+checkpoint_last.pt) or a release folder; a list of them is an ensemble that averages the
+models' probabilities at every step (:mod:`noamt.decoding.ensemble`) and needs one tokenizer.
+``engine=ctranslate2`` decodes through CTranslate2 (:mod:`noamt.decoding.ctranslate2_engine`) in
+``compute_type`` (float32, int8, int16, float16, ... as the device supports), from one checkpoint
+converted on the fly or from a folder that ``noamt-export format=ctranslate2`` wrote.
+``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
 ``device=cpu device.num_threads=2``) and ``decoding`` one of the decoding/ group (default, greedy;
 e.g. ``decoding.beam_size=10 decoding.length_penalty=0.6``). Every input line gives exactly one
 output line, in input order; blank lines give blank lines. Logs and the progress bar go to stderr, so stdout holds
@@ -18,6 +25,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -27,10 +35,10 @@ from tqdm import tqdm
 from noamt.checkpoint import CheckpointError
 from noamt.cli.config import require
 from noamt.data import DataError, decode_lines, read_lines
-from noamt.decoding import DecodingConfig, check_decoding, translate_texts
-from noamt.device import DeviceConfig, device_manager
+from noamt.decoding import DecodingConfig, check_decoding
+from noamt.device import DeviceConfig
+from noamt.engines import open_engine
 from noamt.evaluation import as_line
-from noamt.inference import load_model
 
 log = logging.getLogger("noamt")
 
@@ -39,7 +47,9 @@ log = logging.getLogger("noamt")
 class TranslateConfig:
     """Where the model, the input and the output are, and how to search."""
 
-    checkpoint: str = MISSING
+    checkpoint: Any = MISSING  # a checkpoint, run directory or release folder, or a list of them (an ensemble)
+    engine: str = "noamt"  # noamt or ctranslate2
+    compute_type: str = "float32"  # engine=ctranslate2 only: float32, int8, int16, float16, ...
     input: str = "-"  # a UTF-8 text file, or - for stdin
     output: str = "-"  # a file, or - for stdout
     max_tokens: int = 4096  # source tokens per batch, padding included
@@ -92,15 +102,10 @@ def check_paths(cfg: TranslateConfig) -> None:
 def translate(cfg: TranslateConfig) -> None:
     check_paths(cfg)
     check_decoding(cfg.decoding)
-    dm = device_manager(cfg.device)
-    loaded = load_model(cfg.checkpoint, dm.device)
-    log.info("model: %s (step %s) on %s", loaded.path, loaded.step, dm.describe())
+    engine = open_engine(cfg.checkpoint, cfg.engine, cfg.device, cfg.compute_type)
     lines = read_input(cfg.input)
-    bar = tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-")
-    with bar, dm.autocast():
-        translations = translate_texts(
-            loaded.model, loaded.tokenizer, lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update
-        )
+    with tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-") as bar:
+        translations = engine.translate_texts(lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update)
     write_output(cfg.output, translations)
     log.info("translated %d lines", len(lines))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from noamt.decoding.config import DecodingConfig
+from noamt.decoding.ensemble import Ensemble
 from noamt.decoding.search import force_eos, inference, max_output_lengths, new_cache, next_log_probs
 from noamt.model import Transformer
 
@@ -82,7 +83,7 @@ def _next_beams(
 
 
 def beam_search(
-    model: Transformer,
+    model: Transformer | Ensemble,
     src: torch.Tensor,
     decoding: DecodingConfig,
     *,
@@ -109,7 +110,7 @@ def beam_search(
     finished: Finished = [[] for _ in range(batch_size)]
     with inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
-        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, decoding)
+        limits = max_output_lengths(src, model.pad_id, model.max_positions, decoding)
         sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
         tokens = src.new_full((batch_size, 1), bos_id)  # (N*beams, t+1), one beam per sentence at first
         scores = torch.zeros(batch_size, 1, device=src.device)  # (N, beams)

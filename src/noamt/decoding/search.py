@@ -4,7 +4,8 @@ beam search (:mod:`noamt.decoding.beam`).
 Both searches decode incrementally: the encoder runs once, the decoder is fed one new token per
 step, and a :class:`~noamt.decoding.cache.DecoderCache` keeps the keys and values of earlier
 positions (``use_cache=False`` recomputes the whole prefix every step instead and gives the same
-output). Sentences leave the batch as soon as they are finished, so the batch shrinks as
+output). The model may be an :class:`~noamt.decoding.ensemble.Ensemble`, which has the same
+interface. Sentences leave the batch as soon as they are finished, so the batch shrinks as
 decoding goes.
 
 Output length. A sentence whose source has |x| tokens (without padding, counting the EOS the
@@ -25,6 +26,7 @@ import torch
 
 from noamt.decoding.cache import DecoderCache
 from noamt.decoding.config import DecodingConfig
+from noamt.decoding.ensemble import Ensemble, EnsembleCache
 from noamt.model import Transformer
 
 
@@ -45,17 +47,21 @@ def max_output_lengths(src: torch.Tensor, pad_id: int, max_positions: int, decod
 
     src (B, S) -> limits (B,).
     """
-    src_len = (src != pad_id).sum(dim=1).to(torch.float64)  # (B,)
-    limits = torch.floor(decoding.max_len_a * src_len + decoding.max_len_b).long()
+    return output_limits((src != pad_id).sum(dim=1), max_positions, decoding)
+
+
+def output_limits(src_lengths: torch.Tensor, max_positions: int, decoding: DecodingConfig) -> torch.Tensor:
+    """L_i = min(floor(a * |x_i| + b), max_positions - 1) for source lengths |x_i| (B,) -> (B,)."""
+    limits = torch.floor(decoding.max_len_a * src_lengths.to(torch.float64) + decoding.max_len_b).long()
     return limits.clamp(min=0, max=max_positions - 1)
 
 
 def next_log_probs(
-    model: Transformer,
+    model: Transformer | Ensemble,
     tokens: torch.Tensor,
     memory: torch.Tensor,
     memory_mask: torch.Tensor,
-    cache: DecoderCache | None,
+    cache: DecoderCache | EnsembleCache | None,
     bos_id: int,
     buffer: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -94,12 +100,22 @@ def force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int
     return lprobs
 
 
-def new_cache(model: Transformer, limits: torch.Tensor, use_cache: bool) -> DecoderCache | None:
-    """A cache sized for outputs up to the longest limit, or None when ``use_cache`` is off."""
-    return DecoderCache(model.cfg.decoder_layers, int(limits.max()) + 1) if use_cache else None
+def new_cache(
+    model: Transformer | Ensemble, limits: torch.Tensor, use_cache: bool
+) -> DecoderCache | EnsembleCache | None:
+    """A cache sized for outputs up to the longest limit (one per member of an ensemble), or
+    None when ``use_cache`` is off."""
+    if not use_cache:
+        return None
+    max_length = int(limits.max()) + 1
+    if isinstance(model, Ensemble):
+        return model.new_cache(max_length)
+    return DecoderCache(model.cfg.decoder_layers, max_length)
 
 
-def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _keep_rows(
+    rows: torch.Tensor, cache: DecoderCache | EnsembleCache | None, *tensors: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """Keep sentences ``rows`` (one decoder row each) of the cache, in place, and of each tensor."""
     if cache is not None:
         cache.reorder(rows, sentences=rows)
@@ -107,7 +123,7 @@ def _keep_rows(rows: torch.Tensor, cache: DecoderCache | None, *tensors: torch.T
 
 
 def greedy_search(
-    model: Transformer,
+    model: Transformer | Ensemble,
     src: torch.Tensor,
     decoding: DecodingConfig,
     *,
@@ -123,7 +139,7 @@ def greedy_search(
     outputs: list[list[int]] = [[] for _ in range(src.size(0))]
     with inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
-        limits = max_output_lengths(src, model.pad_id, model.cfg.max_positions, decoding)
+        limits = max_output_lengths(src, model.pad_id, model.max_positions, decoding)
         sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
         tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
         cache = new_cache(model, limits, use_cache)

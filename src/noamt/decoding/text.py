@@ -10,6 +10,7 @@ import torch
 from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
 from noamt.decoding.beam import beam_search
 from noamt.decoding.config import DecodingConfig, check_decoding
+from noamt.decoding.ensemble import Ensemble
 from noamt.decoding.search import greedy_search
 from noamt.model import Transformer
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def search_batch(
-    model: Transformer, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
+    model: Transformer | Ensemble, src: torch.Tensor, decoding: DecodingConfig, *, bos_id: int, eos_id: int
 ) -> list[list[int]]:
     """Greedy search for ``decoding.beam_size`` 1, beam search otherwise: src (B, S) -> B id lists."""
     find = greedy_search if decoding.beam_size == 1 else beam_search
@@ -25,7 +26,7 @@ def search_batch(
 
 
 def translate_batches(
-    model: Transformer,
+    model: Transformer | Ensemble,
     batches: Iterable[Batch],
     tokenizer: Tokenizer,
     decoding: DecodingConfig,
@@ -48,7 +49,7 @@ def translate_batches(
 
 
 def translate_texts(
-    model: Transformer,
+    model: Transformer | Ensemble,
     tokenizer: Tokenizer,
     texts: Sequence[str],
     decoding: DecodingConfig,
@@ -56,27 +57,49 @@ def translate_texts(
     max_tokens: int = 4096,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """One translation per text, in input order.
+    """One translation per text, in input order (:func:`translate_nonblank`).
 
-    Blank texts translate to "" without running the model. A text longer than the model's
-    ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning gives the count.
     Batches hold at most ``max_tokens`` source tokens, padding included.
     """
     check_decoding(decoding)
+
+    def translate(src_ids: list[list[int]]) -> list[str]:
+        split = EncodedSplit(src_ids, [[] for _ in src_ids])
+        pad, bos, eos = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+        batches = TokenBudgetBatches(split, max_tokens, pad, bos, eos, shuffle=False)
+        return translate_batches(model, batches, tokenizer, decoding, on_batch=on_batch)
+
+    return translate_nonblank(tokenizer, texts, model.max_positions, translate, on_batch=on_batch)
+
+
+def translate_nonblank(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    max_positions: int | None,
+    translate: Callable[[list[list[int]]], list[str]],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """One translation per text, in input order, by ``translate`` (source ids without EOS -> one
+    translation each, in order).
+
+    Blank texts translate to "" without running the model (``on_batch`` counts them at once). A
+    text longer than ``max_positions - 1`` tokens (room for the EOS) is truncated; one warning
+    gives the count.
+    """
     outputs = [""] * len(texts)
     keep = [i for i, text in enumerate(texts) if text.strip()]
     if on_batch is not None and len(keep) < len(texts):
         on_batch(len(texts) - len(keep))
     if not keep:
         return outputs
-    limit = model.cfg.max_positions - 1
     src_ids = tokenizer.encode_batch([texts[i] for i in keep])
-    n_long = sum(len(ids) > limit for ids in src_ids)
-    if n_long:
-        log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
-    split = EncodedSplit([ids[:limit] for ids in src_ids], [[] for _ in src_ids])
-    batches = TokenBudgetBatches(split, max_tokens, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, shuffle=False)
-    translations = translate_batches(model, batches, tokenizer, decoding, on_batch=on_batch)
-    for i, translation in zip(keep, translations, strict=True):
+    if max_positions is not None:
+        limit = max_positions - 1
+        n_long = sum(len(ids) > limit for ids in src_ids)
+        if n_long:
+            log.warning("%d of %d inputs exceed %d tokens and were truncated", n_long, len(src_ids), limit)
+        src_ids = [ids[:limit] for ids in src_ids]
+    for i, translation in zip(keep, translate(src_ids), strict=True):
         outputs[i] = translation
     return outputs

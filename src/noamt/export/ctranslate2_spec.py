@@ -24,12 +24,15 @@ does; with ``pre_norm=True`` to the sublayer's input, with a final norm. The pro
 bans <pad> and <s> from the output, as noamt's search does. The config: tokens ``<s>``, ``</s>``
 and ``<unk>`` as in noamt's vocabulary (ids 1-3; ``<pad>`` is id 0 of both vocabularies),
 decoding starts from ``<s>`` (noamt's BOS), ``add_source_eos`` appends ``</s>`` to every source as
-noamt's batches do, and ``layer_norm_epsilon`` is the model's LayerNorm eps.
+noamt's batches do, and ``layer_norm_epsilon`` is the model's LayerNorm eps. Beside the model,
+``tokenizer.json`` and ``noamt.json`` (max_positions) let ``engine=ctranslate2`` translate text with it.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -37,16 +40,19 @@ import torch
 from noamt.data import BOS, EOS, UNK, Tokenizer
 from noamt.export.check import ExportError, GreedyReference
 from noamt.export.release import TOKENIZER_FILE, tied_names
+from noamt.io import write_atomic
 from noamt.model import Transformer
 
 QUANTIZATIONS = ("int8", "int16", "float32")
+NOAMT_FILE = "noamt.json"  # what noamt needs beside the model: {"max_positions": P}
 
 
-def _ctranslate2():
+def import_ctranslate2(what: str = "format=ctranslate2"):
+    """The ctranslate2 module; its absence is a one-line ExportError saying that ``what`` needs it."""
     try:
         import ctranslate2
     except ImportError as err:
-        raise ExportError("format=ctranslate2 needs the ctranslate2 package: pip install 'noamt[export]'") from err
+        raise ExportError(f"{what} needs the ctranslate2 package: pip install 'noamt[export]'") from err
     return ctranslate2
 
 
@@ -88,7 +94,7 @@ def transformer_spec(model: Transformer, tokenizer: Tokenizer):
 
     A weight of the model with no place in the spec is a one-line ExportError naming it.
     """
-    specs = _ctranslate2().specs
+    specs = import_ctranslate2().specs
     cfg = model.cfg
     spec = specs.TransformerSpec.from_config(
         (cfg.encoder_layers, cfg.decoder_layers), cfg.n_heads, pre_norm=cfg.pre_norm
@@ -133,17 +139,38 @@ def transformer_spec(model: Transformer, tokenizer: Tokenizer):
 def write_ctranslate2(model: Transformer, tokenizer: Tokenizer, folder: Path, quantization: str | None) -> None:
     """Write the CTranslate2 model (``model.bin``, ``config.json``, ``shared_vocabulary.json``)
     into the existing ``folder``, its weights stored as ``quantization`` (one of
-    :data:`QUANTIZATIONS`; None: float32), and the tokenizer as ``tokenizer.json`` beside it."""
+    :data:`QUANTIZATIONS`; None: float32), the tokenizer as ``tokenizer.json`` beside it, and
+    ``noamt.json``: {"max_positions": the longest sequence the model accepts}."""
     spec = transformer_spec(model, tokenizer)
     spec.optimize(quantization=quantization)
     spec.save(str(folder))
     tokenizer.save(folder / TOKENIZER_FILE)
+    write_atomic(folder / NOAMT_FILE, json.dumps({"max_positions": model.max_positions}) + "\n")
+
+
+def is_ctranslate2_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding a CTranslate2 model (``model.bin``)."""
+    return (Path(path) / "model.bin").is_file()
+
+
+def read_ctranslate2_folder(folder: Path) -> tuple[Tokenizer, int]:
+    """The tokenizer and max_positions that :func:`write_ctranslate2` stored beside the model; a
+    missing or unreadable file is a one-line ExportError naming it."""
+    try:
+        tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE)
+        max_positions = int(json.loads((folder / NOAMT_FILE).read_text(encoding="utf-8"))["max_positions"])
+    except Exception as err:  # OSError, bad JSON, a missing key; tokenizers raises a bare Exception
+        raise ExportError(
+            f"{folder}: no readable {TOKENIZER_FILE} and {NOAMT_FILE} beside the CTranslate2 model "
+            f"(write it with noamt-export format=ctranslate2): {err}"
+        ) from err
+    return tokenizer, max_positions
 
 
 def ctranslate2_greedy(folder: Path, tokenizer: Tokenizer, reference: GreedyReference) -> list[list[int]]:
     """Greedy translations of the reference's sources by the CTranslate2 model in ``folder``, as
     token ids, each with its sentence's length limit."""
-    translator = _ctranslate2().Translator(str(folder), device="cpu", intra_threads=torch.get_num_threads())
+    translator = import_ctranslate2().Translator(str(folder), device="cpu", intra_threads=torch.get_num_threads())
     vocabulary = tokenizer.vocabulary()
     token_id = {token: i for i, token in enumerate(vocabulary)}
     outputs = []

@@ -35,7 +35,8 @@ def stored_evaluation(checkpoint: Path) -> EvaluationResults | None:
     if not path.is_file():
         return None
     results = read_results_json(path)
-    return results if (path.parent / results["checkpoint"]).resolve() == checkpoint.resolve() else None
+    scored = results["checkpoint"]  # a list for an ensemble
+    return results if isinstance(scored, str) and (path.parent / scored).resolve() == checkpoint.resolve() else None
 
 
 def _export_release(loaded: LoadedModel, folder: Path, reference: GreedyReference, sentences: Sequence[str]) -> None:

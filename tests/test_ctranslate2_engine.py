@@ -1,0 +1,126 @@
+"""engine=ctranslate2: CTranslate2 translates as noamt does (greedy exactly, beam search measured),
+from a checkpoint converted on the fly or from an export folder; what it cannot do is refused in
+one line."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.runs import run_cli, trained_toy_run
+
+from noamt.data import read_lines
+from noamt.decoding import DecodingConfig, translate_texts
+from noamt.decoding.ctranslate2_engine import check_compute_type, convert_to_ctranslate2, ctranslate2_translate_texts
+from noamt.device import DeviceConfig
+from noamt.engines import open_engine
+from noamt.export.check import ExportError
+from noamt.export.exporter import export_model
+from noamt.inference import load_models
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N_SENTENCES = 60
+CPU = DeviceConfig(device="cpu", num_threads=1)
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, toy_data_dir) -> Path:
+    return trained_toy_run(tmp_path_factory.mktemp("ct2") / "seed3" / "run", toy_data_dir)
+
+
+@pytest.fixture(scope="module")
+def sentences(toy_data_dir) -> list[str]:
+    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+
+
+def agreement(a: list[str], b: list[str]) -> float:
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+@pytest.mark.slow
+def test_float32_greedy_equals_noamt_and_beam_agreement_is_measured(run, sentences):
+    loaded = load_models(run)
+    ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, CPU, "float32")
+    greedy = DecodingConfig(beam_size=1)
+    expected = translate_texts(loaded.model, loaded.tokenizer, sentences, greedy, max_tokens=256)
+    assert ctranslate2_translate_texts(ct2, sentences, greedy, max_tokens=256) == expected
+    assert len(set(expected)) > 1
+    cut = DecodingConfig(beam_size=1, max_len_a=0.5, max_len_b=2)  # most outputs reach their limit L
+    assert ctranslate2_translate_texts(ct2, sentences, cut) == translate_texts(loaded.model, loaded.tokenizer,
+                                                                               sentences, cut)  # fmt: skip
+
+    beam = DecodingConfig(beam_size=5)
+    expected = translate_texts(loaded.model, loaded.tokenizer, sentences, beam)
+    share = agreement(ctranslate2_translate_texts(ct2, sentences, beam), expected)
+    log.info("beam 5: %.0f%% of %d sentences as with noamt", 100 * share, len(sentences))
+    assert share >= 0.95
+
+
+@pytest.mark.slow
+def test_int8_translates(run, sentences):
+    loaded = load_models(run)
+    ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, CPU, "int8")
+    outputs = ctranslate2_translate_texts(ct2, sentences, DecodingConfig(beam_size=1))
+    expected = translate_texts(loaded.model, loaded.tokenizer, sentences, DecodingConfig(beam_size=1))
+    log.info("int8 greedy: %.0f%% of %d sentences as with noamt", 100 * agreement(outputs, expected), len(outputs))
+    assert len(outputs) == N_SENTENCES and all(outputs)
+
+
+@pytest.mark.slow
+def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_path):
+    folder = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences[:4])
+    source = tmp_path / "source.txt"
+    source.write_text("".join(s + "\n" for s in ["", *sentences[:20]]), encoding="utf-8")
+    outputs = [
+        run_cli(
+            "noamt.cli.translate", f"checkpoint={model}", f"input={source}", *engine, "decoding=greedy", cwd=tmp_path
+        )  # fmt: skip
+        for model, engine in ((run, ()), (run, ("engine=ctranslate2",)), (folder, ("engine=ctranslate2",)))
+    ]
+    assert all(o.returncode == 0 for o in outputs), [o.stderr.decode() for o in outputs]
+    assert outputs[0].stdout == outputs[1].stdout == outputs[2].stdout
+    assert outputs[0].stdout.startswith(b"\n") and outputs[0].stdout.count(b"\n") == 21
+
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ExportError, match=r"ct2: no readable tokenizer.json and noamt.json beside the CTranslate2"):
+        open_engine(folder, "ctranslate2", CPU)
+
+
+@pytest.mark.slow
+def test_evaluate_records_the_engine_and_compute_type(run, tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={run}", "splits=[test_2016_flickr]", f"out_dir={out}",
+                     "engine=ctranslate2", "compute_type=int8", "decoding.beam_size=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["engine"] == "ctranslate2" and saved["compute_type"] == "int8"
+    assert saved["splits"]["test_2016_flickr"]["n_sentences"] == 60
+    assert len(read_lines(out / "test_2016_flickr.hyp.de")) == 60
+
+
+@pytest.mark.parametrize(
+    "checkpoint, engine, compute_type, message",
+    [
+        ("ck.pt", "onnx", "float32", r"^engine=onnx: choose one of noamt, ctranslate2$"),
+        ("ck.pt", "noamt", "int8", r"^compute_type=int8: applies to engine=ctranslate2 only"),
+        (["a.pt", "b.pt"], "ctranslate2", "float32", r"^engine=ctranslate2 decodes one model, checkpoint= names 2: "),
+    ],
+)
+def test_settings_an_engine_cannot_honour_are_refused_in_one_line(checkpoint, engine, compute_type, message):
+    with pytest.raises(ValueError, match=message):
+        open_engine(checkpoint, engine, CPU, compute_type)
+
+
+@pytest.mark.slow
+def test_a_compute_type_the_device_lacks_is_refused_in_one_line(run):
+    with pytest.raises(ValueError, match=r"^compute_type=int4: cpu supports .*float32"):
+        open_engine(run, "ctranslate2", CPU, "int4")
+
+
+def test_a_missing_ctranslate2_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # what `import ctranslate2` meets when it is absent
+    with pytest.raises(ExportError, match=r"^engine=ctranslate2 needs the ctranslate2 package: pip install "):
+        check_compute_type("float32", "cpu")
