@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
             "weights": args.checkpoint or "random initialisation",
         },
         "sentences": n,
+        "batches": len(batches),
         "beam_size": args.beam,
         "forced_length": args.length,
         "threads": args.threads,
