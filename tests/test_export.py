@@ -20,7 +20,7 @@ from noamt.checkpoint import CheckpointError
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.export.check import ExportError, check_outputs, greedy_reference
-from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec
+from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec, write_ctranslate2
 from noamt.export.exporter import export_model
 from noamt.export.marian import PRE_NORM_REFUSAL, marian_model
 from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
@@ -171,6 +171,15 @@ def test_unsupported_settings_are_refused_in_one_line(untrained, tmp_path, fmt, 
 def test_an_existing_out_folder_is_refused(untrained, tmp_path):
     with pytest.raises(ExportError, match=r"^out=.* exists: choose a new folder$"):
         export_model(untrained, "release", tmp_path)
+
+
+def test_a_quantized_conversion_leaves_the_models_weights_alone(untrained, tmp_path):
+    """CTranslate2 quantizes the spec's arrays in place: they must be copies of the weights."""
+    loaded = load_model(untrained)
+    before = {name: tensor.clone() for name, tensor in loaded.model.state_dict().items()}
+    write_ctranslate2(loaded.model, loaded.tokenizer, tmp_path, "int8")
+    after = loaded.model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
 
 
 def test_a_weight_without_a_ctranslate2_place_is_refused(untrained):

@@ -57,7 +57,8 @@ def import_ctranslate2(what: str = "format=ctranslate2"):
 
 
 class _Weights:
-    """The model's state dict as float32 arrays, recording which entries were placed."""
+    """The model's state dict as float32 arrays, recording which entries were placed. Each array
+    is a copy: the spec quantizes its arrays in place, which must not reach the model's weights."""
 
     def __init__(self, model: Transformer):
         self.state = model.state_dict()
@@ -65,7 +66,7 @@ class _Weights:
 
     def __call__(self, name: str):
         self.placed.add(name)
-        return self.state[name].detach().cpu().float().numpy()
+        return self.state[name].detach().cpu().float().numpy().copy()
 
     def linear(self, spec, name: str) -> None:
         spec.weight, spec.bias = self(f"{name}.weight"), self(f"{name}.bias")
@@ -100,7 +101,7 @@ def transformer_spec(model: Transformer, tokenizer: Tokenizer):
         (cfg.encoder_layers, cfg.decoder_layers), cfg.n_heads, pre_norm=cfg.pre_norm
     )
     weights = _Weights(model)
-    positions = model.positions.detach().cpu().float().numpy()  # (P, d)
+    positions = model.positions.detach().cpu().float().numpy().copy()  # (P, d)
     spec.encoder.embeddings[0].weight = weights("src_embed.weight")
     spec.encoder.position_encodings.encodings = positions
     spec.decoder.embeddings.weight = weights("tgt_embed.weight")
