@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import small_train_config
+from helpers.runs import small_train_config, trained_toy_run
 from helpers.study_runs import synthetic_benchmark
 from helpers.toy_corpus import write_toy_corpus
 
@@ -33,6 +33,22 @@ def multi30k_dir() -> Path:
 def toy_data_dir(tmp_path_factory) -> Path:
     """A synthetic corpus in the Multi30k layout (``helpers/toy_corpus.py``): no download needed."""
     return write_toy_corpus(tmp_path_factory.mktemp("toy_corpus"))
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory, toy_data_dir):
+    """``toy_run(seed)``: the post-norm toy model of that seed trained 400 updates
+    (``helpers.runs.trained_toy_run``), trained on first use and shared by the session; tests
+    read its folder and write elsewhere."""
+    root = tmp_path_factory.mktemp("toy_runs")
+    runs: dict[int, Path] = {}
+
+    def get(seed: int) -> Path:
+        if seed not in runs:
+            runs[seed] = trained_toy_run(root / f"seed{seed}" / "run", toy_data_dir, seed=seed)
+        return runs[seed]
+
+    return get
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.runs import run_cli, trained_toy_run
+from helpers.runs import run_cli
 
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, toy_data_dir) -> Path:
-    return trained_toy_run(tmp_path_factory.mktemp("ct2") / "seed3" / "run", toy_data_dir)
+def run(toy_run) -> Path:
+    return toy_run(3)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_evaluate_records_the_engine_and_compute_type(run, tmp_path):
 @pytest.mark.parametrize(
     "checkpoint, engine, compute_type, message",
     [
-        ("ck.pt", "onnx", "float32", r"^engine=onnx: choose one of noamt, ctranslate2$"),
+        ("ck.pt", "onnx", "float32", r"^engine=onnx: choose one of noamt, ctranslate2, transformers$"),
         ("ck.pt", "noamt", "int8", r"^compute_type=int8: applies to engine=ctranslate2 only"),
         (["a.pt", "b.pt"], "ctranslate2", "float32", r"^engine=ctranslate2 decodes one model, checkpoint= names 2: "),
     ],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import make_checkpoint, run_cli, trained_toy_run
+from helpers.runs import make_checkpoint, run_cli
 
 from noamt.checkpoint import CheckpointError
 from noamt.data import read_lines
@@ -23,9 +23,8 @@ GREEDY = DecodingConfig(beam_size=1)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, toy_data_dir) -> list[Path]:
-    root = tmp_path_factory.mktemp("ensemble")
-    return [trained_toy_run(root / f"seed{seed}" / "run", toy_data_dir, seed=seed) for seed in (3, 4)]
+def runs(toy_run) -> list[Path]:
+    return [toy_run(seed) for seed in (3, 4)]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The decoding engines of ``noamt-translate`` and ``noamt-evaluate`` behind one call: ``noamt``
-(this package's greedy and beam search, :mod:`noamt.decoding`; ensembles too) and
-``ctranslate2`` (CTranslate2, :mod:`noamt.decoding.ctranslate2_engine`)."""
+(this package's greedy and beam search, :mod:`noamt.decoding`; ensembles too), ``ctranslate2``
+(CTranslate2, :mod:`noamt.decoding.ctranslate2_engine`) and ``transformers`` (HF transformers'
+``generate``, :mod:`noamt.decoding.transformers_engine`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from pathlib import Path
 
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.decoding.ctranslate2_engine import convert_to_ctranslate2, ctranslate2_translate_texts, open_ctranslate2
-from noamt.device import DeviceConfig, device_manager
+from noamt.decoding.transformers_engine import (
+    convert_to_transformers,
+    is_transformers_model,
+    open_transformers,
+    transformers_translate_texts,
+)
+from noamt.device import DeviceConfig, DeviceManager, device_manager
 from noamt.export.ctranslate2_spec import is_ctranslate2_model
 from noamt.inference import LoadedModels, checkpoint_list, load_models
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("noamt", "ctranslate2")
+ENGINES = ("noamt", "ctranslate2", "transformers")
 DEFAULT_COMPUTE_TYPE = "float32"
 
 TranslateTexts = Callable[..., list[str]]  # (texts, decoding, *, max_tokens, on_batch) -> one translation each
@@ -29,8 +36,8 @@ class Engine:
     """Text in, text out with the models of ``checkpoint``."""
 
     name: str  # one of ENGINES
-    compute_type: str | None  # ctranslate2's; None for noamt (device.precision applies)
-    loaded: LoadedModels | None  # the noamt checkpoints; None for a CTranslate2 folder
+    compute_type: str | None  # ctranslate2's; None for noamt and transformers (device.precision applies)
+    loaded: LoadedModels | None  # the noamt checkpoints; None for a CTranslate2 or transformers folder
     translate_texts: TranslateTexts
 
 
@@ -38,10 +45,11 @@ def check_engine(engine: str, compute_type: str, n_checkpoints: int) -> None:
     """Settings the engine cannot honour are a one-line ValueError naming the key."""
     if engine not in ENGINES:
         raise ValueError(f"engine={engine}: choose one of {', '.join(ENGINES)}")
-    if engine == "noamt" and compute_type != DEFAULT_COMPUTE_TYPE:
-        raise ValueError(f"compute_type={compute_type}: applies to engine=ctranslate2 only (noamt: device.precision)")
-    if engine == "ctranslate2" and n_checkpoints > 1:
-        raise ValueError(f"engine=ctranslate2 decodes one model, checkpoint= names {n_checkpoints}: "
+    if engine != "ctranslate2" and compute_type != DEFAULT_COMPUTE_TYPE:
+        raise ValueError(f"compute_type={compute_type}: applies to engine=ctranslate2 only "
+                         f"({engine}: device.precision)")  # fmt: skip
+    if engine != "noamt" and n_checkpoints > 1:
+        raise ValueError(f"engine={engine} decodes one model, checkpoint= names {n_checkpoints}: "
                          "ensembles decode with engine=noamt")  # fmt: skip
 
 
@@ -55,7 +63,9 @@ def open_engine(
 
     noamt: a checkpoint, run directory or release folder, or a list of them (an ensemble), on the
     device group's device and precision. ctranslate2: one of those, converted on the fly, or a
-    folder that ``noamt-export format=ctranslate2`` wrote, in ``compute_type``.
+    folder that ``noamt-export format=ctranslate2`` wrote, in ``compute_type``. transformers: one
+    of those (a post-norm model) converted in memory, or a folder that ``noamt-export
+    format=transformers`` wrote, on the device group's device and precision.
     """
     paths = checkpoint_list(checkpoint)
     check_engine(engine, compute_type, len(paths))
@@ -74,6 +84,8 @@ def open_engine(
 
         return Engine(engine, compute_type, loaded, translate)
     dm = device_manager(device)
+    if engine == "transformers":
+        return _open_transformers(paths[0], dm)
     loaded = load_models(paths, dm.device)
     for member in loaded.members:
         log.info("model: %s (step %s) on %s", member.path, member.step, dm.describe())
@@ -84,3 +96,20 @@ def open_engine(
                                    on_batch=on_batch)  # fmt: skip
 
     return Engine(engine, None, loaded, translate)
+
+
+def _open_transformers(path: str | os.PathLike, dm: DeviceManager) -> Engine:
+    if is_transformers_model(path):
+        hf, loaded = open_transformers(path, dm.device), None
+        log.info("model: transformers folder %s", Path(path))
+    else:
+        loaded = load_models([path], dm.device)
+        hf = convert_to_transformers(loaded.model, loaded.tokenizer, dm.device)
+        log.info("model: %s (step %s) converted to transformers' Marian", loaded.paths[0], loaded.members[0].step)
+    log.info("engine: transformers generate on %s", dm.describe())
+
+    def translate(texts, decoding: DecodingConfig, *, max_tokens: int, on_batch=None) -> list[str]:
+        with dm.autocast():
+            return transformers_translate_texts(hf, texts, decoding, max_tokens=max_tokens, on_batch=on_batch)
+
+    return Engine("transformers", None, loaded, translate)

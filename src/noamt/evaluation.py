@@ -269,7 +269,7 @@ def evaluate_checkpoint(
     validation split) with a checkpoint file, run directory or release folder, or with an
     ensemble of them (a list: :mod:`noamt.decoding.ensemble`), and score them.
 
-    ``engine`` (noamt or ctranslate2, in ``compute_type``) decodes (:mod:`noamt.engines`). The
+    ``engine`` (noamt, ctranslate2 in ``compute_type``, or transformers) decodes (:mod:`noamt.engines`). The
     data config is the one stored in the (first) checkpoint (``data_dir`` replaces its folder).
     Writes ``<split>.hyp.<tgt_lang>`` and ``results.json`` to ``out_dir`` (default for one
     checkpoint: ``<run>/eval``; an ensemble must name it); returns the path of results.json and
@@ -281,7 +281,7 @@ def evaluate_checkpoint(
         raise ValueError("out_dir=...: required with more than one checkpoint (an ensemble has no run folder)")
     translator = open_engine(checkpoint, engine, device, compute_type)
     if translator.loaded is None:
-        raise ValueError(f"checkpoint={checkpoint}: a CTranslate2 folder records no data config; "
+        raise ValueError(f"checkpoint={checkpoint}: an exported folder records no data config; "
                          "evaluate the checkpoint it was exported from")  # fmt: skip
     first = translator.loaded.members[0]
     data_cfg = stored_data_config(first, data_dir)

@@ -86,7 +86,12 @@ def trained_toy_run(run_dir: Path, data_dir: Path, *, seed: int = 3, pre_norm: b
 
 
 def make_checkpoint(
-    path: Path, data_dir: Path, seed: int = 0, step: int = 0, data_cfg: DataConfig | None = None
+    path: Path,
+    data_dir: Path,
+    seed: int = 0,
+    step: int = 0,
+    data_cfg: DataConfig | None = None,
+    pre_norm: bool = False,
 ) -> Path:
     """An untrained tiny Transformer and a BPE tokenizer of the first 300 training pairs in
     ``data_dir``, saved in the trainer's format: {"model", "config" (the resolved TrainConfig),
@@ -94,8 +99,8 @@ def make_checkpoint(
     src, tgt = (read_lines(find_split_file(data_dir, "{split}.{lang}", "train", lang, "train"))[:300]
                 for lang in ("en", "de"))  # fmt: skip
     tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
-    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2,
-                            d_ff=64, dropout=0.0, max_positions=CHECKPOINT_MAX_POSITIONS)  # fmt: skip
+    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64,
+                            dropout=0.0, max_positions=CHECKPOINT_MAX_POSITIONS, pre_norm=pre_norm)  # fmt: skip
     data_cfg = data_cfg or DataConfig(
         dir=str(data_dir), test_splits=CHECKPOINT_SPLITS, max_eval_examples=CHECKPOINT_EVAL_EXAMPLES
     )

@@ -5,10 +5,12 @@
     noamt-evaluate checkpoint=runs/my-run splits=[test_2016_flickr,valid] data_dir=/data/multi30k
     noamt-evaluate checkpoint=[runs/seed1,runs/seed2] out_dir=eval/ensemble
     noamt-evaluate checkpoint=runs/my-run engine=ctranslate2 compute_type=int8 out_dir=eval/ct2-int8
+    noamt-evaluate checkpoint=runs/my-run engine=transformers out_dir=eval/transformers
 
 ``checkpoint`` is a checkpoint file, a run directory or a release folder; a list of them is an
 ensemble (:mod:`noamt.decoding.ensemble`), which needs ``out_dir``. ``engine=ctranslate2``
-decodes through CTranslate2 in ``compute_type`` (:mod:`noamt.engines`); results.json records both.
+decodes through CTranslate2 in ``compute_type``, ``engine=transformers`` through HF transformers'
+``generate`` (a post-norm model; :mod:`noamt.engines`); results.json records the engine.
 
 The data config is the one stored in the checkpoint (``data_dir`` replaces its folder);
 ``splits`` defaults to its test splits (``valid`` names the validation split); ``device``
@@ -41,7 +43,7 @@ class EvaluateConfig:
     """The checkpoint, the splits, how to search and where results go."""
 
     checkpoint: Any = MISSING  # a checkpoint file, run directory or release folder, or a list of them
-    engine: str = "noamt"  # noamt or ctranslate2
+    engine: str = "noamt"  # noamt, ctranslate2 or transformers
     compute_type: str = "float32"  # engine=ctranslate2 only: float32, int8, int16, float16, ...
     splits: list[str] | None = None  # default: the data config's test splits
     data_dir: str | None = None  # replaces the stored data folder

@@ -5,6 +5,7 @@
     noamt-translate checkpoint=runs/my-run decoding=greedy max_tokens=2048 device=cpu < in.txt > out.txt
     noamt-translate checkpoint=[runs/seed1,runs/seed2,runs/seed3] input=test.en output=test.hyp.de
     noamt-translate checkpoint=runs/my-run engine=ctranslate2 compute_type=int8 input=test.en
+    noamt-translate checkpoint=exports/my-run-hf engine=transformers input=test.en
 
 ``checkpoint`` is a checkpoint file, a run directory (its checkpoint_best.pt, else
 checkpoint_last.pt) or a release folder; a list of them is an ensemble that averages the
@@ -12,6 +13,9 @@ models' probabilities at every step (:mod:`noamt.decoding.ensemble`) and needs o
 ``engine=ctranslate2`` decodes through CTranslate2 (:mod:`noamt.decoding.ctranslate2_engine`) in
 ``compute_type`` (float32, int8, int16, float16, ... as the device supports), from one checkpoint
 converted on the fly or from a folder that ``noamt-export format=ctranslate2`` wrote.
+``engine=transformers`` decodes with HF transformers' ``generate``
+(:mod:`noamt.decoding.transformers_engine`), from one post-norm checkpoint converted in memory or
+from a folder that ``noamt-export format=transformers`` wrote.
 ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
 ``device=cpu device.num_threads=2``) and ``decoding`` one of the decoding/ group (default, greedy;
 e.g. ``decoding.beam_size=10 decoding.length_penalty=0.6``). Every input line gives exactly one
@@ -48,7 +52,7 @@ class TranslateConfig:
     """Where the model, the input and the output are, and how to search."""
 
     checkpoint: Any = MISSING  # a checkpoint, run directory or release folder, or a list of them (an ensemble)
-    engine: str = "noamt"  # noamt or ctranslate2
+    engine: str = "noamt"  # noamt, ctranslate2 or transformers
     compute_type: str = "float32"  # engine=ctranslate2 only: float32, int8, int16, float16, ...
     input: str = "-"  # a UTF-8 text file, or - for stdin
     output: str = "-"  # a file, or - for stdout

@@ -1,0 +1,128 @@
+"""engine=transformers: HF transformers' ``generate`` translates as noamt does (greedy exactly, with
+its length limits and min_len; beam search measured), from a checkpoint converted in memory or
+from an export folder; what it cannot do is refused in one line."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from helpers.runs import make_checkpoint, run_cli
+
+from noamt.data import read_lines
+from noamt.decoding import DecodingConfig, translate_texts
+from noamt.decoding.transformers_engine import (
+    convert_to_transformers,
+    is_transformers_model,
+    token_budget_chunks,
+    transformers_translate_texts,
+)
+from noamt.device import DeviceConfig
+from noamt.engines import open_engine
+from noamt.export.check import ExportError
+from noamt.export.exporter import export_model
+from noamt.inference import load_models
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N_SENTENCES = 60
+CPU = DeviceConfig(device="cpu", num_threads=1)
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def run(toy_run) -> Path:
+    return toy_run(3)
+
+
+@pytest.fixture(scope="module")
+def sentences(toy_data_dir) -> list[str]:
+    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+
+
+@pytest.mark.slow
+def test_greedy_equals_noamt_with_its_limits_and_beam_agreement_is_measured(run, sentences):
+    loaded = load_models(run)
+    hf = convert_to_transformers(loaded.model, loaded.tokenizer, loaded.model.positions.device)
+    for greedy in (
+        DecodingConfig(beam_size=1),
+        DecodingConfig(beam_size=1, max_len_a=0.5, max_len_b=2),  # most outputs reach their limit L
+        DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=6, min_len=6),  # every output exactly 6 tokens
+    ):
+        expected = translate_texts(loaded.model, loaded.tokenizer, sentences, greedy, max_tokens=256)
+        assert transformers_translate_texts(hf, sentences, greedy, max_tokens=256) == expected, greedy
+        assert len(set(expected)) > 1
+
+    beam = DecodingConfig(beam_size=5, length_penalty=0.6)
+    expected = translate_texts(loaded.model, loaded.tokenizer, sentences, beam)
+    outputs = transformers_translate_texts(hf, sentences, beam)
+    share = sum(a == b for a, b in zip(outputs, expected, strict=True)) / len(outputs)
+    log.info("beam 5: %.0f%% of %d sentences as with noamt", 100 * share, len(outputs))
+    assert share >= 0.95
+
+
+@pytest.mark.slow
+def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_path):
+    folder = export_model(run, "transformers", tmp_path / "hf", sentences=sentences[:4])
+    assert is_transformers_model(folder)
+    source = tmp_path / "source.txt"
+    source.write_text("".join(s + "\n" for s in ["", *sentences[:20]]), encoding="utf-8")
+    common = (f"input={source}", "decoding.beam_size=3")
+    outputs = [
+        run_cli("noamt.cli.translate", f"checkpoint={model}", *common, *engine, cwd=tmp_path)
+        for model, engine in ((run, ()), (run, ("engine=transformers",)), (folder, ("engine=transformers",)))
+    ]
+    assert all(o.returncode == 0 for o in outputs), [o.stderr.decode() for o in outputs]
+    assert outputs[1].stdout == outputs[2].stdout
+    assert outputs[0].stdout.startswith(b"\n") and outputs[1].stdout.count(b"\n") == 21
+    noamt_lines, hf_lines = outputs[0].stdout.splitlines(), outputs[1].stdout.splitlines()
+    assert sum(a == b for a, b in zip(noamt_lines, hf_lines, strict=True)) >= 19
+
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ExportError, match=r"hf: no readable config.json and tokenizer.json \(write the folder"):
+        open_engine(folder, "transformers", CPU)
+
+
+@pytest.mark.slow
+def test_evaluate_records_the_engine(run, tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("noamt.cli.evaluate", f"checkpoint={run}", "splits=[test_2016_flickr]", f"out_dir={out}",
+                     "engine=transformers", "decoding=greedy", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["engine"] == "transformers" and "compute_type" not in saved
+    assert saved["splits"]["test_2016_flickr"]["n_sentences"] == 60
+    assert len(read_lines(out / "test_2016_flickr.hyp.de")) == 60
+
+
+def test_a_release_folder_is_not_taken_for_a_transformers_folder(toy_data_dir, tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "ck.pt", toy_data_dir)
+    release = export_model(checkpoint, "release", tmp_path / "release", sentences=["A dog runs."])
+    assert (release / "config.json").is_file() and not is_transformers_model(release)
+    assert not is_transformers_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "checkpoint, compute_type, message",
+    [
+        ("ck.pt", "int8", r"^compute_type=int8: applies to engine=ctranslate2 only \(transformers: device.precision\)"),
+        (["a.pt", "b.pt"], "float32", r"^engine=transformers decodes one model, checkpoint= names 2: "),
+    ],
+)
+def test_settings_the_engine_cannot_honour_are_refused_in_one_line(checkpoint, compute_type, message):
+    with pytest.raises(ValueError, match=message):
+        open_engine(checkpoint, "transformers", CPU, compute_type)
+
+
+def test_a_pre_norm_checkpoint_is_refused_in_one_line(toy_data_dir, tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "ck.pt", toy_data_dir, pre_norm=True)
+    with pytest.raises(ExportError, match=r"^format=transformers: a pre-norm model \(model.pre_norm=true\) has no"):
+        open_engine(checkpoint, "transformers", CPU)
+
+
+def test_token_budget_chunks_sort_by_length_and_keep_the_padded_size_within_the_budget():
+    lengths = [5, 2, 9, 3, 2, 30]
+    chunks = token_budget_chunks([0, 1, 2, 3, 4, 5], lengths, max_tokens=10)
+    assert chunks == [[1, 4, 3], [0], [2], [5]]  # 3 x 3 <= 10; 5; 9; 30 > 10 still gets its own chunk
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(6))
