@@ -24,6 +24,7 @@ from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec, 
 from noamt.export.exporter import export_model
 from noamt.export.marian import PRE_NORM_REFUSAL, marian_model
 from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from noamt.export.transformers_folder import check_position_table
 from noamt.inference import build_model, load_model
 from noamt.results import write_results_json
 
@@ -263,6 +264,20 @@ def test_a_pre_norm_model_is_refused_for_transformers(untrained, tmp_path):
     with pytest.raises(ExportError) as err:
         marian_model(model, loaded.tokenizer)
     assert str(err.value) == PRE_NORM_REFUSAL
+
+
+def test_the_position_check_allows_rounding_but_not_another_layout(untrained):
+    """Marian's table as transformers 4 computes it (float64, cast to float32: up to 6e-5 from
+    noamt's float32 table at 1,024 positions) passes; noamt's own interleaved layout does not."""
+    loaded = load_model(untrained)
+    model = build_model(dataclasses.replace(loaded.model.cfg, max_positions=1024, d_model=128), loaded.tokenizer)
+    d = model.cfg.d_model
+    angles = torch.arange(1024, dtype=torch.float64)[:, None] * 10000.0 ** (-torch.arange(0, d, 2) / d)
+    halves = torch.cat([angles.sin(), angles.cos()], dim=1).float()  # sines, then cosines
+    assert (halves - model.positions[:, torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])]).abs().max() > 1e-5
+    check_position_table(halves, model, "encoder")
+    with pytest.raises(ExportError, match=r"^format=transformers: the encoder position table is not noamt's"):
+        check_position_table(model.positions.clone(), model, "encoder")
 
 
 def test_a_weight_without_a_marian_place_is_refused(untrained):

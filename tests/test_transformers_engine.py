@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from helpers.runs import make_checkpoint, run_cli
+from helpers.runs import make_checkpoint, run_cli, run_script
 
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
@@ -126,3 +126,24 @@ def test_token_budget_chunks_sort_by_length_and_keep_the_padded_size_within_the_
     chunks = token_budget_chunks([0, 1, 2, 3, 4, 5], lengths, max_tokens=10)
     assert chunks == [[1, 4, 3], [0], [2], [5]]  # 3 x 3 <= 10; 5; 9; 30 > 10 still gets its own chunk
     assert sorted(i for chunk in chunks for i in chunk) == list(range(6))
+
+
+@pytest.mark.slow
+def test_the_pipeline_check_script_translates_as_noamt_or_names_the_missing_pipeline(run, sentences, tmp_path):
+    import transformers
+
+    folder = export_model(run, "transformers", tmp_path / "hf", sentences=sentences[:4])
+    loaded = load_models(run)
+    source, noamt_hyps = tmp_path / "source.en", tmp_path / "noamt.de"
+    source.write_text("".join(s + "\n" for s in sentences[:12]), encoding="utf-8")
+    expected = translate_texts(loaded.model, loaded.tokenizer, sentences[:12], DecodingConfig(beam_size=1))
+    noamt_hyps.write_text("".join(s + "\n" for s in expected), encoding="utf-8")
+    proc = run_script("check_transformers_pipeline.py", "--model", str(folder), "--source", str(source),
+                      "--noamt", str(noamt_hyps), "--reference", str(noamt_hyps), "--beam", "1")  # fmt: skip
+    if "translation" not in transformers.pipelines.get_supported_tasks():  # transformers 5
+        assert proc.returncode == 1 and "has no translation pipeline (5.0 removed it): use 4.x" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["identical_to_noamt"] == report["lines"] == 12
+    assert report["bleu_pipeline"] == report["bleu_noamt"] == 100.0
