@@ -1,5 +1,6 @@
 """End-to-end training on the toy corpus: the loss falls, resuming is exact, signals save."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from noamt import schedules
 from noamt.checkpoint import load_checkpoint
 from noamt.metrics import read_metrics
 from noamt.progress import BestTracker, Pace, StopRequest, duration_text
+from noamt.trainer import Trainer
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -263,6 +265,39 @@ def test_epoch_checkpoints_and_validation_at_epoch_ends(small_run, tmp_path):
         assert state["step"] == epoch * per_epoch and state["epoch"] == epoch
         assert state["data"]["position"] == per_epoch  # the whole epoch consumed
     assert not list(ckpts.glob("checkpoint_[0-9]*.pt"))  # save_interval=0 writes no update checkpoints
+
+
+def test_a_stop_signal_cuts_a_validation_short_and_resuming_runs_it_first(small_run, tmp_path, monkeypatch, caplog):
+    """SIGUSR2 as the epoch-end validation begins: it stops at its next batch, the epoch
+    checkpoint is saved without it, and the resumed run validates that update before training
+    on, so the validations are those of an uninterrupted run."""
+    cfg = small_run(max_steps=0, max_epochs=2, val_interval=0, val_every_epoch=True, validate_at_start=False,
+                    save_interval=0, save_every_epoch=True, keep_last_epochs=5)  # fmt: skip
+    validate, calls = Trainer.validate, []
+
+    def signalled_validate(trainer):
+        calls.append(trainer.step)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return validate(trainer)
+
+    monkeypatch.setattr(Trainer, "validate", signalled_validate)
+    result = run(cfg, tmp_path)
+    assert result["interrupted"] == signal.SIGUSR2 and "cut short by SIGUSR2" in caplog.text
+    per_epoch = calls[0]
+    assert result["step"] == per_epoch  # no update after the signal
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert not [r for r in records if r["kind"] == "valid"] and records[-1]["interrupted"] is True
+    state = load_checkpoint(tmp_path / "checkpoints" / "checkpoint_epoch1.pt")
+    assert state["step"] == per_epoch and state["validation_pending"] is True and state["validated_step"] == -1
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    resumed = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, resume="auto"))
+    result = run(resumed, tmp_path)
+    assert result["interrupted"] is None and result["step"] == 2 * per_epoch
+    valid_steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "valid"]
+    assert valid_steps == [per_epoch, 2 * per_epoch]
+    assert load_checkpoint(tmp_path / "checkpoints" / "checkpoint_best.pt")["validation_pending"] is False
 
 
 def test_best_tracker_follows_its_metric_and_counts_patience():

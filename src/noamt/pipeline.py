@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from torch import nn
 from noamt import schedules
 from noamt.checkpoint import check_new_run, remove_stale_temporaries
 from noamt.data import (
+    Batch,
     DataConfig,
     DataError,
     EncodedSplit,
@@ -124,8 +125,9 @@ def prepare_data(
     )
 
 
-def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callable[[nn.Module], float]:
-    """model -> greedy sacreBLEU on the validation set (its first ``val_bleu_max_examples`` pairs)."""
+def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callable[..., float]:
+    """(model, watch) -> greedy sacreBLEU on the validation set (its first ``val_bleu_max_examples``
+    pairs), its batches passed through ``watch`` (the trainer's stop check; default: none)."""
     n = trainer_cfg.val_bleu_max_examples or len(data.valid_references)
     split = EncodedSplit(data.valid.split.src_ids[:n], data.valid.split.tgt_ids[:n])
     tok = data.tokenizer
@@ -133,9 +135,9 @@ def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callab
     references = data.valid_references[:n]
     tokenize = "none" if data.tokenized else "13a"  # tokenized text is scored as it is
 
-    def bleu(model: nn.Module) -> float:
+    def bleu(model: nn.Module, watch: Callable[[Iterable[Batch]], Iterable[Batch]] = iter) -> float:
         batches.rewind()
-        return validation_bleu(model, batches, tok, references, tokenize=tokenize)[0]
+        return validation_bleu(model, watch(batches), tok, references, tokenize=tokenize)[0]
 
     return bleu
 

@@ -9,7 +9,8 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import torch
 
@@ -110,14 +111,21 @@ def duration_text(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
+T = TypeVar("T")
+
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, name)
 )  # Ctrl-C, a kill or a scheduler's stop, and SLURM's warning before a time limit (--signal=USR2@90)
 
 
+class StopRequested(Exception):
+    """A stop signal arrived during a validation, which :meth:`StopRequest.watch` cut short."""
+
+
 class StopRequest:
     """Turns any of :data:`STOP_SIGNALS` (SIGUSR2: SLURM's warning before a time limit or preemption,
-    ``sbatch --signal=USR2@90``) into a flag the loop checks after each update.
+    ``sbatch --signal=USR2@90``) into a flag the loop checks after each update, and that
+    :meth:`watch` checks between the batches of a validation.
 
     A handler installed before it for the received signal (submitit's, which requeues the job on
     SIGUSR2) is called when the context ends, after the checkpoint, rather than never; Python's
@@ -132,6 +140,13 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signum = signum
         log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
+
+    def watch(self, items: Iterable[T]) -> Iterator[T]:
+        """``items`` one by one; StopRequested instead of the next one once a stop signal came."""
+        for item in items:
+            if self.signum is not None:
+                raise StopRequested(signal.Signals(self.signum).name)
+            yield item
 
     @contextlib.contextmanager
     def installed(self):

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
-from noamt.progress import PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest
+from noamt.progress import PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class Trainer:
         run_dir: str | Path,
         extra_state: dict | None = None,
         run_info: dict | None = None,
-        bleu: Callable[[nn.Module], float] | None = None,
+        bleu: Callable[..., float] | None = None,
     ):
         self.tracker = BestTracker(cfg.best_metric, cfg.patience)
         if cfg.best_metric == "bleu" and bleu is None:
@@ -135,11 +136,12 @@ class Trainer:
         )
         self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
         self.run_info = run_info or {}  # written to metrics.jsonl as the "run" record
-        self.bleu = bleu  # model -> validation BLEU
+        self.bleu = bleu  # (model, watch) -> validation BLEU, its batches passed through watch
         self.wrapped = device.wrap(model)
         self.scaler = device.grad_scaler()
         self.step, self.epoch = 0, 1
         self._validated_step = -1
+        self._validation_pending = False  # a stop signal cut a due validation short: it runs on resuming
         self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run
         self._nonfinite_in_a_row = 0
         self.metrics: MetricsWriter | None = None  # opened by train(), once there is something to record
@@ -159,6 +161,7 @@ class Trainer:
             "best": dict(self.tracker.best),
             "best_step": self.tracker.best_step,
             "validated_step": self._validated_step,
+            "validation_pending": self._validation_pending,
             "validations_without_improvement": self.tracker.without_improvement,
             "skipped_updates": self.skipped_updates,
             "data": self.train_data.state_dict(),
@@ -173,6 +176,7 @@ class Trainer:
         self.step, self.epoch, self.tracker.best = state["step"], state["epoch"], dict(state["best"])
         self.tracker.best_step = state.get("best_step", 0)
         self._validated_step = state.get("validated_step", -1)
+        self._validation_pending = state.get("validation_pending", False)
         self.tracker.without_improvement = state["validations_without_improvement"]
         self.skipped_updates = state.get("skipped_updates", 0)
         self.train_data.load_state_dict(state["data"])
@@ -311,7 +315,7 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(3, dtype=torch.float64, device=self.dm.device)  # loss, nll, tokens
         self.valid_data.rewind()
-        for batch in self.valid_data:
+        for batch in self.stop.watch(self.valid_data):
             batch = batch.to(self.dm.device)
             with self.dm.autocast():
                 losses = self.target_losses(self.model, batch)
@@ -322,11 +326,27 @@ class Trainer:
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 
     def _validate_and_record(self, epoch_end: bool = False) -> None:
-        """Validate, update the bests and the patience count, save (checkpoint_best if better)."""
-        self._validated_step = self.step
-        result = self.validate()
-        if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
-            result["bleu"] = self.bleu(self.model)
+        """Validate, update the bests and the patience count, save (checkpoint_best if better).
+
+        A stop signal during the validation cuts it short on every process (one exchange agrees
+        on it): the checkpoints due are saved without it and it runs first on resuming.
+        """
+        try:
+            result = self.validate()
+            if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
+                result["bleu"] = self.bleu(self.model, self.stop.watch)
+            cut_short = 0.0
+        except StopRequested:
+            cut_short = 1.0
+        cut_short, signum = self.dm.all_reduce_max([cut_short, float(self.stop.signum or 0)])
+        if cut_short:
+            self.stopped_by = int(signum)
+            self._validation_pending = True
+            log.warning("validation at update %d cut short by %s: it runs first on resuming",
+                        self.step, signal.Signals(self.stopped_by).name)  # fmt: skip
+            self.save(epoch_end=epoch_end)
+            return
+        self._validated_step, self._validation_pending = self.step, False
         improved = self.tracker.update(result, self.step)
         if self.metrics:
             self.metrics.write("valid", self.step, **result, **self.tracker.finite())
@@ -382,8 +402,6 @@ class Trainer:
         if self.dm.is_main:
             self.metrics = MetricsWriter(self.run_dir, self.cfg.tensorboard)
             self.metrics.write("run", self.step, resumed=resumed, **self.run_info)
-        if self.step == 0 and self.cfg.validate_at_start and self.valid_data is not None:
-            self._validate_and_record()
         total = self._total_steps()
         if total is not None and total > self.step:
             log.info(
@@ -409,7 +427,11 @@ class Trainer:
         window = LogWindow(self.dm.device, self.dm.all_reduce_sum)
         last: dict = {}
         with self.stop.installed():
-            for batches in [] if self._done() else self._updates():
+            if self.valid_data is not None and (
+                self._validation_pending or (self.step == 0 and self.cfg.validate_at_start)
+            ):
+                self._validate_and_record()
+            for batches in [] if self._done() or self.stopped_by is not None else self._updates():
                 out = self.train_step(batches)
                 if out["skipped"]:
                     self._record_skip()
