@@ -1,6 +1,8 @@
 """Every option of every config group composes into a valid TrainConfig and states only what it changes."""
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,19 @@ def test_every_config_group_is_packaged():
     folders = {f.parent for f in CONFIGS.rglob("*.yaml")} - {CONFIGS}
     groups = {"noamt.configs." + ".".join(d.relative_to(CONFIGS).parts) for d in folders}
     assert groups and groups <= packages, sorted(groups - packages)
+
+
+@pytest.mark.parametrize(
+    "command, setting",
+    [("translate", "input: '-'"), ("evaluate", "engine: noamt"), ("export", "quantization: null")],
+)
+def test_each_commands_help_is_its_docstring_and_its_own_settings(command, setting):
+    """``noamt-<command> --help``: the module docstring (its examples), then the command's config;
+    not the training groups, which do not apply to it."""
+    proc = subprocess.run([sys.executable, "-m", f"noamt.cli.{command}", "--help"], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"``noamt-{command}``: ")
+    assert f"noamt-{command} checkpoint=runs/my-run" in proc.stdout
+    assert "== Settings: override any with key=value ==" in proc.stdout and setting in proc.stdout
+    assert "experiment:" not in proc.stdout and "schedule:" not in proc.stdout

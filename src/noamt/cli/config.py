@@ -1,5 +1,5 @@
 """Structured-config schemas in Hydra's ConfigStore, config -> dataclass conversion, and the
-settings listing of ``noamt-train --help``.
+``--help`` of the commands: ``noamt-train``'s settings listing, the others' docstring and config.
 
 The schemas are the components' own dataclasses, so a misspelt key or a wrong type in a YAML
 file or an override fails at composition with the key's name, instead of being ignored. A
@@ -84,6 +84,15 @@ def register_configs() -> None:
         + "\n\n== This config ==\n$CONFIG\n"
     )
     cs.store(group="hydra/help", name=HELP_CONFIG, node={"app_name": "noamt-train", "template": template})
+
+
+def register_command_help(app_name: str, doc: str) -> str:
+    """Store ``<app_name> --help`` (the command's module docstring ``doc``, then its composed
+    config) as the hydra/help option it returns; the command's YAML selects it."""
+    name = app_name.replace("-", "_")
+    template = doc.strip().replace("$", "$$") + "\n\n== Settings: override any with key=value ==\n$CONFIG\n"
+    ConfigStore.instance().store(group="hydra/help", name=name, node={"app_name": app_name, "template": template})
+    return name
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:

@@ -31,7 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import require
+from noamt.cli.config import register_command_help, require
 from noamt.data import DataError
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
@@ -54,6 +54,7 @@ class EvaluateConfig:
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+register_command_help("noamt-evaluate", __doc__)
 
 
 def evaluate(cfg: EvaluateConfig) -> None:

@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import require
+from noamt.cli.config import register_command_help, require
 from noamt.data import DataError
 from noamt.export.exporter import export_model
 
@@ -40,6 +40,7 @@ class ExportConfig:
 
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+register_command_help("noamt-export", __doc__)
 
 
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="export")

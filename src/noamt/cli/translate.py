@@ -37,7 +37,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import require
+from noamt.cli.config import register_command_help, require
 from noamt.data import DataError, decode_lines, read_lines
 from noamt.decoding import DecodingConfig, check_decoding
 from noamt.device import DeviceConfig
@@ -62,6 +62,7 @@ class TranslateConfig:
 
 
 ConfigStore.instance().store(name="translate_schema", node=TranslateConfig)
+register_command_help("noamt-translate", __doc__)
 
 
 def read_input(name: str) -> list[str]:
