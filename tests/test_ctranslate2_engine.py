@@ -4,15 +4,21 @@ one line."""
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers.runs import run_cli
+from helpers.runs import SCRIPTS, run_cli, run_script
 
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
-from noamt.decoding.ctranslate2_engine import check_compute_type, convert_to_ctranslate2, ctranslate2_translate_texts
+from noamt.decoding.ctranslate2_engine import (
+    check_compute_type,
+    convert_to_ctranslate2,
+    ctranslate2_translate_texts,
+    open_ctranslate2,
+)
 from noamt.device import DeviceConfig
 from noamt.engines import open_engine
 from noamt.export.check import ExportError
@@ -124,3 +130,41 @@ def test_a_missing_ctranslate2_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # what `import ctranslate2` meets when it is absent
     with pytest.raises(ExportError, match=r"^engine=ctranslate2 needs the ctranslate2 package: pip install "):
         check_compute_type("float32", "cpu")
+
+
+@pytest.mark.slow
+def test_the_standalone_check_script_translates_as_the_engine_without_noamt_or_torch(run, sentences, tmp_path):
+    folder = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences[:4])
+    loaded = load_models(run)
+    ct2 = open_ctranslate2(folder, CPU, "float32")
+    lines = ["", *sentences[:30], " ".join(sentences[:12])]  # a blank line; one past max_positions, cut
+    assert len(loaded.tokenizer.encode(lines[-1])) > loaded.model.cfg.max_positions
+    source, engine_hyps = tmp_path / "source.en", tmp_path / "engine.de"
+    source.write_text("".join(s + "\n" for s in lines), encoding="utf-8")
+    for beam, max_len_b in ((5, 10), (1, 2)):  # (1, 2): most outputs reach their limit L
+        decoding = DecodingConfig(beam_size=beam, max_len_b=max_len_b)
+        expected = ctranslate2_translate_texts(ct2, lines, decoding)
+        assert expected[0] == "" and len(set(expected)) > 2
+        if beam == 1:
+            assert expected == translate_texts(loaded.model, loaded.tokenizer, lines, decoding)
+        engine_hyps.write_text("".join(s + "\n" for s in expected), encoding="utf-8")
+        blocked = "import runpy, sys; sys.modules.update(torch=None, noamt=None); sys.argv = sys.argv[1:]; "
+        proc = subprocess.run(
+            [sys.executable, "-c", blocked + "runpy.run_path(sys.argv[0], run_name='__main__')",
+             str(SCRIPTS / "check_ctranslate2_export.py"), "--model", str(folder), "--source", str(source),
+             "--noamt", str(engine_hyps), "--reference", str(engine_hyps), "--beam", str(beam),
+             "--max-len-b", str(max_len_b), "--out", str(tmp_path / "script.de")],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads(proc.stdout)
+        assert report["identical_to_noamt"] == report["lines"] == len(lines)
+        assert report["bleu"] == report["bleu_noamt"] == 100.0
+        assert read_lines(tmp_path / "script.de") == expected
+
+
+def test_the_standalone_check_script_names_a_folder_that_is_not_an_export(tmp_path):
+    proc = run_script("check_ctranslate2_export.py", "--model", str(tmp_path), "--source", str(tmp_path / "x.en"))
+    assert proc.returncode == 1
+    message = f"{tmp_path}: no config.json; is it a folder written by noamt-export format=ctranslate2?"
+    assert proc.stderr.strip() == message
