@@ -1,26 +1,31 @@
-"""Beam search by noamt, HF transformers' ``generate`` and CTranslate2 (float32, int8) on the
-same weights and the same sentences, timed in alternating rounds.
+"""Beam search by noamt, HF transformers' ``generate`` and CTranslate2 (in each compute type of
+``--compute-types``) on the same weights and the same sentences, timed in alternating rounds.
 
     pip install -e ".[dev]"            # transformers and ctranslate2
     python scripts/benchmark_engines.py model=small --rounds 3 --out docs/results/engines_small
     python scripts/benchmark_engines.py model=base --sentences 200 --length 30 --threads 2
+    python scripts/benchmark_engines.py model=base device=cuda device.precision=bf16 --sentences 1000
 
 The model is built from the Hydra config (as for noamt-train; its weights are its random
 initialisation, or those of ``--checkpoint``), then exported as the Marian model of
-``noamt-export format=transformers`` and as the CTranslate2 models of ``format=ctranslate2``
-(float32, and int8 weights), so all four engines hold the same weights. The sentences are the
-first ``--sentences`` of the validation split, in the same batches for every engine.
+``noamt-export format=transformers`` and as the CTranslate2 model of ``format=ctranslate2``,
+which CTranslate2 loads once per compute type, so all engines hold the same weights. The
+sentences are the first ``--sentences`` of the validation split, in the same batches for every
+engine. The device is the device group's (``device=cpu`` unless an override names another):
+noamt's search and ``generate`` run there under the group's precision (``device.precision=bf16``:
+autocast on CUDA), CTranslate2 there in each compute type (default ``float32,int8`` on the CPU,
+``float32,float16,int8_float16`` on CUDA).
 
 Equal work: every hypothesis is forced to ``--length`` tokens and an EOS (EOS banned before,
 forced after), so each engine runs ``length + 1`` decoder steps of beam ``--beam`` on every
-sentence. Each round times the four engines one after another on every batch; the first round
+sentence. Each round times the engines one after another on every batch; the first round
 is a warm-up. Sentences/s per round, the median of the rounds and each engine's median ratio
 to ``generate`` (the ratio is taken within each round, then the median) are printed and, with
 ``--out``, written to ``results.json`` with the command and the machine.
 
 With ``--checkpoint`` (trained weights) the engines then search greedily without forcing, each
 sentence to noamt's limit ``floor(1.2 |x| + 10)``: the share of sentences on which ``generate``
-and CTranslate2 (float32, int8) give noamt's tokens is printed. Random weights give nearly flat
+and CTranslate2 (each compute type) give noamt's tokens is printed. Random weights give nearly flat
 next-token distributions, whose argmax flips with the order of floating-point sums, so the
 agreement is measured on trained weights only.
 """
@@ -50,7 +55,7 @@ from noamt.export.ctranslate2_spec import write_ctranslate2
 from noamt.export.marian import marian_model
 from noamt.inference import load_model
 
-ENGINES = ("noamt", "generate", "ct2_float32", "ct2_int8")
+COMPUTE_TYPES = {"cpu": "float32,int8", "cuda": "float32,float16,int8_float16"}  # --compute-types defaults
 GREEDY = DecodingConfig(beam_size=1)
 
 
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch, padding included")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of every engine")
+    parser.add_argument("--compute-types", help="CTranslate2's, comma-separated (default: float32,int8 on the CPU, "
+                        "float32,float16,int8_float16 on CUDA)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="folder for results.json")
     args = parser.parse_args(argv)
     if min(args.sentences, args.length, args.beam, args.rounds, args.threads) < 1:
@@ -72,31 +79,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Engines:
-    """The four engines over one model, each translating a batch of source ids (B, S) into
-    token-id lists without BOS and EOS, forced or greedy."""
+    """The engines over one model on one device, each translating a batch of source ids (B, S)
+    into token-id lists without BOS and EOS, forced or greedy; ``names`` lists them."""
 
-    def __init__(self, model, tokenizer, folder: Path, threads: int):
+    def __init__(self, model, tokenizer, folder: Path, dm: DeviceManager, compute_types: list[str], threads: int):
         import ctranslate2
 
-        self.model, self.tokenizer = model.eval(), tokenizer
-        self.marian = marian_model(model, tokenizer)
+        model.eval()
+        self.marian = marian_model(model, tokenizer).to(dm.device)
+        write_ctranslate2(model, tokenizer, folder, None)
+        self.model, self.tokenizer, self.dm = model.to(dm.device), tokenizer, dm
         self.vocabulary = tokenizer.vocabulary()
         self.token_id = {token: i for i, token in enumerate(self.vocabulary)}
-        self.ct2 = {}
-        for quantization in ("float32", "int8"):
-            path = folder / quantization
-            path.mkdir()
-            write_ctranslate2(model, tokenizer, path, quantization)
-            self.ct2[f"ct2_{quantization}"] = ctranslate2.Translator(
-                str(path), device="cpu", compute_type=quantization, intra_threads=threads
-            )
+        self.ct2 = {
+            f"ct2_{compute_type}": ctranslate2.Translator(
+                str(folder),
+                device=dm.device.type,
+                device_index=dm.device.index or 0,
+                compute_type=compute_type,
+                intra_threads=threads,
+            )  # fmt: skip
+            for compute_type in compute_types
+        }
+        self.names = ["noamt", "generate", *self.ct2]
 
     def run(self, engine: str, src: torch.Tensor, beam: int, length: int | None) -> list[list[int]]:
         """``length`` tokens then EOS for every hypothesis, or (None) greedy to noamt's limit."""
-        if engine == "noamt":
-            return self._noamt(src, beam, length)
-        if engine == "generate":
-            return self._generate(src, beam, length)
+        if engine in ("noamt", "generate"):
+            with self.dm.autocast():
+                search = self._noamt if engine == "noamt" else self._generate
+                return search(src.to(self.dm.device), beam, length)
         return self._ctranslate2(self.ct2[engine], src, beam, length)
 
     def _limits(self, src: torch.Tensor) -> list[int]:
@@ -144,7 +156,7 @@ def timed_rounds(engines: Engines, batches: list[torch.Tensor], args) -> list[di
     rounds = []
     for i in range(args.rounds + 1):
         seconds = {}
-        for engine in ENGINES:
+        for engine in engines.names:
             start = time.perf_counter()
             for src in batches:
                 outputs = engines.run(engine, src, args.beam, args.length)
@@ -152,28 +164,43 @@ def timed_rounds(engines: Engines, batches: list[torch.Tensor], args) -> list[di
             seconds[engine] = time.perf_counter() - start
         if i > 0:  # the first round warms up
             rounds.append({engine: n / s for engine, s in seconds.items()})
-            line = "  ".join(f"{e} {rounds[-1][e]:.1f}" for e in ENGINES)
+            line = "  ".join(f"{e} {rounds[-1][e]:.1f}" for e in engines.names)
             print(f"round {i}: sentences/s  {line}", flush=True)
     return rounds
 
 
 def greedy_agreement(engines: Engines, batches: list[torch.Tensor]) -> dict[str, float]:
     """Share of sentences whose greedy output equals noamt's, per other engine."""
-    outputs = {engine: [o for src in batches for o in engines.run(engine, src, 1, None)] for engine in ENGINES}
+    outputs = {engine: [o for src in batches for o in engines.run(engine, src, 1, None)] for engine in engines.names}
     reference = outputs["noamt"]
     return {
         engine: sum(a == b for a, b in zip(outputs[engine], reference, strict=True)) / len(reference)
-        for engine in ENGINES[1:]
+        for engine in engines.names[1:]
     }
+
+
+def check_compute_types(requested: str | None, device_type: str) -> list[str]:
+    """CTranslate2's compute types to time; one the device lacks is a one-line error naming it."""
+    import ctranslate2
+
+    names = (requested or COMPUTE_TYPES.get(device_type, "float32")).split(",")
+    supported = ctranslate2.get_supported_compute_types(device_type)
+    missing = [name for name in names if name not in supported]
+    if missing:
+        sys.exit(f"--compute-types: {device_type} lacks {', '.join(missing)}; it has {', '.join(sorted(supported))}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     register_configs()
+    names_device = any(o.split("=")[0].lstrip("+~") == "device" for o in args.overrides)
+    overrides = args.overrides if names_device else [*args.overrides, "device=cpu"]
     with initialize_config_module(config_module="noamt.configs", version_base=None):
-        cfg = to_train_config(compose(config_name="train", overrides=[*args.overrides, "device=cpu"]))
+        cfg = to_train_config(compose(config_name="train", overrides=overrides))
     dm = DeviceManager(cfg.device)
+    compute_types = check_compute_types(args.compute_types, dm.device.type)
     dm.seed(cfg.trainer.seed)
     model = tokenizer = None
     if args.checkpoint:  # its weights, tokenizer and data
@@ -187,14 +214,14 @@ def main(argv: list[str] | None = None) -> dict:
     batches = [b.src for b in TokenBudgetBatches(split, args.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id,
                                                  shuffle=False)]  # fmt: skip
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
-        engines = Engines(model, tok, Path(folder), args.threads)
-        print(f"{model.cfg.name}: {n} sentences in {len(batches)} batches, beam {args.beam}, "
-              f"{args.length} tokens each, {args.threads} threads", flush=True)  # fmt: skip
+        engines = Engines(model, tok, Path(folder), dm, compute_types, args.threads)
+        print(f"{model.cfg.name} on {dm.describe()}: {n} sentences in {len(batches)} batches, beam {args.beam}, "
+              f"{args.length} tokens each", flush=True)  # fmt: skip
         rounds = timed_rounds(engines, batches, args)
         agreement = greedy_agreement(engines, batches) if args.checkpoint else {}
-    medians = {engine: statistics.median(r[engine] for r in rounds) for engine in ENGINES}
-    ratios = {engine: statistics.median(r[engine] / r["generate"] for r in rounds) for engine in ENGINES}
-    for engine in ENGINES:
+    medians = {engine: statistics.median(r[engine] for r in rounds) for engine in engines.names}
+    ratios = {engine: statistics.median(r[engine] / r["generate"] for r in rounds) for engine in engines.names}
+    for engine in engines.names:
         print(f"{engine:>12}: median {medians[engine]:.1f} sentences/s, {ratios[engine]:.2f}x generate")
     if agreement:
         print("greedy outputs equal to noamt's: " + ", ".join(f"{e} {agreement[e]:.1%}" for e in agreement))
@@ -206,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
             "processor": platform.processor(),
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
+            "device": dm.describe(),
         },
         "model": {
             "name": model.cfg.name,
