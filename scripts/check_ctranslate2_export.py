@@ -57,8 +57,9 @@ def translate(args: argparse.Namespace, sources: list[str]) -> list[str]:
             tokens[i] = tokenizer.encode(text, add_special_tokens=False).tokens[: max_positions - 1]
             limit = min(math.floor(args.max_len_a * (len(tokens[i]) + 1) + args.max_len_b), max_positions - 1)
             by_limit[max(limit, 0)].append(i)
-    outputs = [""] * len(sources)
+    outputs, done = [""] * len(sources), 0
     for limit, group in sorted(by_limit.items()):
+        done += len(group)
         if limit == 0:  # only </s> fits: an empty translation
             continue
         results = translator.translate_batch(
@@ -69,7 +70,7 @@ def translate(args: argparse.Namespace, sources: list[str]) -> list[str]:
         for i, result in zip(group, results, strict=True):
             ids = [tokenizer.token_to_id(t) for t in result.hypotheses[0] if t not in specials]
             outputs[i] = tokenizer.decode(ids, skip_special_tokens=False)
-        print(f"{args.source.name}: {sum(map(bool, outputs))} of {len(tokens)} sentences", file=sys.stderr, flush=True)
+        print(f"{args.source.name}: {done} of {len(tokens)} sentences", file=sys.stderr, flush=True)
     return outputs
 
 
