@@ -141,19 +141,21 @@ def test_the_standalone_check_script_translates_as_the_engine_without_noamt_or_t
     assert len(loaded.tokenizer.encode(lines[-1])) > loaded.model.cfg.max_positions
     source, engine_hyps = tmp_path / "source.en", tmp_path / "engine.de"
     source.write_text("".join(s + "\n" for s in lines), encoding="utf-8")
-    for beam, max_len_b in ((5, 10), (1, 2)):  # (1, 2): most outputs reach their limit L
-        decoding = DecodingConfig(beam_size=beam, max_len_b=max_len_b)
+    for beam, max_len_b, min_len in ((5, 10, 0), (1, 2, 0), (2, 10, 14)):  # most reach L; >= 14 tokens
+        decoding = DecodingConfig(beam_size=beam, max_len_b=max_len_b, min_len=min_len)
         expected = ctranslate2_translate_texts(ct2, lines, decoding)
         assert expected[0] == "" and len(set(expected)) > 2
         if beam == 1:
             assert expected == translate_texts(loaded.model, loaded.tokenizer, lines, decoding)
+        if min_len:  # it changes outputs: a script that dropped --min-len would differ
+            assert expected != ctranslate2_translate_texts(ct2, lines, DecodingConfig(beam_size=beam))
         engine_hyps.write_text("".join(s + "\n" for s in expected), encoding="utf-8")
         blocked = "import runpy, sys; sys.modules.update(torch=None, noamt=None); sys.argv = sys.argv[1:]; "
         proc = subprocess.run(
             [sys.executable, "-c", blocked + "runpy.run_path(sys.argv[0], run_name='__main__')",
              str(SCRIPTS / "check_ctranslate2_export.py"), "--model", str(folder), "--source", str(source),
              "--noamt", str(engine_hyps), "--reference", str(engine_hyps), "--beam", str(beam),
-             "--max-len-b", str(max_len_b), "--out", str(tmp_path / "script.de")],
+             "--max-len-b", str(max_len_b), "--min-len", str(min_len), "--out", str(tmp_path / "script.de")],
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
