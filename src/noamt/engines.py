@@ -70,19 +70,7 @@ def open_engine(
     paths = checkpoint_list(checkpoint)
     check_engine(engine, compute_type, len(paths))
     if engine == "ctranslate2":
-        if is_ctranslate2_model(paths[0]):
-            ct2, loaded = open_ctranslate2(paths[0], device, compute_type), None
-            log.info("model: CTranslate2 folder %s", Path(paths[0]))
-        else:
-            loaded = load_models(paths, "cpu")
-            ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, device, compute_type)
-            log.info("model: %s (step %s) converted to CTranslate2", loaded.paths[0], loaded.members[0].step)
-        log.info("engine: ctranslate2 on %s, compute_type=%s", device.device, compute_type)
-
-        def translate(texts, decoding: DecodingConfig, *, max_tokens: int, on_batch=None) -> list[str]:
-            return ctranslate2_translate_texts(ct2, texts, decoding, max_tokens=max_tokens, on_batch=on_batch)
-
-        return Engine(engine, compute_type, loaded, translate)
+        return _open_ctranslate2(paths[0], device, compute_type)
     dm = device_manager(device)
     if engine == "transformers":
         return _open_transformers(paths[0], dm)
@@ -96,6 +84,22 @@ def open_engine(
                                    on_batch=on_batch)  # fmt: skip
 
     return Engine(engine, None, loaded, translate)
+
+
+def _open_ctranslate2(path: str | os.PathLike, device: DeviceConfig, compute_type: str) -> Engine:
+    if is_ctranslate2_model(path):
+        ct2, loaded = open_ctranslate2(path, device, compute_type), None
+        log.info("model: CTranslate2 folder %s", Path(path))
+    else:
+        loaded = load_models([path], "cpu")
+        ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, device, compute_type)
+        log.info("model: %s (step %s) converted to CTranslate2", loaded.paths[0], loaded.members[0].step)
+    log.info("engine: ctranslate2 on %s, compute_type=%s", device.device, compute_type)
+
+    def translate(texts, decoding: DecodingConfig, *, max_tokens: int, on_batch=None) -> list[str]:
+        return ctranslate2_translate_texts(ct2, texts, decoding, max_tokens=max_tokens, on_batch=on_batch)
+
+    return Engine("ctranslate2", compute_type, loaded, translate)
 
 
 def _open_transformers(path: str | os.PathLike, dm: DeviceManager) -> Engine:
