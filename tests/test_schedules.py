@@ -1,9 +1,10 @@
 """Tests of noamt.schedules.
 
 Expected values are written out from the formulas (each regime resolved by hand), never
-computed by calling the module under test. Public implementations (fairseq, Hugging Face
-transformers, tensor2tensor, OpenNMT-py) are re-implemented here from their formulas to
-test the conversions stated in docs/schedules.md.
+computed by calling the module under test; the one exception, BEFORE_COOLDOWN, pins the
+values noam and inverse_sqrt had before their cooldown existed, compared bit for bit. Public
+implementations (fairseq, Hugging Face transformers, tensor2tensor, OpenNMT-py) are
+re-implemented here from their formulas to test the conversions stated in docs/schedules.md.
 """
 
 import dataclasses
@@ -163,11 +164,161 @@ ZERO_WARMUP_TABLES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "params", "table"), TABLES + ZERO_WARMUP_TABLES)
+# Cooldown (rsqrt + cooldown): 0.2 of 100000 -> 20000 cooldown updates from c = 80000, each
+# scaling base(c); base is the schedule without cooldown.
+NOAM_COOLDOWN = dict(NOAM, total_steps=100_000, cooldown_fraction=0.2)
+NOAM_C = 2.0 * 512**-0.5 * 80000**-0.5  # base(c)
+NOAM_BEFORE_COOLDOWN_ROWS = [
+    (1, 2.0 * 512**-0.5 * 1 * 4000**-1.5),
+    (4000, 2.0 * 512**-0.5 * 4000**-0.5),
+    (79999, 2.0 * 512**-0.5 * 79999**-0.5),
+    (80000, NOAM_C),
+]
+NOAM_COOLDOWN_END_ROWS = [(100000, 0.0), (100001, 0.0), (200000, 0.0)]
+NOAM_LINEAR_COOLDOWN_TABLE = [
+    *NOAM_BEFORE_COOLDOWN_ROWS,
+    (80001, NOAM_C * 19999 / 20000),
+    (90000, NOAM_C * 0.5),
+    (99999, NOAM_C * 1 / 20000),
+    *NOAM_COOLDOWN_END_ROWS,
+]
+NOAM_SQRT_COOLDOWN_TABLE = [
+    *NOAM_BEFORE_COOLDOWN_ROWS,
+    (80001, NOAM_C * (1 - (1 / 20000) ** 0.5)),
+    (90000, NOAM_C * (1 - 0.5**0.5)),
+    (99999, NOAM_C * (1 - (19999 / 20000) ** 0.5)),
+    *NOAM_COOLDOWN_END_ROWS,
+]
+
+INV_COOLDOWN = dict(INV, total_steps=100_000, cooldown_fraction=0.2, cooldown_shape="cosine")
+INV_C = 5e-4 * 0.05**0.5  # base(80000) = peak_lr * sqrt(4000 / 80000)
+INV_COSINE_COOLDOWN_TABLE = [
+    (4000, 5e-4),
+    (79999, 5e-4 * (4000 / 79999) ** 0.5),
+    (80000, INV_C),
+    (80001, INV_C * 0.5 * (1 + math.cos(math.pi / 20000))),
+    (90000, INV_C * 0.5),
+    (99999, INV_C * 0.5 * (1 + math.cos(math.pi * 19999 / 20000))),
+    (100000, 0.0),
+    (100001, 0.0),
+]
+
+# peak_lr / sqrt(k) cooled down over 0.2 of 20 updates: c = 16, base(16) = 1e-3 / 4.
+SMALL_COOLDOWN = dict(peak_lr=1e-3, warmup_steps=0, total_steps=20, cooldown_fraction=0.2)
+SMALL_BEFORE_COOLDOWN_ROWS = [(1, 1e-3), (4, 5e-4), (15, 1e-3 * 15**-0.5), (16, 2.5e-4)]
+SMALL_LINEAR_COOLDOWN_TABLE = [
+    *SMALL_BEFORE_COOLDOWN_ROWS,
+    (17, 1.875e-4),
+    (18, 1.25e-4),
+    (19, 6.25e-5),
+    (20, 0.0),
+    (21, 0.0),
+]
+SMALL_SQRT_COOLDOWN_TABLE = [
+    *SMALL_BEFORE_COOLDOWN_ROWS,
+    (17, 2.5e-4 * 0.5),
+    (18, 2.5e-4 * (1 - 0.5**0.5)),
+    (19, 2.5e-4 * (1 - 0.75**0.5)),
+    (20, 0.0),
+    (21, 0.0),
+]
+
+COOLDOWN_TABLES = [
+    ("noam", NOAM_COOLDOWN, NOAM_LINEAR_COOLDOWN_TABLE),
+    ("noam", dict(NOAM_COOLDOWN, cooldown_shape="1-sqrt"), NOAM_SQRT_COOLDOWN_TABLE),
+    ("noam_cooldown", dict(NOAM, total_steps=100_000), NOAM_SQRT_COOLDOWN_TABLE),
+    ("inverse_sqrt", INV_COOLDOWN, INV_COSINE_COOLDOWN_TABLE),
+    ("inverse_sqrt", SMALL_COOLDOWN, SMALL_LINEAR_COOLDOWN_TABLE),
+    ("inverse_sqrt", dict(SMALL_COOLDOWN, cooldown_shape="1-sqrt"), SMALL_SQRT_COOLDOWN_TABLE),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "table"), TABLES + ZERO_WARMUP_TABLES + COOLDOWN_TABLES)
 def test_table(name, params, table):
     lr = S.make_schedule(name, **params)
     for step, expected in table:
         assert lr(step) == pytest.approx(expected, rel=REL, abs=0.0), (name, step)
+
+
+# lr(k) of noam and inverse_sqrt before the cooldown existed, printed with repr.
+BEFORE_COOLDOWN_STEPS = [1, 2, 3999, 4000, 4001, 8000, 99999, 100000, 100001]
+BEFORE_COOLDOWN = [
+    (
+        "noam",
+        NOAM,
+        [
+            3.493856214843422e-07,
+            6.987712429686844e-07,
+            0.0013971931003158842,
+            0.0013975424859373686,
+            0.001397367825874706,
+            0.0009882117688026187,
+            0.00027950989474044135,
+            0.00027950849718747374,
+            0.0002795070996554693,
+        ],
+    ),
+    (
+        "noam",
+        dict(d_model=256, warmup_steps=1),
+        [
+            0.0625,
+            0.04419417382415922,
+            0.0009883353184397584,
+            0.0009882117688026185,
+            0.0009880882654879073,
+            0.0006987712429686843,
+            0.00019764334197970416,
+            0.0001976423537605237,
+            0.00019764136555616642,
+        ],
+    ),
+    (
+        "inverse_sqrt",
+        INV,
+        [
+            2.24975e-07,
+            3.4995e-07,
+            0.000499875025,
+            0.0005,
+            0.0004999375117163092,
+            0.0003535533905932738,
+            0.00010000050000375004,
+            0.0001,
+            9.999950000374998e-05,
+        ],
+    ),
+    (
+        "inverse_sqrt",
+        dict(peak_lr=5e-4, warmup_steps=0),
+        [
+            0.0005,
+            0.0003535533905932738,
+            7.90668254751807e-06,
+            7.905694150420949e-06,
+            7.904706123903258e-06,
+            5.5901699437494744e-06,
+            1.5811467358376334e-06,
+            1.5811388300841898e-06,
+            1.5811309244493316e-06,
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "values"), BEFORE_COOLDOWN)
+def test_without_cooldown_every_lr_is_unchanged(name, params, values):
+    lr = S.make_schedule(name, **params)
+    assert lr.cooldown_fraction == 0.0 and lr.total_steps is None
+    assert [lr(k) for k in BEFORE_COOLDOWN_STEPS] == values
+    # total_steps is neither checked nor read without a cooldown: a run of 0 (no limit) or
+    # fewer updates than the warmup is still valid
+    for max_steps in (0, 1, 100, 5000):
+        resolved = lr.with_run_defaults(d_model=512, max_steps=max_steps)
+        assert resolved.total_steps == max_steps
+        assert [resolved(k) for k in BEFORE_COOLDOWN_STEPS] == values
+    shaped = S.make_schedule(name, **params, cooldown_shape="cosine")
+    assert [shaped(k) for k in BEFORE_COOLDOWN_STEPS] == values
 
 
 def test_noam_peak_decimal():
@@ -180,7 +331,7 @@ def test_noam_peak_decimal():
 @pytest.mark.parametrize("name", sorted(S.CONFIGS))
 @pytest.mark.parametrize("step", [0, -1])
 def test_step_below_one_raises(name, step):
-    params = {"noam": NOAM, "inverse_sqrt": INV, "constant": CONST}.get(name, DECAY)
+    params = {"noam": NOAM, "noam_cooldown": NOAM_COOLDOWN, "inverse_sqrt": INV, "constant": CONST}.get(name, DECAY)
     with pytest.raises(ValueError, match=r"step must be >= 1"):
         S.make_schedule(name, **params)(step)
 
@@ -220,6 +371,10 @@ PEAK_CASES = [
     ("wsd", WSD),
     ("wsd", dict(WSD, decay_fraction=1.0, decay_shape="cosine")),
     ("wsd", dict(peak_lr=1e-3, warmup_steps=0, total_steps=1000)),
+    ("noam", dict(NOAM_COOLDOWN, total_steps=20_000)),
+    ("noam_cooldown", dict(d_model=512, warmup_steps=4, total_steps=20)),
+    ("inverse_sqrt", dict(INV_COOLDOWN, total_steps=20_000)),
+    ("inverse_sqrt", SMALL_COOLDOWN),
 ]
 
 
@@ -235,7 +390,7 @@ def test_warmup_is_monotonic_and_positive(name, params):
 @pytest.mark.parametrize(("name", "params"), PEAK_CASES)
 def test_peak_is_max_over_steps(name, params):
     lr = S.make_schedule(name, **params)
-    horizon = max(getattr(lr, "total_steps", 0), lr.warmup_steps) + 2000
+    horizon = max(getattr(lr, "total_steps", None) or 0, lr.warmup_steps) + 2000
     values = [lr(k) for k in range(1, horizon + 1)]
     best = max(values)
     assert lr.peak_lr == pytest.approx(best, rel=REL)
@@ -285,6 +440,108 @@ def test_wsd_full_decay_is_linear_or_cosine(shape):
 
 
 # ---------------------------------------------------------------------------
+# Where the decays end; the cooldown
+# ---------------------------------------------------------------------------
+
+
+def test_decays_end_exactly_at_their_floor():
+    run = dict(d_model=512, max_steps=1000)
+    # linear to zero at trainer.max_steps with the default min_lr: D2Z (Bergsma et al. 2025)
+    d2z = S.LinearConfig(peak_lr=1e-3, warmup_steps=100).with_run_defaults(**run)
+    assert d2z.total_steps == 1000 and d2z.min_lr == 0.0
+    assert d2z(999) == pytest.approx(1e-3 / 900, rel=REL)
+    assert d2z(1000) == 0.0 and d2z(1001) == 0.0
+    cosine = S.CosineConfig(peak_lr=1e-3, warmup_steps=100, min_lr=1e-5).with_run_defaults(**run)
+    assert cosine(999) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 899 / 900)), rel=REL)
+    assert cosine(1000) == 1e-5 and cosine(1001) == 1e-5
+    wsd = S.WSDConfig(peak_lr=1e-3, warmup_steps=100, decay_shape="1-sqrt").with_run_defaults(**run)
+    assert wsd(999) == pytest.approx(1e-3 * (1 - (199 / 200) ** 0.5), rel=REL)
+    assert wsd(1000) == 0.0 and wsd(1001) == 0.0
+
+
+COOLDOWN_CASES = [
+    ("noam", dict(d_model=512, warmup_steps=40, total_steps=1000, cooldown_fraction=0.2, cooldown_shape=shape))
+    for shape in S.DECAY_SHAPES
+] + [
+    ("noam_cooldown", dict(d_model=512, warmup_steps=40, total_steps=1000)),
+    ("inverse_sqrt", dict(peak_lr=1e-3, warmup_steps=40, warmup_init_lr=1e-7, total_steps=999, cooldown_fraction=0.5)),
+    ("inverse_sqrt", dict(peak_lr=1e-3, warmup_steps=0, total_steps=2, cooldown_fraction=0.1)),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), COOLDOWN_CASES)
+def test_the_cooldown_continues_the_schedule_and_ends_at_zero(name, params):
+    lr = S.make_schedule(name, **params)
+    base = dataclasses.replace(lr, cooldown_fraction=0.0)
+    total = lr.total_steps
+    start = S.wsd_decay_start(lr.warmup_steps, total, lr.cooldown_fraction)
+    assert [lr(k) for k in range(1, start + 1)] == [base(k) for k in range(1, start + 1)]
+    values = [lr(k) for k in range(lr.peak_step, total + 3)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert values[-3:] == [0.0, 0.0, 0.0] and lr(total - 1) > 0.0
+    assert lr.peak_lr == base.peak_lr and lr.peak_step == base.peak_step
+
+
+def test_before_its_cooldown_a_run_has_the_learning_rates_of_any_longer_run():
+    short = S.make_schedule("noam", d_model=512, warmup_steps=40, total_steps=1000, cooldown_fraction=0.2)
+    for total in (1001, 1500, 10_000):
+        longer = dataclasses.replace(short, total_steps=total)
+        assert [longer(k) for k in range(1, 801)] == [short(k) for k in range(1, 801)]
+
+
+@pytest.mark.parametrize(
+    ("warmup", "total", "fraction", "start"),
+    [
+        (0, 1001, 0.5, 500),  # 500.5 rounds half up to 501 cooldown updates
+        (0, 1001, 0.25, 751),
+        (0, 100, 0.29, 71),  # 0.29 * 100 == 28.999999999999996 -> 29
+        (0, 2, 0.1, 1),  # at least one cooldown update
+        (900, 1000, 0.5, 900),  # the cooldown never reaches into the warmup
+    ],
+)
+def test_cooldown_start(warmup, total, fraction, start):
+    # peak_lr = 1: base(k) = sqrt(w / k) after the warmup, w = max(warmup_steps, 1)
+    lr = S.make_schedule(
+        "inverse_sqrt", peak_lr=1.0, warmup_steps=warmup, total_steps=total, cooldown_fraction=fraction
+    )
+    base = max(warmup, 1) ** 0.5 * start**-0.5
+    assert lr(start) == pytest.approx(base, rel=REL)
+    assert lr(start + 1) == pytest.approx(base * (1 - 1 / (total - start)), rel=REL)
+    assert lr(total) == 0.0
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_a_cooldown_from_the_peak_is_linear_or_cosine(shape):
+    # 0.95 of 1100 updates would start the cooldown at 55, in the warmup: it starts at the peak
+    cooled = S.make_schedule(
+        "inverse_sqrt", peak_lr=1e-3, warmup_steps=100, total_steps=1100, cooldown_fraction=0.95, cooldown_shape=shape
+    )
+    other = S.make_schedule(shape, peak_lr=1e-3, warmup_steps=100, total_steps=1100)
+    for k in range(1, 1201):
+        assert cooled(k) == pytest.approx(other(k), rel=REL, abs=0.0), k
+
+
+def test_the_cooldown_is_set_on_the_command_line():
+    hydra = pytest.importorskip("hydra")
+    from noamt.cli.config import register_configs, to_train_config
+
+    run = ["schedule.warmup_steps=100", "trainer.max_steps=1000"]
+    register_configs()
+    with hydra.initialize_config_module(config_module="noamt.configs", version_base=None):
+        keys = hydra.compose(
+            "train",
+            overrides=["schedule=noam", "schedule.cooldown_fraction=0.2", "schedule.cooldown_shape=1-sqrt", *run],
+        )
+        option = hydra.compose("train", overrides=["schedule=noam_cooldown", *run])
+    lr, preset = (to_train_config(cfg).resolved().schedule for cfg in (keys, option))
+    assert (lr.name, lr.total_steps, lr.cooldown_fraction, lr.cooldown_shape) == ("noam", 1000, 0.2, "1-sqrt")
+    assert dataclasses.asdict(preset) == dataclasses.asdict(lr) | {"name": "noam_cooldown"}
+    assert [preset(k) for k in range(1, 1002)] == [lr(k) for k in range(1, 1002)]
+    assert lr.d_model == 256 and lr(800) == pytest.approx(256**-0.5 * 800**-0.5, rel=REL)
+    assert lr(801) == pytest.approx(256**-0.5 * 800**-0.5 * (1 - (1 / 200) ** 0.5), rel=REL) and lr(1000) == 0.0
+
+
+# ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
 
@@ -299,7 +556,31 @@ INVALID = [
     (
         "noam",
         dict(d_model=512, warmup_steps=4000, peak_lr=1e-3),
-        r"^noam: unknown parameter\(s\) peak_lr; accepted: d_model, warmup_steps, factor$",
+        r"^noam: unknown parameter\(s\) peak_lr; accepted: d_model, warmup_steps, factor, total_steps, "
+        r"cooldown_fraction, cooldown_shape$",
+    ),
+    (
+        "noam",
+        dict(NOAM, total_steps=1000, cooldown_fraction=1.0),
+        r"^noam: cooldown_fraction must be in \[0, 1\), got 1.0$",
+    ),
+    ("noam", dict(NOAM, cooldown_fraction=-0.1), r"^noam: cooldown_fraction must be in \[0, 1\)"),
+    ("noam", dict(NOAM, cooldown_fraction=float("inf")), r"^noam: cooldown_fraction must be in \[0, 1\)"),
+    ("inverse_sqrt", dict(INV, cooldown_fraction=True), r"^inverse_sqrt: cooldown_fraction must be in \[0, 1\)"),
+    (
+        "inverse_sqrt",
+        dict(INV, cooldown_shape="exp"),
+        r"^inverse_sqrt: cooldown_shape must be one of '1-sqrt', 'linear', 'cosine', got 'exp'$",
+    ),
+    (
+        "noam",
+        dict(NOAM, total_steps=4000, cooldown_fraction=0.2),
+        r"^noam: total_steps must be an integer > warmup_steps and >= 2 \(here >= 4001\), got 4000$",
+    ),
+    (
+        "noam_cooldown",
+        dict(NOAM, total_steps=1e5),
+        r"^noam_cooldown: total_steps must be an integer > warmup_steps",
     ),
     ("inverse_sqrt", dict(peak_lr=0.0, warmup_steps=10), r"^inverse_sqrt: peak_lr must be a pos"),
     (
@@ -346,7 +627,7 @@ INVALID = [
         "warmup_cosine",
         {},
         r"^unknown schedule 'warmup_cosine'; known: constant, cosine, inverse_sqrt, linear, noam, "
-        r"wsd$",
+        r"noam_cooldown, wsd$",
     ),
 ]
 
@@ -396,6 +677,11 @@ def test_run_defaults_fill_only_what_is_unset():
     assert S.NoamConfig(d_model=512).with_run_defaults(d_model=256, max_steps=1000).d_model == 512
     with pytest.raises(ValueError, match=r"^cosine: total_steps must be an integer > warmup_steps"):
         S.CosineConfig().with_run_defaults(d_model=512, max_steps=4000)
+    assert S.NoamConfig(total_steps=500).with_run_defaults(d_model=256, max_steps=1000).total_steps == 500
+    cooled = S.InverseSqrtConfig(cooldown_fraction=0.2).with_run_defaults(d_model=512, max_steps=10_000)
+    assert cooled.total_steps == 10_000 and cooled.peak_lr == (512 * 4000) ** -0.5
+    with pytest.raises(ValueError, match=r"^noam_cooldown: total_steps must be an integer > warmup_steps.*, got 0$"):
+        S.NoamCooldownConfig().with_run_defaults(d_model=512, max_steps=0)  # 0: no limit, so no end to cool down to
 
 
 def test_an_unresolved_schedule_says_what_is_unset():
@@ -403,6 +689,8 @@ def test_an_unresolved_schedule_says_what_is_unset():
         S.CosineConfig()(1)
     with pytest.raises(ValueError, match=r"^noam: d_model not set"):
         S.NoamConfig()(1)
+    with pytest.raises(ValueError, match=r"^inverse_sqrt: total_steps not set"):
+        S.InverseSqrtConfig(peak_lr=1e-3, cooldown_fraction=0.2)(1)
 
 
 def test_a_schedule_from_omegaconf_is_its_dataclass():
@@ -445,6 +733,7 @@ def _lrs_used_by_updates(lr_lambda, n_updates, base_lr=1.0, state=None):
     [
         ("noam", dict(d_model=512, warmup_steps=4)),
         ("wsd", dict(peak_lr=1e-3, warmup_steps=3, total_steps=8, decay_fraction=0.5)),
+        ("noam", dict(d_model=512, warmup_steps=3, total_steps=8, cooldown_fraction=0.5)),
     ],
 )
 def test_lambda_lr_alignment(name, params):

@@ -20,6 +20,9 @@ Derived defaults: a parameter left at None takes its value from the run
 (``with_run_defaults``): ``d_model`` the model's width, ``total_steps`` the run's number of
 updates, and ``peak_lr`` the Noam peak of the model, ``noam_peak(d_model, w)``.
 
+``noam`` and ``inverse_sqrt`` have an optional cooldown to 0 at ``total_steps`` ("rsqrt +
+cooldown"); with ``cooldown_fraction = 0``, the default, they do not read ``total_steps``.
+
 See docs/schedules.md for how these map onto fairseq, Hugging Face transformers,
 tensor2tensor and OpenNMT-py.
 """
@@ -36,10 +39,12 @@ __all__ = [
     "CONFIGS",
     "DECAY_SHAPES",
     "ConstantConfig",
+    "CooldownSchedule",
     "CosineConfig",
     "InverseSqrtConfig",
     "LinearConfig",
     "NoamConfig",
+    "NoamCooldownConfig",
     "Schedule",
     "WSDConfig",
     "lr_lambda",
@@ -120,6 +125,27 @@ def wsd_decay_start(warmup_steps: int, total_steps: int, decay_fraction: float) 
     return max(total_steps - decay_steps, max(warmup_steps, 1))
 
 
+def _cooled_down(
+    step: int,
+    base: Callable[[int], float],
+    cooldown_start: int,
+    total_steps: int,
+    shape: Callable[[float], float],
+) -> float:
+    """``base`` until cooldown_start, then scaled by shape down to 0 at total_steps.
+
+    With c = cooldown_start:
+        lr(k) = base(k)                                         for k <= c
+        lr(k) = base(c) * shape((k - c) / (total_steps - c))    for c < k < total_steps
+        lr(k) = 0                                               for k >= total_steps
+    """
+    if step <= cooldown_start:
+        return base(step)
+    if step >= total_steps:
+        return 0.0
+    return base(cooldown_start) * shape((step - cooldown_start) / (total_steps - cooldown_start))
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -158,7 +184,10 @@ class Schedule:
                 bound = "[0, peak_lr]" if peak is None else f"[0, peak_lr] = [0, {peak!r}]"
                 fits = _is_real(params[key]) and 0 <= params[key] <= (math.inf if peak is None else peak)
                 self._require(key, fits, f"in {bound}")
-        if params.get("total_steps") is not None:
+        if "cooldown_fraction" in params:
+            fraction = params["cooldown_fraction"]
+            self._require("cooldown_fraction", _is_real(fraction) and 0 <= fraction < 1, "in [0, 1)")
+        if params.get("total_steps") is not None and "total_steps" not in self._unused():
             total, least_total = params["total_steps"], max(warmup, 1) + 1
             self._require(
                 "total_steps",
@@ -168,13 +197,18 @@ class Schedule:
         if "decay_fraction" in params:
             fraction = params["decay_fraction"]
             self._require("decay_fraction", _is_real(fraction) and 0 < fraction <= 1, "in (0, 1]")
-        if "decay_shape" in params:
-            known = ", ".join(repr(s) for s in DECAY_SHAPES)
-            self._require("decay_shape", params["decay_shape"] in DECAY_SHAPES, f"one of {known}")
+        for key in ("decay_shape", "cooldown_shape"):
+            if key in params:
+                known = ", ".join(repr(s) for s in DECAY_SHAPES)
+                self._require(key, params[key] in DECAY_SHAPES, f"one of {known}")
 
     def _require(self, key: str, holds: bool, expected: str) -> None:
         if not holds:
             raise ValueError(f"{self.name}: {key} must be {expected}, got {getattr(self, key)!r}")
+
+    def _unused(self) -> set[str]:
+        """The parameters that lr(k) does not read, so neither checked nor required: none."""
+        return set()
 
     @property
     def peak_step(self) -> int:
@@ -192,7 +226,8 @@ class Schedule:
         """lr(step), the learning rate of the step-th optimizer update (step >= 1)."""
         if step < 1:
             raise ValueError(f"step must be >= 1 (the k-th optimizer update), got {step}")
-        unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+        unused = self._unused()
+        unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None and f.name not in unused]
         if unset:
             raise ValueError(f"{self.name}: {', '.join(unset)} not set (None takes the run's value: with_run_defaults)")
         return self.lr(step)
@@ -201,14 +236,60 @@ class Schedule:
         raise NotImplementedError
 
 
-@dataclasses.dataclass
-class NoamConfig(Schedule):
-    """Noam schedule (Vaswani et al. 2017, eq. 3).
+class CooldownSchedule(Schedule):
+    """A schedule ``base(k)`` with an optional cooldown to 0 at total_steps ("rsqrt + cooldown").
 
-        lr(k) = factor * d_model^-0.5 * min(k^-0.5, k * warmup_steps^-1.5)
+    With cooldown_fraction > 0 and c = wsd_decay_start(warmup_steps, total_steps,
+    cooldown_fraction), that is
+
+        cooldown_steps = max(1, floor(cooldown_fraction * total_steps + 1/2))
+        c              = max(total_steps - cooldown_steps, max(warmup_steps, 1))
+
+    the learning rate is
+
+        lr(k) = base(k)                                         for k <= c
+        lr(k) = base(c) * shape((k - c) / (total_steps - c))    for c < k < total_steps
+        lr(k) = 0                                               for k >= total_steps
+
+    with shape = DECAY_SHAPES[cooldown_shape]. The cooldown scales the value base(c) at its
+    start, not base(k) (Zhai et al. 2022; Hägele et al. 2024), so lr is continuous at c and
+    exactly 0 at total_steps. With cooldown_fraction = 0, lr(k) = base(k) for every k and
+    total_steps is not read (None or any value).
+
+    A subclass is a dataclass with the fields ``total_steps``, ``cooldown_fraction`` and
+    ``cooldown_shape``; it defines ``base(k)``.
+    """
+
+    total_steps: int | None
+    cooldown_fraction: float
+    cooldown_shape: str
+
+    def base(self, step: int) -> float:
+        """The schedule without cooldown at update ``step``."""
+        raise NotImplementedError
+
+    def _unused(self) -> set[str]:
+        """total_steps when there is no cooldown (cooldown_fraction = 0)."""
+        return {"total_steps"} if self.cooldown_fraction == 0 else set()
+
+    def lr(self, step: int) -> float:
+        if self.cooldown_fraction == 0:
+            return self.base(step)
+        start = wsd_decay_start(self.warmup_steps, self.total_steps, self.cooldown_fraction)
+        return _cooled_down(step, self.base, start, self.total_steps, DECAY_SHAPES[self.cooldown_shape])
+
+
+@dataclasses.dataclass
+class NoamConfig(CooldownSchedule):
+    """Noam schedule (Vaswani et al. 2017, eq. 3), with an optional cooldown to 0.
+
+        base(k) = factor * d_model^-0.5 * min(k^-0.5, k * warmup_steps^-1.5)
 
     Linear growth up to k = warmup_steps (warmup_steps >= 1), then decay as k^-0.5.
-    Peak: factor * (d_model * warmup_steps)^-0.5 at k = warmup_steps.
+    Peak: factor * (d_model * warmup_steps)^-0.5 at k = warmup_steps. lr(k) = base(k) without
+    a cooldown (cooldown_fraction = 0, the default); with one, base(k) up to the cooldown start
+    c, then base(c) * shape((k - c) / (total_steps - c)), 0 from total_steps on
+    (``CooldownSchedule``).
     """
 
     name: str = "noam"
@@ -219,6 +300,12 @@ class NoamConfig(Schedule):
     """Updates of linear growth; the peak is at update warmup_steps (at least 1)."""
     factor: float = 1.0
     """Multiplies every learning rate of the schedule."""
+    total_steps: int | None = None
+    """The update from which the learning rate is 0 (read only with a cooldown); None: the run's trainer.max_steps."""
+    cooldown_fraction: float = 0.0
+    """The cooldown's share of total_steps, in [0, 1); 0: no cooldown."""
+    cooldown_shape: str = "linear"
+    """The cooldown's shape: 1-sqrt, linear or cosine."""
 
     least_warmup = 1
 
@@ -227,21 +314,37 @@ class NoamConfig(Schedule):
         """factor * (d_model * warmup_steps)^-0.5."""
         return noam_peak(self.d_model, self.warmup_steps, self.factor)
 
-    def lr(self, step: int) -> float:
+    def base(self, step: int) -> float:
         return self.factor * self.d_model**-0.5 * min(step**-0.5, step * self.warmup_steps**-1.5)
 
 
 @dataclasses.dataclass
-class InverseSqrtConfig(Schedule):
-    """Linear warmup, then inverse square-root decay (fairseq's ``inverse_sqrt`` shape).
+class NoamCooldownConfig(NoamConfig):
+    """``noam`` with other defaults: a cooldown over the last 20% of total_steps along
+    1 - sqrt(p), rsqrt + cooldown with the (1-sqrt) shape of Hägele et al. 2024."""
+
+    name: str = "noam_cooldown"
+    """The schedule's kind."""
+    cooldown_fraction: float = 0.2
+    """The cooldown's share of total_steps, in [0, 1); 0: no cooldown."""
+    cooldown_shape: str = "1-sqrt"
+    """The cooldown's shape: 1-sqrt, linear or cosine."""
+
+
+@dataclasses.dataclass
+class InverseSqrtConfig(CooldownSchedule):
+    """Linear warmup, then inverse square-root decay (fairseq's ``inverse_sqrt`` shape), with
+    an optional cooldown to 0.
 
     With w = max(warmup_steps, 1):
-        lr(k) = warmup_init_lr + (peak_lr - warmup_init_lr) * k / w    for k <= w
-        lr(k) = peak_lr * sqrt(w / k)                                   for k > w
+        base(k) = warmup_init_lr + (peak_lr - warmup_init_lr) * k / w    for k <= w
+        base(k) = peak_lr * sqrt(w / k)                                   for k > w
 
-    warmup_steps = 0 gives lr(k) = peak_lr / sqrt(k) (step 1 is the peak).
+    warmup_steps = 0 gives base(k) = peak_lr / sqrt(k) (step 1 is the peak).
     With peak_lr = factor * (d_model * warmup_steps)^-0.5 and warmup_init_lr = 0 this is
-    the Noam schedule.
+    the Noam schedule. lr(k) = base(k) without a cooldown (cooldown_fraction = 0, the
+    default); with one, base(k) up to the cooldown start c, then
+    base(c) * shape((k - c) / (total_steps - c)), 0 from total_steps on (``CooldownSchedule``).
     """
 
     name: str = "inverse_sqrt"
@@ -252,8 +355,14 @@ class InverseSqrtConfig(Schedule):
     """Updates of linear warmup from warmup_init_lr to peak_lr (0: none)."""
     warmup_init_lr: float = 0.0
     """The learning rate the warmup starts from, in [0, peak_lr]."""
+    total_steps: int | None = None
+    """The update from which the learning rate is 0 (read only with a cooldown); None: the run's trainer.max_steps."""
+    cooldown_fraction: float = 0.0
+    """The cooldown's share of total_steps, in [0, 1); 0: no cooldown."""
+    cooldown_shape: str = "linear"
+    """The cooldown's shape: 1-sqrt, linear or cosine."""
 
-    def lr(self, step: int) -> float:
+    def base(self, step: int) -> float:
         w = self.peak_step
         if step <= w:
             return _warmup(step, self.peak_lr, self.warmup_steps, self.warmup_init_lr)
@@ -374,6 +483,7 @@ class WSDConfig(Schedule):
 
 CONFIGS: dict[str, type[Schedule]] = {
     "noam": NoamConfig,
+    "noam_cooldown": NoamCooldownConfig,
     "inverse_sqrt": InverseSqrtConfig,
     "constant": ConstantConfig,
     "cosine": CosineConfig,
