@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 CHECKSUM_KEY = "sha256"
+TRAIN_WEIGHTS = "train_weights"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
 
 
@@ -39,7 +40,8 @@ class CheckpointState(TypedDict):
     """What a training checkpoint holds (``Trainer.state_dict``). An averaged one
     (:func:`average_checkpoints`) also lists the files it averages, ``averaged_from``."""
 
-    model: dict  # the bare model's state_dict (before torch.compile / DDP wrapping)
+    model: dict  # the bare model's state_dict (before torch.compile / DDP wrapping): the weights to evaluate
+    train_weights: dict  # schedule-free AdamW only: the weights training resumes from (noamt.optim)
     optimizer: dict
     scaler: dict  # the gradient scaler (fp16)
     step: int  # optimizer updates done
@@ -193,7 +195,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} has no {CHECKSUM_KEY} entry, so its contents cannot be verified")
     if content_digest(state) != stored:
         raise CheckpointError(f"{path} is damaged: its contents do not match the checksum written with them")
+    if TRAIN_WEIGHTS in state:
+        _check_train_weights(path, state)
     return state
+
+
+def _check_train_weights(path: Path, state: dict) -> None:
+    """A schedule-free checkpoint's "train_weights" must hold finite tensors of the same names,
+    shapes and dtypes as "model"; otherwise a one-line CheckpointError naming the file."""
+    weights, model = state[TRAIN_WEIGHTS], state["model"]
+    if not isinstance(weights, dict) or not isinstance(model, dict) or weights.keys() != model.keys():
+        raise CheckpointError(f"{path}: '{TRAIN_WEIGHTS}' does not name the tensors of 'model'")
+    for name, tensor in weights.items():
+        reference = model[name]
+        fits = isinstance(tensor, torch.Tensor) and isinstance(reference, torch.Tensor)
+        if not (fits and tensor.shape == reference.shape and tensor.dtype == reference.dtype):
+            raise CheckpointError(f"{path}: '{TRAIN_WEIGHTS}' {name} does not match its shape and dtype in 'model'")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: '{TRAIN_WEIGHTS}' {name} holds NaN or infinite values")
 
 
 def _first_line(err: Exception) -> str:
@@ -227,7 +246,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     """Checkpoint whose model weights are the element-wise mean of those in ``paths``.
 
     theta = (1/n) sum_i theta_i, accumulated in float64; everything else (config, tokenizer,
-    step) is taken from the last checkpoint, and the optimizer state is dropped.
+    step) is taken from the last checkpoint, and the training state (optimizer, schedule-free
+    train_weights, RNG, data position) is dropped.
     """
     if not paths:
         raise ValueError("no checkpoints to average")
@@ -241,7 +261,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     last = load_checkpoint(paths[-1])
     reference = last["model"]
     averaged = {name: (t / len(paths)).to(reference[name].dtype) for name, t in total.items()}
-    keep = {k: v for k, v in last.items() if k not in {"model", "optimizer", "rng", "data"}}
+    keep = {k: v for k, v in last.items() if k not in {"model", TRAIN_WEIGHTS, "optimizer", "rng", "data"}}
     return {**keep, "model": averaged, "averaged_from": [str(p) for p in paths]}
 
 

@@ -8,6 +8,10 @@ the model's own, ``model(src, tgt_in, tgt_out, label_smoothing=...)`` (:class:`n
 
 Step k is the k-th optimizer update (k = 1, 2, ...); it uses lr(k) from a pure schedule function,
 so a resumed run restores the learning rate exactly from the saved step.
+
+Validation and the checkpoints' "model" see the weights to evaluate, training goes on from the
+weights it trains (:func:`noamt.optim.evaluation_weights`): the same for Adam, the average x and
+the iterate y for schedule-free AdamW.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
+from noamt.optim import checkpoint_weights, evaluation_weights, training_weights
 from noamt.progress import PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest, StopRequested
 
 log = logging.getLogger(__name__)
@@ -153,7 +158,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> CheckpointState:
         return {
-            "model": self.model.state_dict(),
+            **checkpoint_weights(self.model, self.optimizer),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
@@ -170,7 +175,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: CheckpointState) -> None:
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(training_weights(state, self.optimizer))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.tracker.best = state["step"], state["epoch"], dict(state["best"])
@@ -326,15 +331,17 @@ class Trainer:
         return {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(nll / tokens)}
 
     def _validate_and_record(self, epoch_end: bool = False) -> None:
-        """Validate, update the bests and the patience count, save (checkpoint_best if better).
+        """Validate the weights to evaluate, update the bests and the patience count, save
+        (checkpoint_best if better).
 
         A stop signal during the validation cuts it short on every process (one exchange agrees
         on it): the checkpoints due are saved without it and it runs first on resuming.
         """
         try:
-            result = self.validate()
-            if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
-                result["bleu"] = self.bleu(self.model, self.stop.watch)
+            with evaluation_weights(self.optimizer):
+                result = self.validate()
+                if self.bleu is not None and self.step > 0:  # an untrained model scores 0 at great length
+                    result["bleu"] = self.bleu(self.model, self.stop.watch)
             cut_short = 0.0
         except StopRequested:
             cut_short = 1.0

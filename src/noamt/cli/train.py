@@ -42,8 +42,8 @@ def hydra_files(cfg: DictConfig) -> dict[str, str]:
 @hydra.main(version_base=None, config_path="pkg://noamt.configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    train_cfg = to_train_config(cfg)
     try:
+        train_cfg = to_train_config(cfg)  # a dataclass's check of its values raises ValueError
         result = pipeline.train(train_cfg, run_dir, resolved_settings(train_cfg), run_files=hydra_files(cfg))
     except (DataError, CheckpointError, FileExistsError, ValueError, TrainingDiverged, RunInUse) as err:
         sys.exit(f"noamt-train: {err}")
