@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.runs import (
     CHECKPOINT_EVAL_EXAMPLES,
@@ -21,6 +22,9 @@ from noamt.data import DataConfig, DataError, read_lines
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.evaluation import AS_GIVEN_BLEU_LABEL, evaluate_checkpoint, tokenized_bleu
+from noamt.inference import load_models
+from noamt.likelihood import read_sentence_nll, sentence_nll
+from noamt.results import read_results_json
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -94,8 +98,10 @@ def test_evaluate_writes_hypotheses_results_and_a_table(run_dir, tmp_path):
         assert len(hyps) == N_EVAL + 1
     assert "tokenized_bleu" in saved["splits"]["test_2016_flickr"]
     assert "tokenized_bleu" not in saved["splits"]["test_2018_flickr"]
+    assert saved["splits"]["test_2018_flickr"]["likelihood"]["file"] == "test_2018_flickr.nll.tsv"
+    assert len(read_sentence_nll(eval_dir / "test_2018_flickr.nll.tsv").nll) == N_EVAL
     table = result.stdout.decode()
-    assert "test_2016_flickr" in table and "tok-BLEU" in table
+    assert "test_2016_flickr" in table and "tok-BLEU" in table and "NLL/tok" in table
     assert saved["splits"]["test_2016_flickr"]["signatures"]["bleu"] in table
 
 
@@ -113,6 +119,55 @@ def test_evaluate_checkpoint_is_a_library_call(run_dir, tmp_path):
     assert path == tmp_path / "results.json" and saved["decoding"]["beam_size"] == 1
     assert saved["splits"]["valid"]["bleu"] == results["valid"]["bleu"]
     assert len(read_lines(tmp_path / "valid.hyp.de")) == results["valid"]["n_sentences"]
+
+
+def test_evaluate_writes_each_splits_sentence_nll_and_its_summary(run_dir, tmp_path, capsys, toy_data_dir):
+    """noamt-evaluate's likelihood: the file per split, its sums in results.json, the value the
+    library gives for the same pairs, the same with another engine, and off with likelihood=false."""
+    out = tmp_path / "eval"
+    common = {"checkpoint": str(run_dir), "splits": ["valid", "test_2016_flickr"], "device": DeviceConfig("cpu"),
+              "decoding": DecodingConfig(beam_size=1)}  # fmt: skip
+    evaluate(EvaluateConfig(**common, out_dir=str(out)))
+    assert "NLL/tok" in capsys.readouterr().out
+    saved = read_results_json(out / "results.json")
+    for split in ("valid", "test_2016_flickr"):
+        entry = saved["splits"][split]["likelihood"]
+        scores = read_sentence_nll(out / entry["file"])
+        assert entry["file"] == f"{split}.nll.tsv" and len(scores.nll) == saved["splits"][split]["n_sentences"]
+        assert entry["tokens"] == scores.tokens.sum() and entry["label_smoothing"] == 0.0
+        assert entry["nll_per_token"] == pytest.approx(scores.nll.sum() / scores.tokens.sum(), rel=1e-12)
+        assert entry["perplexity"] == pytest.approx(np.exp(entry["nll_per_token"]), rel=1e-12)
+    loaded = load_models([run_dir])
+    src, tgt = (read_lines(toy_data_dir / f"test_2016_flickr.{lang}")[:N_EVAL] for lang in ("en", "de"))
+    expected = sentence_nll(loaded.model, loaded.tokenizer, src, tgt, max_src_len=256, max_tgt_len=256)
+    np.testing.assert_allclose(read_sentence_nll(out / "test_2016_flickr.nll.tsv").nll, expected.nll, rtol=1e-6)
+
+    other = tmp_path / "ct2"
+    evaluate(EvaluateConfig(**common, out_dir=str(other), engine="ctranslate2"))
+    for split in ("valid", "test_2016_flickr"):
+        ours, theirs = read_sentence_nll(out / f"{split}.nll.tsv"), read_sentence_nll(other / f"{split}.nll.tsv")
+        np.testing.assert_allclose(theirs.nll, ours.nll, rtol=1e-6)  # noamt's model scores, whatever decodes
+
+    off = tmp_path / "off"
+    evaluate(EvaluateConfig(**common, out_dir=str(off), likelihood=False))
+    assert not list(off.glob("*.nll.tsv"))
+    assert all("likelihood" not in scores for scores in read_results_json(off / "results.json")["splits"].values())
+
+
+def test_evaluate_scores_an_ensembles_averaged_probabilities(run_dir, tmp_path, toy_data_dir):
+    second = make_checkpoint(tmp_path / "second.pt", toy_data_dir, seed=1)
+    members = [run_dir, second]
+    greedy, cpu = DecodingConfig(beam_size=1), DeviceConfig("cpu")
+    path, results = evaluate_checkpoint(
+        members, greedy, cpu, splits=["test_2016_flickr"], out_dir=tmp_path, progress=False
+    )
+    loaded = load_models(members)
+    src, tgt = (read_lines(toy_data_dir / f"test_2016_flickr.{lang}")[:N_EVAL] for lang in ("en", "de"))
+    expected = sentence_nll(loaded.model, loaded.tokenizer, src, tgt, max_src_len=256, max_tgt_len=256)
+    written = read_sentence_nll(path.parent / results["test_2016_flickr"]["likelihood"]["file"])
+    np.testing.assert_allclose(written.nll, expected.nll, rtol=1e-6)
+    alone = sentence_nll(load_models([run_dir]).model, loaded.tokenizer, src, tgt)
+    assert not np.allclose(written.nll, alone.nll)  # not the first member's
 
 
 def compose_app(name: str, overrides: list[str]):

@@ -16,6 +16,10 @@ references, with no second Moses pass (which would escape ``&apos;`` into ``&amp
 
 BLEU = BP * exp(sum_{n=1..4} log(p_n) / 4), p_n the clipped n-gram precision over the corpus,
 BP = min(1, exp(1 - r / c)) for reference length r and hypothesis length c.
+
+Beside the translations' scores, the references' teacher-forced negative log-likelihood under
+noamt's model (:mod:`noamt.likelihood`): per sentence in ``<split>.nll.tsv``, per token in
+results.json.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from noamt.device import DeviceConfig
 from noamt.engines import DEFAULT_COMPUTE_TYPE, open_engine
 from noamt.inference import LoadedModel, checkpoint_list
 from noamt.io import write_atomic
+from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, sentence_nll, write_sentence_nll
 from noamt.model import Transformer
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
 
@@ -182,27 +187,39 @@ def score_split(
     return result
 
 
-def write_results(out_dir: str | os.PathLike, hypotheses: dict[str, list[str]], results: EvaluationResults) -> Path:
-    """Write ``<out_dir>/<split>.hyp.<tgt_lang>`` per split and ``results.json``; returns the
-    path of results.json."""
+def write_results(
+    out_dir: str | os.PathLike,
+    hypotheses: dict[str, list[str]],
+    results: EvaluationResults,
+    nll: dict[str, SentenceNLL] | None = None,
+) -> Path:
+    """Write ``<out_dir>/<split>.hyp.<tgt_lang>`` per split, ``<split>.nll.tsv`` per split of
+    ``nll`` (:func:`noamt.likelihood.write_sentence_nll`) and ``results.json``; returns the path
+    of results.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, hyps in hypotheses.items():
         path = out_dir / f"{split}.hyp.{results['tgt_lang']}"
         write_atomic(path, "".join(as_line(h) + "\n" for h in hyps))
+    for split, scores in (nll or {}).items():
+        write_sentence_nll(out_dir / nll_file_name(split), scores)
     return write_results_json(out_dir / RESULTS_FILE, results)
 
 
 def format_table(results: dict[str, SplitResults]) -> str:
-    """A plain-text table (split, n, BLEU, chrF, TER, tok-BLEU) followed by the signatures."""
+    """A plain-text table (split, n, BLEU, chrF, TER, tok-BLEU, NLL per reference token)
+    followed by the signatures."""
     width = max(len("split"), *(len(s) for s in results))
-    lines = [f"{'split':<{width}}  {'n':>5}  {'BLEU':>6}  {'chrF':>6}  {'TER':>6}  {'tok-BLEU':>8}"]
+    lines = [f"{'split':<{width}}  {'n':>5}  {'BLEU':>6}  {'chrF':>6}  {'TER':>6}  {'tok-BLEU':>8}  {'NLL/tok':>7}"]
     signatures: dict[str, str] = {}
     for split, r in results.items():
         tok = r.get("tokenized_bleu")
         tok_text = f"{tok['score']:8.2f}" if tok else f"{'-':>8}"
+        likelihood = r.get("likelihood")
+        nll_text = f"{likelihood['nll_per_token']:7.4f}" if likelihood else f"{'-':>7}"
         lines.append(
-            f"{split:<{width}}  {r['n_sentences']:>5}  {r['bleu']:6.2f}  {r['chrf']:6.2f}  {r['ter']:6.2f}  {tok_text}"
+            f"{split:<{width}}  {r['n_sentences']:>5}  {r['bleu']:6.2f}  {r['chrf']:6.2f}  {r['ter']:6.2f}  "
+            f"{tok_text}  {nll_text}"
         )
         signatures.update(
             {
@@ -243,6 +260,13 @@ def tokenized_references(data_cfg: DataConfig, split: str) -> list[str] | None:
     return read_lines(path)[: data_cfg.max_eval_examples] if path.is_file() else None
 
 
+def log_likelihood_model(model: Transformer | Ensemble, n_members: int) -> None:
+    """One line: which model scores the references' likelihood, and on which device."""
+    device = next(model.parameters()).device
+    scorer = f"the ensemble's averaged probabilities ({n_members} models)" if n_members > 1 else "noamt's model"
+    log.info("likelihood: teacher-forced NLL of the references under %s on %s, label smoothing 0", scorer, device)
+
+
 def default_out_dir(checkpoint: Path) -> Path:
     """``<run>/eval`` for ``<run>/checkpoints/<file>``, ``<folder>/eval`` for a release folder,
     else ``eval`` beside the checkpoint."""
@@ -264,6 +288,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     engine: str = "noamt",
     compute_type: str = DEFAULT_COMPUTE_TYPE,
+    likelihood: bool = True,
 ) -> tuple[Path, dict[str, SplitResults]]:
     """Translate ``splits`` (default: the stored data config's test splits; ``valid`` names the
     validation split) with a checkpoint file, run directory or release folder, or with an
@@ -275,6 +300,11 @@ def evaluate_checkpoint(
     checkpoint: ``<run>/eval``; an ensemble must name it); returns the path of results.json and
     the scores per split. Batches hold at most ``max_tokens`` source tokens; ``progress`` shows
     a bar per split on stderr.
+
+    With ``likelihood``, each split's references are also scored by noamt's model of the same
+    checkpoint(s) whatever the engine (an ensemble: by its averaged probabilities), in float32
+    on the device that model is on (:mod:`noamt.likelihood`): ``<split>.nll.tsv`` per sentence
+    and a ``likelihood`` entry per split in results.json.
     """
     check_decoding(decoding)
     if out_dir is None and len(checkpoint_list(checkpoint)) > 1:
@@ -297,8 +327,11 @@ def evaluate_checkpoint(
             "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
         )
     corpus = load_corpus(data_cfg, splits=splits)  # only the files of the splits scored
+    if likelihood:
+        log_likelihood_model(translator.loaded.model, len(translator.loaded.members))
     hypotheses: dict[str, list[str]] = {}
     scores: dict[str, SplitResults] = {}
+    nll: dict[str, SentenceNLL] = {}
     for split in splits:
         with tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress) as bar:
             hypotheses[split] = translator.translate_texts(
@@ -311,6 +344,11 @@ def evaluate_checkpoint(
             tok_references=tokenized_references(data_cfg, split),
             tokenized=data_cfg.tokenized,
         )
+        if likelihood:
+            nll[split] = sentence_nll(translator.loaded.model, translator.loaded.tokenizer, corpus[split]["src"],
+                                      corpus[split]["tgt"], max_tokens=max_tokens, max_src_len=data_cfg.max_src_len,
+                                      max_tgt_len=data_cfg.max_tgt_len)  # fmt: skip
+            scores[split]["likelihood"] = likelihood_summary(nll[split], nll_file_name(split))
     out = Path(out_dir) if out_dir else default_out_dir(first.path)
     checkpoints = [os.path.relpath(path.resolve(), out.resolve()) for path in translator.loaded.paths]
     steps = [member.step for member in translator.loaded.members]
@@ -327,6 +365,6 @@ def evaluate_checkpoint(
     )
     if translator.compute_type is not None:
         results["compute_type"] = translator.compute_type
-    path = write_results(out, hypotheses, results)
-    log.info("wrote %s and the hypotheses", path)
+    path = write_results(out, hypotheses, results, nll)
+    log.info("wrote %s, %s", path, "the hypotheses and the sentence NLLs" if likelihood else "the hypotheses")
     return path, scores

@@ -36,11 +36,24 @@ class _SacreBleuScores(TypedDict):
     signatures: dict[str, str]  # metric name ("bleu", "chrf", "ter") -> sacreBLEU signature
 
 
+class Likelihood(TypedDict):
+    """The teacher-forced negative log-likelihood of a split's references (:mod:`noamt.likelihood`):
+    sum over its sentences of -sum_t ln p(y_t | y_<t, x), y the reference's tokens and EOS."""
+
+    nll_per_token: float  # nats: the summed NLL / tokens
+    perplexity: float  # exp(nll_per_token)
+    tokens: int  # target tokens scored: each reference's BPE tokens and its EOS
+    file: str  # the per-sentence NLL and token counts, relative to this file's folder (<split>.nll.tsv)
+    label_smoothing: float  # 0.0: plain cross-entropy
+
+
 class SplitResults(_SacreBleuScores, total=False):
-    """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures, and the
-    tokenized BLEU where tokenized references exist."""
+    """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures, the
+    tokenized BLEU where tokenized references exist, and the references' likelihood under the
+    model (absent in older files and with ``likelihood=false``)."""
 
     tokenized_bleu: TokenizedBleu
+    likelihood: Likelihood
 
 
 class _Evaluation(TypedDict):
@@ -63,7 +76,8 @@ class EvaluationResults(_Evaluation, total=False):
 
 
 class ResultsError(ValueError):
-    """A results.json that cannot be read or lacks what is needed."""
+    """A result file of an evaluation (results.json, <split>.nll.tsv) that cannot be read or lacks
+    what is needed."""
 
 
 def write_results_json(path: str | os.PathLike, results: EvaluationResults) -> Path:
@@ -81,6 +95,8 @@ def read_results_json(path: str | os.PathLike) -> EvaluationResults:
     _require(results, EvaluationResults, path, "")
     for split, scores in results["splits"].items():
         _require(scores, SplitResults, path, f"splits.{split}.")
+        if "likelihood" in scores:
+            _require(scores["likelihood"], Likelihood, path, f"splits.{split}.likelihood.")
     return results
 
 

@@ -6,6 +6,7 @@
     noamt-evaluate checkpoint=[runs/seed1,runs/seed2] out_dir=eval/ensemble
     noamt-evaluate checkpoint=runs/my-run engine=ctranslate2 compute_type=int8 out_dir=eval/ct2-int8
     noamt-evaluate checkpoint=runs/my-run engine=transformers out_dir=eval/transformers
+    noamt-evaluate checkpoint=runs/my-run likelihood=false       # BLEU, chrF and TER only
 
 ``checkpoint`` is a checkpoint file, a run directory or a release folder; a list of them is an
 ensemble (:mod:`noamt.decoding.ensemble`), which needs ``out_dir``. ``engine=ctranslate2``
@@ -17,6 +18,11 @@ The data config is the one stored in the checkpoint (``data_dir`` replaces its f
 picks an option of the device/ group and ``decoding`` one of the decoding/ group (default,
 greedy; e.g. ``decoding.beam_size=10``). Writes ``<split>.hyp.<tgt_lang>`` and ``results.json``
 to ``out_dir`` (default: ``<run>/eval``) and prints a table with the metric signatures.
+
+``likelihood`` (default true) also scores each split's references by teacher forcing with
+noamt's model of the checkpoint(s), whatever the engine: -sum_t ln p(y_t | y_<t, x) over each
+reference's BPE tokens and EOS, label smoothing 0 (an ensemble: its averaged probabilities),
+written per sentence to ``<split>.nll.tsv`` and per token to results.json (:mod:`noamt.likelihood`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class EvaluateConfig:
     data_dir: str | None = None  # replaces the stored data folder
     out_dir: str | None = None  # default: <run>/eval (required for an ensemble)
     max_tokens: int = 4096  # source tokens per batch, padding included
+    likelihood: bool = True  # also write each split's per-sentence reference NLL (<split>.nll.tsv)
     device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
     decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the decoding/ config group
 
@@ -69,6 +76,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
         max_tokens=cfg.max_tokens,
         engine=cfg.engine,
         compute_type=cfg.compute_type,
+        likelihood=cfg.likelihood,
     )
     print(format_table(results))
 
