@@ -77,11 +77,16 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
             assert own["step"] == 6 and Path(own["checkpoint"]).name == LAST
             assert own["decoding"]["beam_size"] == 1
             assert set(own["splits"]) == {"valid", *TEST_SPLITS}
-            assert run["scores"] == {s: {m: v[m] for m in ("bleu", "chrf", "ter")} for s, v in own["splits"].items()}
-    comparisons = saved["comparisons"]
-    assert [(c["split"], c["reference"], c["other"]) for c in comparisons] == [
-        (s, "noam", "cosine") for s in TEST_SPLITS
+            expected = {
+                s: {"bleu": v["bleu"], "chrf": v["chrf"], "ter": v["ter"], "nll": v["likelihood"]["nll_per_token"]}
+                for s, v in own["splits"].items()
+            }
+            assert run["scores"] == expected
+            assert run["still_falling"] in (True, False) and run["final_valid_loss"] > 0
+    assert [(c["metric"], c["split"], c["other"]) for c in saved["comparisons"]] == [
+        (m, s, "cosine") for m in ("bleu", "nll") for s in TEST_SPLITS
     ]
+    comparisons = [c for c in saved["comparisons"] if c["metric"] == "bleu"]
     report = (out / "report.md").read_text()
     assert "same peak: every schedule at peak lr" in report
     for c in comparisons:
@@ -91,7 +96,15 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
     boot = [c["bootstrap"]["p_value"] for c in comparisons]
     assert [c["bootstrap_p_holm"] for c in comparisons] == holm_adjusted(boot)
     assert all(c["test"]["n_seeds"] == 2 and c["power"]["seeds"] == 2 for c in comparisons)
-    assert len(saved["verdict"]) == 3 and all(line in report and line in result.stdout for line in saved["verdict"])
+    likelihood = [c for c in saved["comparisons"] if c["metric"] == "nll"]  # a family of its own
+    assert [c["test_p_holm"] for c in likelihood] == holm_adjusted([c["test"]["p_value"] for c in likelihood])
+    assert all(
+        c["conclusion"] in report and " NLL/token (mean ± std over 2 seeds)" in c["conclusion"] for c in likelihood
+    )
+    assert len(saved["verdict"]) == 6 and all(line in report and line in result.stdout for line in saved["verdict"])
+    assert saved["verdict"][0].startswith("On BLEU: with seeds and test sentences random")
+    assert saved["verdict"][3].startswith("On test-set likelihood (NLL/token): with seeds and test sentences random")
+    assert "## Convergence" in report and "Every verdict here is about a budget of 6 updates" in report
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
@@ -120,7 +133,8 @@ def test_a_changed_config_is_refused_instead_of_mixed_in(smoke):
     out, cache, data, _ = smoke
     result = compare(out, "--schedules", "noam", "--seeds", "1", "trainer.max_steps=8", cache=cache, data_dir=data)
     assert result.returncode == 1
-    assert "noam-seed1 was trained with another config (trainer.max_steps: 6 -> 8" in result.stderr
+    assert "noam-seed1 was trained with another config (" in result.stderr
+    assert "trainer.max_steps: 6 -> 8" in result.stderr
 
 
 def test_an_interrupted_run_is_resumed_not_restarted(smoke, tmp_path):

@@ -5,6 +5,7 @@ confidence and significance.
     noamt-compare --profile smoke
     noamt-compare --profile cpu --schedules noam,constant,cosine --seeds 1,2
     noamt-compare --profile full --lr-sweep data.dir=/data/multi30k
+    noamt-compare --profile cpu --tune --schedules noam,cosine,linear,wsd --seeds 1,2,3,4,5,6
     noamt-compare --profile full --jobs 9 device=cuda   # 9 runs share one GPU
 
 A profile is noamt_study/profiles/<profile>.yaml: its training config (configs/experiment/
@@ -16,7 +17,10 @@ The runs are one Hydra multirun of noamt-train over the jobs still to train,
         hydra.searchpath=[file://<out>/configs] hydra.sweep.dir=<out>/runs
 
 each compare_run option (written to <out>/configs/compare_run/) setting the schedule, the seed
-and, with --lr-sweep, the peak. With --jobs N the runs are dealt into N such multiruns, which
+and, with --lr-sweep or --tune, the peak. --tune first trains each schedule's grid of peaks with
+the tuning seeds, grows the grid past an edge that holds the best peak (at most twice), chooses
+each schedule's peak on the validation set only, then trains every seed at the chosen peaks.
+With --jobs N the runs are dealt into N such multiruns, which
 train at the same time on this machine (several small runs sharing one GPU), and N runs are
 evaluated at a time. With --launcher L the runs are one multirun through Hydra's launcher
 option hydra/launcher=L: `slurm` submits each run as a SLURM job (pip install 'noamt[slurm]';
@@ -46,14 +50,17 @@ from noamt.data import DataError
 from noamt.metrics import MetricsError
 from noamt.run_lock import RunInUse
 from noamt_study import orchestrate
-from noamt_study.collect import CompareError
+from noamt_study.collect import TUNING_CRITERIA, CompareError
 from noamt_study.orchestrate import EXIT_UNFINISHED, Execution
 from noamt_study.plan import (
     DEFAULT_LR_SCALES,
     DEFAULT_SCHEDULES,
+    DEFAULT_TUNE_SCALES,
     JOB_GROUP,
+    MAX_GRID_EXTENSIONS,
     Job,
     Study,
+    Tuning,
     base_overrides,
     load_profile,
     plan_jobs,
@@ -105,16 +112,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="train each schedule at --lr-scales times the Noam peak and compare each at its best",
     )
     parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose each schedule's peak on validation first: its grid of --lr-scales trained with --tune-seeds, "
+        f"grown by 2x past an edge that holds the best peak (at most {MAX_GRID_EXTENSIONS} times), then every seed "
+        "trained at the chosen peak",
+    )
+    parser.add_argument(
         "--lr-scales",
         type=comma_list(float),
-        default=list(DEFAULT_LR_SCALES),
-        help="peak multipliers for --lr-sweep (default: 0.5,1,2)",
+        help="peak multipliers of the Noam peak for --lr-sweep (default: 0.5,1,2) and --tune (default: 0.5,1,2,4)",
+    )
+    parser.add_argument(
+        "--tune-seeds", type=seed_list, help="seeds that train the grid with --tune (default: the first seed)"
+    )
+    parser.add_argument(
+        "--tune-metric",
+        choices=TUNING_CRITERIA,
+        default="bleu",
+        help="what --tune chooses the peak on: mean validation BLEU of the last checkpoint (default) or mean "
+        "validation loss at the budget",
     )
     parser.add_argument("--beam-size", type=int, help="evaluation beam (default: the profile's; 1 is greedy)")
     parser.add_argument(
         "--out",
         type=Path,
-        help="benchmark folder (default: <runs>/compare_<profile>[_lr_sweep], <runs> = $NOAMT_RUNS_DIR or runs)",
+        help="benchmark folder (default: <runs>/compare_<profile>[_lr_sweep|_tuned], <runs> = $NOAMT_RUNS_DIR or runs)",
     )
     parser.add_argument(
         "--jobs",
@@ -137,7 +160,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the multirun command, train nothing")
     parser.add_argument("overrides", nargs="*", help="noamt-train overrides for every run, e.g. device.num_threads=2")
     args = parser.parse_args(argv)
-    reserved = RESERVED_OVERRIDES + (SWEPT_OVERRIDES if args.lr_sweep else ())
+    if args.tune and args.lr_sweep:
+        parser.error("--tune and --lr-sweep: choose one (--tune trains the grid with --tune-seeds only)")
+    if (args.tune_seeds is not None or args.tune_metric != "bleu") and not args.tune:
+        parser.error("--tune-seeds and --tune-metric go with --tune")
+    if args.lr_scales is not None and not (args.tune or args.lr_sweep):
+        parser.error("--lr-scales goes with --lr-sweep or --tune")
+    if args.lr_scales is None:
+        args.lr_scales = list(DEFAULT_TUNE_SCALES if args.tune else DEFAULT_LR_SCALES)
+    reserved = RESERVED_OVERRIDES + (SWEPT_OVERRIDES if args.lr_sweep or args.tune else ())
     clashes = [o for o in args.overrides if o.lstrip("+~").split("=")[0] in reserved]
     if clashes:
         parser.error(f"{clashes}: set by the benchmark (use --schedules, --seeds, --lr-sweep, --lr-scales, --out)")
@@ -147,7 +178,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
     if args.time_limit is not None and args.launcher:
         parser.error("--time-limit: not with --launcher, whose jobs have their own limit (hydra.launcher.timeout_min)")
-    suffix = "_lr_sweep" if args.lr_sweep else ""
+    suffix = "_lr_sweep" if args.lr_sweep else "_tuned" if args.tune else ""
     args.out = (
         args.out or Path(os.environ.get("NOAMT_RUNS_DIR", "runs")) / f"compare_{args.profile}{suffix}"
     ).resolve()
@@ -159,15 +190,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def study_of(args: argparse.Namespace) -> Study:
     """The study the options ask for, the profile's defaults filling what they leave out."""
     profile = load_profile(args.profile)
+    seeds = args.seeds or list(profile.seeds)
+    tuning = Tuning(seeds=args.tune_seeds or seeds[:1], criterion=args.tune_metric) if args.tune else None
     return Study(
         profile=args.profile,
         experiment=profile.experiment,
         schedules=args.schedules,
-        seeds=args.seeds or list(profile.seeds),
-        lr_scales=args.lr_scales if args.lr_sweep else None,
+        seeds=seeds,
+        lr_scales=args.lr_scales if args.lr_sweep or args.tune else None,
         beam_size=args.beam_size or profile.beam_size,
         out=args.out,
         overrides=args.overrides,
+        tuning=tuning,
     )
 
 
@@ -219,13 +253,20 @@ def compose_jobs(jobs: list[Job], overrides: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     how = execution_of(args)  # the time limit counts from the start of the command
     study = study_of(args)
-    jobs = plan_jobs(study.schedules, study.seeds, study.lr_scales)
     config_dir = study.out / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
     overrides = base_overrides(study, config_dir) + launcher_overrides(how.launcher)
-    write_job_configs(jobs, config_dir, default_peaks(study.schedules, overrides) if study.lr_sweep else {})
-    configs = compose_jobs(jobs, overrides)
-    return orchestrate.run(study, jobs, configs, config_dir, how)
+    peaks = default_peaks(study.schedules, overrides) if study.lr_sweep else {}
+
+    def prepare(jobs: list[Job]) -> dict[str, dict]:
+        """Write the jobs' Hydra options and compose their settings (a bad override fails here)."""
+        write_job_configs(jobs, config_dir, peaks)
+        return compose_jobs(jobs, overrides)
+
+    if study.tuning:
+        return orchestrate.run_tuned(study, prepare, config_dir, how)
+    jobs = plan_jobs(study.schedules, study.seeds, study.lr_scales)
+    return orchestrate.run(study, jobs, prepare(jobs), config_dir, how)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from noamt.checkpoint import LAST, CheckpointError, config_differences, load_checkpoint, run_checkpoints
 from noamt.cli.config import resolved_settings, saved_train_config
 from noamt.data import read_lines
+from noamt.likelihood import read_sentence_nll
 from noamt.metrics import read_metrics
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
 from noamt.schedules import noam_peak
@@ -29,7 +30,9 @@ from noamt_study.stats import Summary, summarize
 
 log = logging.getLogger(__name__)
 
-SCORED_METRICS = ("bleu", "chrf")
+SCORED_METRICS = ("bleu", "chrf", "nll")  # nll: the references' likelihood per token, where evaluated
+CONVERGENCE_TAIL = 0.2  # the last fifth of the budget: was validation loss still falling there?
+CONVERGENCE_TOLERANCE = 0.002  # a relative drop above 0.2% counts as still falling
 # may differ between a stored run and a re-run without changing what the run computes
 IGNORED_CHANGES = (
     "trainer.resume",
@@ -150,14 +153,16 @@ def evaluation_results_file(run_dir: Path) -> Path:
 
 def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> EvaluationResults | None:
     """The run's eval/results.json if it scored checkpoint_last.pt at ``step`` with ``decoding``
-    on every split of ``splits``; None when it must be (re)done."""
+    on every split of ``splits``, the references' likelihood included; None when it must be
+    (re)done."""
     path = evaluation_results_file(run_dir)
     if not path.is_file():
         return None
     results = read_results_json(path)
     same_model = Path(results["checkpoint"]).name == LAST and results["step"] == step
     same_decoding = all(results["decoding"].get(k) == v for k, v in decoding.items())
-    return results if same_model and same_decoding and set(splits) <= set(results["splits"]) else None
+    scored = set(splits) <= set(results["splits"]) and all("likelihood" in results["splits"][s] for s in splits)
+    return results if same_model and same_decoding and scored else None
 
 
 @dataclass
@@ -179,9 +184,40 @@ class RunResult:
     def hypotheses(self, split: str) -> list[str]:
         return read_lines(evaluation_dir(self.run_dir) / f"{split}.hyp.{self.tgt_lang}")
 
+    def sentence_nll(self, split: str) -> np.ndarray:
+        """The references' per-sentence likelihood on ``split``, shape (N, 2): [nll in nats, target
+        tokens], from the file its results.json names, checked against the figure recorded there."""
+        recorded = self.scores[split]["likelihood"]
+        path = evaluation_dir(self.run_dir) / recorded["file"]
+        scores = read_sentence_nll(path)
+        per_token = math.fsum(scores.nll.tolist()) / int(scores.tokens.sum())
+        if not math.isclose(per_token, recorded["nll_per_token"], rel_tol=1e-9):
+            raise ValueError(
+                f"{path}: {per_token:.6f} nats per token but results.json says {recorded['nll_per_token']:.6f}; "
+                "delete that folder to evaluate the run again"
+            )
+        return np.column_stack([scores.nll, scores.tokens.astype(np.float64)])
+
     @property
     def diverged(self) -> bool:
         return diverged(self.valid)
+
+    @property
+    def final_valid_loss(self) -> float:
+        """The validation loss at the last validation (at the budget: every profile validates there)."""
+        return self.valid[-1]["loss"]
+
+    @property
+    def tail_drop(self) -> float | None:
+        """How much validation loss fell over the last fifth of the budget (see :func:`tail_drop`)."""
+        return tail_drop(self.valid, self.updates)
+
+    @property
+    def still_falling(self) -> bool | None:
+        """Whether validation loss fell by more than CONVERGENCE_TOLERANCE over the last fifth of
+        the budget; None when no validation lies before it."""
+        drop = self.tail_drop
+        return None if drop is None else drop > CONVERGENCE_TOLERANCE
 
 
 def diverged(valid: Sequence[dict], tolerance: float = 0.01) -> bool:
@@ -206,6 +242,27 @@ def diverged(valid: Sequence[dict], tolerance: float = 0.01) -> bool:
     return bool(slope > 0 and values[-1] > min(loss for _, loss in losses) * (1 + tolerance))
 
 
+def tail_drop(valid: Sequence[dict], budget: int, tail: float = CONVERGENCE_TAIL) -> float | None:
+    """The relative fall of validation loss over the last ``tail`` of the budget,
+
+        (L(k_0) - L(k_last)) / L(k_0),   k_0 the last validation at or before (1 - tail) * budget,
+
+    k_last the last validation; positive while the loss is still falling. None when no validation
+    lies at or before (1 - tail) * budget or none after it."""
+    start = (1.0 - tail) * budget
+    before = [r for r in valid if r["step"] <= start]
+    if not before or valid[-1]["step"] <= start:
+        return None
+    first, last = before[-1]["loss"], valid[-1]["loss"]
+    return (first - last) / first
+
+
+def split_scores(entry: SplitResults) -> dict:
+    """A split's entry of results.json with its likelihood per token as the metric ``nll``."""
+    likelihood = entry.get("likelihood")
+    return {**entry, "nll": likelihood["nll_per_token"]} if likelihood else dict(entry)
+
+
 def collect_run(job: Job, run_dir: Path) -> RunResult:
     """A run's training log and evaluation as a RunResult (both must exist)."""
     training = read_training(run_dir)
@@ -222,7 +279,7 @@ def collect_run(job: Job, run_dir: Path) -> RunResult:
         wall_time_s=training.wall_time_s,
         best_valid_loss=min(r["loss"] for r in training.valid),
         valid=training.valid,
-        scores=evaluation["splits"],
+        scores={split: split_scores(entry) for split, entry in evaluation["splits"].items()},
         tgt_lang=evaluation["tgt_lang"],
         device=training.info.get("device", "unknown"),
     )
@@ -240,6 +297,7 @@ class SettingSummary:
     updates: Summary
     wall_time_s: Summary
     best_valid_loss: Summary
+    final_valid_loss: Summary  # at the last validation, the budget
     scores: dict[str, dict[str, Summary]]  # split -> metric -> summary over seeds
 
     @property
@@ -251,6 +309,16 @@ class SettingSummary:
         """Seeds whose run's validation loss rose over its last half (see :func:`diverged`)."""
         return [r.job.seed for r in self.runs if r.diverged]
 
+    @property
+    def still_falling_seeds(self) -> list[int]:
+        """Seeds whose validation loss was still falling over the last fifth of the budget."""
+        return [r.job.seed for r in self.runs if r.still_falling]
+
+    @property
+    def convergence_known(self) -> bool:
+        """Whether every run validated before the last fifth of its budget (so ``still_falling`` is known)."""
+        return all(r.still_falling is not None for r in self.runs)
+
 
 def summarize_settings(runs: Sequence[RunResult]) -> list[SettingSummary]:
     """Group runs by setting (in the order first seen) and summarize each over its seeds."""
@@ -261,6 +329,7 @@ def summarize_settings(runs: Sequence[RunResult]) -> list[SettingSummary]:
     for setting, group in groups.items():
         group = sorted(group, key=lambda r: r.job.seed)
         splits = [s for s in group[0].scores if all(s in r.scores for r in group)]
+        metrics = {s: [m for m in SCORED_METRICS if all(m in r.scores[s] for r in group)] for s in splits}
         summaries.append(
             SettingSummary(
                 setting=setting,
@@ -271,16 +340,30 @@ def summarize_settings(runs: Sequence[RunResult]) -> list[SettingSummary]:
                 updates=summarize([r.updates for r in group]),
                 wall_time_s=summarize([r.wall_time_s for r in group]),
                 best_valid_loss=summarize([r.best_valid_loss for r in group]),
-                scores={s: {m: summarize([r.scores[s][m] for r in group]) for m in SCORED_METRICS} for s in splits},
+                final_valid_loss=summarize([r.final_valid_loss for r in group]),
+                scores={s: {m: summarize([r.scores[s][m] for r in group]) for m in metrics[s]} for s in splits},
             )
         )
     return summaries
 
 
-def select_best_peaks(summaries: Sequence[SettingSummary], split: str = "valid") -> list[SettingSummary]:
-    """Per schedule, the setting with the highest mean BLEU on ``split`` (the first on ties)."""
+TUNING_CRITERIA = ("bleu", "loss")
+
+
+def tuning_score(s: SettingSummary, criterion: str) -> float:
+    """What the peak is chosen on, higher is better: mean validation BLEU (last checkpoint, the
+    whole validation set) or minus the mean validation loss at the budget (last validation)."""
+    if criterion == "bleu":
+        return s.scores["valid"]["bleu"].mean
+    if criterion == "loss":
+        return -s.final_valid_loss.mean
+    raise ValueError(f"tuning criterion {criterion!r}: expected one of {', '.join(TUNING_CRITERIA)}")
+
+
+def select_best_peaks(summaries: Sequence[SettingSummary], criterion: str = "bleu") -> list[SettingSummary]:
+    """Per schedule, the setting with the best ``tuning_score`` (the first on ties): validation only."""
     best: dict[str, SettingSummary] = {}
     for s in summaries:
-        if s.schedule not in best or s.scores[split]["bleu"].mean > best[s.schedule].scores[split]["bleu"].mean:
+        if s.schedule not in best or tuning_score(s, criterion) > tuning_score(best[s.schedule], criterion):
             best[s.schedule] = s
     return list(best.values())

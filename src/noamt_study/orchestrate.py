@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,8 @@ from noamt.metrics import read_metrics
 from noamt.run_lock import run_holder
 from noamt_study import collect
 from noamt_study.collect import CompareError, RunState
-from noamt_study.plan import Job, Study, multirun_command
+from noamt_study.plan import Job, Study, grid_extension, multirun_command
+from noamt_study.plots import PEAK_PLOT, plot_peak_sensitivity
 from noamt_study.plots import plot as plot_lr_curves
 from noamt_study.report import write_report
 from noamt_study.report.results import BenchmarkMeta
@@ -43,7 +44,7 @@ from noamt_study.report.sentences import (
     format_duration,
     verdict,
 )
-from noamt_study.significance import compare_to_reference
+from noamt_study.significance import METRICS, compare_to_reference
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: the deadline stopped the study; run it again
@@ -182,14 +183,15 @@ def evaluate_runs(
     beam_size: int,
     deadline: float | None = None,
     processes: int = 1,
+    test_sets: bool = True,
 ) -> bool:
-    """Score each run's checkpoint_last.pt on valid and the test splits (kept if already done),
-    ``processes`` runs at a time. Returns False if ``deadline`` (time.monotonic()) passed before
-    every run was scored."""
+    """Score each run's checkpoint_last.pt on valid and (with ``test_sets``) the test splits (kept
+    if already done), ``processes`` runs at a time. Returns False if ``deadline``
+    (time.monotonic()) passed before every run was scored."""
     todo = []
     for i, job in enumerate(jobs, 1):
         cfg, run_dir = configs[job.name], runs_dir / job.name
-        splits = ["valid", *cfg["data"]["test_splits"]]
+        splits = ["valid", *(cfg["data"]["test_splits"] if test_sets else [])]
         step = collect.run_state(run_dir, cfg["trainer"]["max_steps"]).step
         if not collect.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
             todo.append(Evaluation(f"run {i}/{len(jobs)} {job.name}", run_dir, beam_size, cfg["device"], splits))
@@ -217,12 +219,22 @@ def evaluate_run(evaluation: Evaluation, deadline: float | None, progress: bool)
     return True
 
 
-def write_outputs(study: Study, jobs: Sequence[Job], configs: dict[str, dict]) -> tuple[list[Path], list[str]]:
+def write_outputs(
+    study: Study, jobs: Sequence[Job], configs: dict[str, dict], chosen: dict[str, float] | None = None
+) -> tuple[list[Path], list[str]]:
     """Collect the runs, summarize, test, plot and write the report; returns the files written
-    and the report's conclusions (each comparison's two lines, then the verdict)."""
+    and the report's conclusions (each comparison's two lines, then the verdict). ``chosen``:
+    with --tune, each schedule's chosen peak scale (the grid is the tuning seeds' runs)."""
     results = [collect.collect_run(job, study.out / "runs" / job.name) for job in jobs]
     settings = collect.summarize_settings(results)
-    selected = collect.select_best_peaks(settings) if study.lr_sweep else settings
+    grid = settings
+    if chosen is not None:
+        selected = [s for s in settings if chosen.get(s.schedule) == s.lr_scale]
+        grid = collect.summarize_settings([r for r in results if r.job.seed in study.tuning.seeds])
+    elif study.lr_sweep:
+        selected = collect.select_best_peaks(settings)
+    else:
+        selected = settings
     for warning in divergence_warnings(selected):
         print(f"[compare] {warning}", file=sys.stderr)
     cfg = configs[jobs[0].name]
@@ -231,18 +243,24 @@ def write_outputs(study: Study, jobs: Sequence[Job], configs: dict[str, dict]) -
     refs = {split: list(corpus[split]["tgt"]) for split in tests}
     splits = ", ".join(tests)
     print(f"[compare] seed-and-sentence tests ({BOOTSTRAP_SAMPLES} sentence resamples) on {splits}", file=sys.stderr)
-    comparisons = compare_to_reference(selected, study.reference, tests, refs, BOOTSTRAP_SAMPLES)
+    comparisons = compare_to_reference(selected, study.reference, tests, refs, BOOTSTRAP_SAMPLES, METRICS)
     curves = [(s.schedule, s.runs[0].schedule_params) for s in selected]
     lr_plot = plot_lr_curves(curves, cfg["trainer"]["max_steps"], log=False, out=str(study.out / "lr_schedules"))[0]
+    extra = [lr_plot.name]
+    if len(grid) > len(selected):
+        extra.append(plot_peak_sensitivity(grid, selected, study.out / PEAK_PLOT).name)
     meta = BenchmarkMeta(
         profile=study.profile,
-        mode="lr_sweep" if study.lr_sweep else "same_peak",
+        mode=study.mode,
         data=cfg["data"]["name"],
         src_lang=cfg["data"]["src_lang"],
         tgt_lang=cfg["data"]["tgt_lang"],
         schedules=study.schedules,
         seeds=study.seeds,
         lr_scales=study.lr_scales,
+        tune_seeds=study.tuning.seeds if study.tuning else None,
+        tune_criterion=study.tuning.criterion if study.tuning else None,
+        chosen_lr_scales={s.schedule: s.lr_scale for s in selected} if study.lr_sweep else None,
         max_steps=cfg["trainer"]["max_steps"],
         beam_size=study.beam_size,
         checkpoint=LAST,
@@ -251,7 +269,7 @@ def write_outputs(study: Study, jobs: Sequence[Job], configs: dict[str, dict]) -
         bootstrap_samples=BOOTSTRAP_SAMPLES,
         description=describe(study, cfg, settings, selected),
     )
-    paths = write_report(study.out, meta, settings, selected, comparisons, [lr_plot.name])
+    paths = write_report(study.out, meta, settings, selected, comparisons, extra, grid)
     conclusions = [line for pair in comparison_conclusions(comparisons, selected) for line in pair]
     return paths, conclusions + verdict(comparisons)
 
@@ -296,15 +314,83 @@ def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], c
     return 0
 
 
-def run(study: Study, jobs: Sequence[Job], configs: dict[str, dict], config_dir: Path, how: Execution) -> int:
-    """Train what is left, evaluate every run, write the report and print its conclusions."""
-    code = train_pending(study, jobs, configs, config_dir, how)
+def tune_peaks(
+    study: Study, prepare: Callable[[list[Job]], dict[str, dict]], config_dir: Path, how: Execution
+) -> tuple[int, list[Job], dict[str, float]]:
+    """Train and evaluate (validation only) each schedule's grid of peaks with the tuning seeds,
+    growing a grid past an edge that holds its best peak (``plan.grid_extension``) until every
+    best is interior or the extensions are spent. Returns the exit status (0: done), the grid's
+    jobs and each schedule's chosen scale (validation only: ``collect.select_best_peaks``)."""
+    tuning, runs_dir = study.tuning, study.out / "runs"
+    grids = {name: sorted(study.lr_scales) for name in study.schedules}
+    extensions = dict.fromkeys(study.schedules, 0)
+    while True:
+        jobs = [Job(name, seed, scale) for seed in tuning.seeds for name in study.schedules for scale in grids[name]]
+        configs = prepare(jobs)
+        print(f"[compare] tuning: {len(jobs)} runs on the peak grids ({grid_text(grids)})", file=sys.stderr)
+        code = train_pending(study, jobs, configs, config_dir, how)
+        if code or how.dry_run:
+            return code, jobs, {}
+        if not evaluate_runs(jobs, configs, runs_dir, study.beam_size, how.deadline, how.processes, test_sets=False):
+            return EXIT_UNFINISHED, jobs, {}
+        settings = collect.summarize_settings([collect.collect_run(job, runs_dir / job.name) for job in jobs])
+        best = {s.schedule: s.lr_scale for s in collect.select_best_peaks(settings, tuning.criterion)}
+        grown = False
+        for name in study.schedules:
+            scale = grid_extension(grids[name], best[name], extensions[name], tuning.max_extensions)
+            if scale is not None:
+                print(f"[compare] {name}: best peak at the edge (x{best[name]:g}), adding x{scale:g}", file=sys.stderr)
+                grids[name] = sorted([*grids[name], scale])
+                extensions[name] += 1
+                grown = True
+        if not grown:
+            return 0, jobs, best
+
+
+def grid_text(grids: dict[str, list[float]]) -> str:
+    return "; ".join(f"{name} x{', x'.join(f'{s:g}' for s in scales)}" for name, scales in grids.items())
+
+
+def run_tuned(study: Study, prepare: Callable[[list[Job]], dict[str, dict]], config_dir: Path, how: Execution) -> int:
+    """--tune: choose each schedule's peak on validation (``tune_peaks``), then train and evaluate
+    every seed at the chosen peaks (the grid's runs there reused) and write the report."""
+    code, grid_jobs, chosen = tune_peaks(study, prepare, config_dir, how)
+    if code or how.dry_run:
+        if how.dry_run:
+            print("[compare] (dry run) the seeds train at the peaks the grid's validation scores choose")
+        elif code == EXIT_UNFINISHED:
+            print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
+        return code
+    print("[compare] chosen peaks: " + ", ".join(f"{n} x{s:g}" for n, s in chosen.items()), file=sys.stderr)
+    seed_jobs = [Job(name, seed, chosen[name]) for seed in study.seeds for name in study.schedules]
+    jobs = list({job.name: job for job in [*grid_jobs, *seed_jobs]}.values())
+    configs = prepare(jobs)
+    return finish(study, seed_jobs, jobs, configs, config_dir, how, chosen)
+
+
+def finish(
+    study: Study,
+    to_test: Sequence[Job],
+    jobs: Sequence[Job],
+    configs: dict[str, dict],
+    config_dir: Path,
+    how: Execution,
+    chosen: dict[str, float] | None = None,
+) -> int:
+    """Train ``to_test`` where unfinished, evaluate them on every split, write the report over
+    ``jobs`` and print its conclusions."""
+    code = train_pending(study, to_test, configs, config_dir, how)
     if code or how.dry_run:
         return code
-    if not evaluate_runs(jobs, configs, study.out / "runs", study.beam_size, how.deadline, how.processes):
+    if not evaluate_runs(to_test, configs, study.out / "runs", study.beam_size, how.deadline, how.processes):
         print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
-    paths, conclusions = write_outputs(study, jobs, configs)
+    paths, conclusions = write_outputs(study, jobs, configs, chosen)
     print("\n".join(conclusions))
     print("\n".join(map(str, paths)))
     return 0
+
+
+def run(study: Study, jobs: Sequence[Job], configs: dict[str, dict], config_dir: Path, how: Execution) -> int:
+    """Train what is left, evaluate every run, write the report and print its conclusions."""
+    return finish(study, jobs, jobs, configs, config_dir, how)

@@ -29,6 +29,8 @@ PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 JOB_GROUP = "compare_run"
 DEFAULT_SCHEDULES = ("noam", "constant", "cosine")
 DEFAULT_LR_SCALES = (0.5, 1.0, 2.0)
+DEFAULT_TUNE_SCALES = (0.5, 1.0, 2.0, 4.0)
+MAX_GRID_EXTENSIONS = 2
 
 
 @dataclass
@@ -51,6 +53,20 @@ def load_profile(name: str) -> Profile:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """``--tune``: each schedule's peak chosen on validation before its seeds are trained.
+
+    Per schedule, the grid of peak scales is trained with ``seeds``; while the best peak sits at
+    an edge of its grid the grid grows by a factor of 2 past that edge, at most ``max_extensions``
+    times; the best peak (``collect.tuning_score`` of ``criterion``, validation only) is chosen,
+    and the study's seeds are trained there, the grid's runs at that peak reused."""
+
+    seeds: list[int]
+    criterion: str = "bleu"  # "bleu": mean validation BLEU; "loss": mean validation loss at the budget
+    max_extensions: int = MAX_GRID_EXTENSIONS
+
+
+@dataclass(frozen=True)
 class Study:
     """What one ``noamt-compare`` command compares, and where."""
 
@@ -58,14 +74,20 @@ class Study:
     experiment: str
     schedules: list[str]
     seeds: list[int]
-    lr_scales: list[float] | None  # peak multipliers of the sweep; None: every schedule at its default peak
+    lr_scales: list[float] | None  # peak multipliers of the sweep (the first grid with tuning); None: default peaks
     beam_size: int
     out: Path
     overrides: list[str]  # noamt-train overrides for every run
+    tuning: Tuning | None = None  # --tune: the grid trained first, on these seeds, and extended at its edges
 
     @property
     def lr_sweep(self) -> bool:
         return self.lr_scales is not None
+
+    @property
+    def mode(self) -> str:
+        """``tuned`` (--tune), ``lr_sweep`` (every seed at every peak) or ``same_peak``."""
+        return "tuned" if self.tuning else "lr_sweep" if self.lr_sweep else "same_peak"
 
     @property
     def reference(self) -> str:
@@ -104,6 +126,19 @@ def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequenc
         raise ValueError(f"lr scales must be positive, got {list(lr_scales)}")
     scales = list(lr_scales) if lr_scales is not None else [None]
     return [Job(name, seed, scale) for seed in seeds for scale in scales for name in schedules]
+
+
+def grid_extension(grid: Sequence[float], best: float, extensions: int, max_extensions: int) -> float | None:
+    """The peak scale to add to a schedule's ``grid`` after ``extensions`` additions: 2 * best
+    when the best peak is the grid's largest, best / 2 when it is its smallest, None when it is
+    inside the grid (an interior optimum) or ``max_extensions`` are spent."""
+    if extensions >= max_extensions or len(grid) < 2:
+        return None
+    if best == max(grid):
+        return best * 2.0
+    if best == min(grid):
+        return best / 2.0
+    return None
 
 
 def job_config(job: Job, default_peak: float | None = None) -> str:

@@ -30,6 +30,7 @@ from noamt_study.collect import SettingSummary
 
 DEFAULT_SPECS = ("noam", "constant", "cosine")
 POINTS = 2000
+PEAK_PLOT = "peak_sensitivity.png"
 
 
 def _convert(text: str, kind: Any) -> Any:
@@ -130,13 +131,8 @@ def plot_validation(selected: Sequence[SettingSummary], path: Path) -> None:
             values = np.array([[c[k] for k in steps] for c in curves])  # (seeds, steps)
             (line,) = ax.plot(steps, values.mean(axis=0), marker=".", label=f"{s.setting} ({len(s.runs)} seeds)")
             ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-    for ax, label in zip(axes, ("validation loss (label-smoothed)", "validation BLEU (greedy)"), strict=True):
-        ax.set_xlabel("update")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle("mean over seeds; band: min..max over seeds")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _save_pair(fig, axes, "update", ("validation loss (label-smoothed)", "validation BLEU (greedy)"), path)
 
 
 def plot_test_bleu(selected: Sequence[SettingSummary], splits: Sequence[str], path: Path) -> None:
@@ -160,6 +156,42 @@ def plot_test_bleu(selected: Sequence[SettingSummary], splits: Sequence[str], pa
     ax.set_title("test BLEU: mean ± std over seeds (dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_peak_sensitivity(grid: Sequence[SettingSummary], chosen: Sequence[SettingSummary], path: Path) -> Path:
+    """Validation loss at the budget and validation BLEU against the peak learning rate (log2
+    axis), one line per schedule through its grid (mean over the grid's seeds), the chosen peak
+    circled: how forgiving each schedule is of a wrong peak."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2)
+    picked = {s.schedule: s.peak_lr for s in chosen}
+    for name in dict.fromkeys(s.schedule for s in grid):
+        points = sorted((s for s in grid if s.schedule == name), key=lambda s: s.peak_lr)
+        peaks = [s.peak_lr for s in points]
+        values = ([s.final_valid_loss.mean for s in points], [s.scores["valid"]["bleu"].mean for s in points])
+        for ax, ys in zip(axes, values, strict=True):
+            (line,) = ax.plot(peaks, ys, marker="o", label=name)
+            if name in picked:
+                best = min(range(len(peaks)), key=lambda i: abs(peaks[i] - picked[name]))
+                ax.scatter([peaks[best]], [ys[best]], s=160, facecolors="none", edgecolors=line.get_color())
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+    fig.suptitle("peak sensitivity: mean over the tuning seeds; circled: the chosen peak")
+    labels = ("validation loss at the budget (label-smoothed)", "validation BLEU (last checkpoint)")
+    _save_pair(fig, axes, "peak learning rate", labels, path)
+    return path
+
+
+def _save_pair(fig, axes, xlabel: str, ylabels: Sequence[str], path: Path) -> None:
+    """Label, grid and legend both panels of ``fig``, then save it to ``path``."""
+    for ax, label in zip(axes, ylabels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 

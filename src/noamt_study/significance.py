@@ -1,7 +1,8 @@
 """Is one schedule better than another? The comparison's tests (``noamt_study.report.sentences``
 words their results, saying no more than they show).
 
-For each test split and each schedule B other than the reference A, with the runs paired by seed:
+For each metric, each test split and each schedule B other than the reference A, with the runs
+paired by seed:
 
 - the headline, ``seed_sentence_test``: seeds and test sentences both random, so the answer is
   about training A or B again, with other seeds, and scoring other sentences of the same kind;
@@ -9,12 +10,18 @@ For each test split and each schedule B other than the reference A, with the run
   difference between these particular runs survives other test sentences;
 - the seed-by-seed record: on how many seeds each schedule scores higher.
 
-Each kind of p-value is Holm-adjusted over all the comparisons of the report (one family).
+Two metrics are tested the same way: corpus BLEU of the hypotheses (the headline a translator
+cares about) and the teacher-forced likelihood of the references, NLL per target token =
+sum_i nll_i / sum_i tokens_i over the test sentences (label smoothing off; ``noamt-evaluate``
+writes nll_i and tokens_i per sentence). Every sentence contributes to the likelihood, not only
+the n-grams the search happened to produce, so it separates training setups with fewer seeds.
+Each kind of p-value is Holm-adjusted over all the comparisons of its metric in the report (one
+family per metric and kind).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,20 +31,43 @@ from noamt_study.seed_sentence_test import Power, SeedSentenceTest, power_analys
 from noamt_study.stats import (
     PairedBootstrap,
     SeedComparison,
+    bleu_from_statistic_rows,
     bleu_from_statistics,
     bleu_statistics,
     bootstrap_differences,
     compare_seeds,
     holm_adjusted,
+    nll_per_token_rows,
     paired_bootstrap_from,
 )
 
 ALPHA = 0.05
-TARGET_DIFFERENCE = 0.5  # BLEU: the power analysis says how many seeds would detect it
 
 
-def sentence_statistics(run: RunResult, split: str, references: Sequence[str]) -> np.ndarray:
-    """BLEU statistics of the run's hypotheses on ``split``, checked against its results.json."""
+@dataclass(frozen=True)
+class Metric:
+    """A corpus metric computed from summed per-sentence statistics, and how the report words it."""
+
+    name: str  # the key in a run's scores: "bleu" or "nll"
+    label: str  # in sentences: "BLEU", "NLL/token"
+    unit: str  # of a difference: "BLEU", "nats/token"
+    higher_is_better: bool
+    score_rows: Callable[[np.ndarray], np.ndarray]  # summed statistics (R, k) -> scores (R,)
+    target: float  # the difference the power analysis asks the seeds for
+    digits: int  # decimals of a difference in the report
+
+
+BLEU_METRIC = Metric("bleu", "BLEU", "BLEU", True, bleu_from_statistic_rows, 0.5, 2)
+NLL_METRIC = Metric("nll", "NLL/token", "nats/token", False, nll_per_token_rows, 0.01, 4)
+METRICS = {m.name: m for m in (BLEU_METRIC, NLL_METRIC)}
+TARGET_DIFFERENCE = BLEU_METRIC.target  # BLEU: the power analysis says how many seeds would detect it
+
+
+def sentence_statistics(run: RunResult, split: str, references: Sequence[str], metric: str = "bleu") -> np.ndarray:
+    """The run's per-sentence statistics of ``metric`` on ``split``, checked against its
+    results.json: BLEU's (N, 10) from its hypotheses, or the likelihood's (N, 2) [nll, tokens]."""
+    if metric == "nll":
+        return run.sentence_nll(split)
     table = bleu_statistics(run.hypotheses(split), references)
     bleu, recorded = bleu_from_statistics(table.sum(axis=0)), run.scores[split]["bleu"]
     if abs(bleu - recorded) > 0.01:
@@ -49,19 +79,24 @@ def sentence_statistics(run: RunResult, split: str, references: Sequence[str]) -
 
 
 def paired_differences(
-    a: SettingSummary, b: SettingSummary, split: str, references: Sequence[str], n_samples: int = 1000
+    a: SettingSummary,
+    b: SettingSummary,
+    split: str,
+    references: Sequence[str],
+    n_samples: int = 1000,
+    metric: Metric = BLEU_METRIC,
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """The seeds both settings ran, d_s = BLEU(a_s) - BLEU(b_s) on ``split`` and d_s on
-    ``n_samples`` resamples of its sentences (``stats.bootstrap_differences``)."""
+    """The seeds both settings ran, d_s = M(a_s) - M(b_s) on ``split`` and d_s on ``n_samples``
+    resamples of its sentences (``stats.bootstrap_differences``), M the ``metric``."""
     seeds = sorted(set(a.seeds) & set(b.seeds))
     if not seeds:
         raise ValueError(f"{a.setting} and {b.setting} share no seed to pair runs by")
 
     def tables(s: SettingSummary) -> list[np.ndarray]:
         by_seed = {r.job.seed: r for r in s.runs}
-        return [sentence_statistics(by_seed[seed], split, references) for seed in seeds]
+        return [sentence_statistics(by_seed[seed], split, references, metric.name) for seed in seeds]
 
-    return seeds, *bootstrap_differences(tables(a), tables(b), n_samples)
+    return seeds, *bootstrap_differences(tables(a), tables(b), n_samples, score_rows=metric.score_rows)
 
 
 def significant(p: float, p_holm: float | None, family: int) -> bool:
@@ -72,7 +107,7 @@ def significant(p: float, p_holm: float | None, family: int) -> bool:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The reference setting against another on one test split."""
+    """The reference setting against another on one test split, on one metric (Δ = reference − other)."""
 
     split: str
     reference: str
@@ -83,6 +118,11 @@ class Comparison:
     bootstrap: PairedBootstrap  # given these trained models: sentences resampled, seeds fixed
     bootstrap_p_holm: float | None
     seeds: SeedComparison  # seed by seed: the differences, wins and losses (and the paired t-test)
+    metric: str = "bleu"  # "bleu" or "nll" (METRICS)
+
+    @property
+    def scored(self) -> Metric:
+        return METRICS[self.metric]
 
 
 def compare_to_reference(
@@ -91,16 +131,34 @@ def compare_to_reference(
     splits: Sequence[str],
     references: dict[str, Sequence[str]],
     n_samples: int = 1000,
+    metrics: Sequence[str] = ("bleu",),
 ) -> list[Comparison]:
-    """The schedule ``reference`` against every other setting on each split, every test on the
-    same sentence resamples; each kind of p-value Holm-adjusted over all the comparisons."""
+    """The schedule ``reference`` against every other setting on each split and each of ``metrics``
+    (a metric is skipped on a split where some run lacks it), every test on the same sentence
+    resamples; each kind of p-value Holm-adjusted over all the comparisons of its metric."""
     ref = next((s for s in settings if s.schedule == reference), None)
     if ref is None:
         raise ValueError(f"reference schedule {reference!r} is not among {[s.setting for s in settings]}")
-    pairs = [(split, other) for split in splits for other in settings if other is not ref]
+    comparisons = []
+    for name in metrics:
+        metric = METRICS[name]
+        scored = [split for split in splits if all(name in s.scores.get(split, {}) for s in settings)]
+        pairs = [(split, other) for split in scored for other in settings if other is not ref]
+        comparisons += _family(ref, pairs, references, n_samples, metric)
+    return comparisons
+
+
+def _family(
+    ref: SettingSummary,
+    pairs: Sequence[tuple[str, SettingSummary]],
+    references: dict[str, Sequence[str]],
+    n_samples: int,
+    metric: Metric,
+) -> list[Comparison]:
+    """The comparisons of one metric, their p-values Holm-adjusted together."""
     tests, boots, records = [], [], []
     for split, other in pairs:
-        _, observed, resampled = paired_differences(ref, other, split, references[split], n_samples)
+        _, observed, resampled = paired_differences(ref, other, split, references[split], n_samples, metric)
         tests.append(seed_sentence_test_from(observed, resampled) if len(observed) > 1 else None)
         boots.append(paired_bootstrap_from(observed, resampled))
         records.append(compare_seeds(list(observed), [0.0] * len(observed)))
@@ -113,10 +171,11 @@ def compare_to_reference(
             other=other.setting,
             test=tests[i],
             test_p_holm=test_holm[i],
-            power=power_analysis(tests[i], TARGET_DIFFERENCE, ALPHA) if tests[i] else None,
+            power=power_analysis(tests[i], metric.target, ALPHA) if tests[i] else None,
             bootstrap=boots[i],
             bootstrap_p_holm=boot_holm[i],
             seeds=records[i],
+            metric=metric.name,
         )
         for i, (split, other) in enumerate(pairs)
     ]

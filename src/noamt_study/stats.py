@@ -20,7 +20,7 @@ t-test whether it survives other seeds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,16 +118,29 @@ def bleu_from_statistic_rows(totals: np.ndarray) -> np.ndarray:
     return np.where(scorable, brevity * np.exp(np.log(precision).mean(axis=1)), 0.0)
 
 
-def bootstrap_differences(
-    stats_a: Sequence[np.ndarray], stats_b: Sequence[np.ndarray], n_samples: int = 1000, seed: int = 12345
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-seed BLEU differences d_s = BLEU(A_s) - BLEU(B_s) on the test set, shape (n,), and on
-    ``n_samples`` resamples of its sentences, shape (B, n).
+def nll_per_token_rows(totals: np.ndarray) -> np.ndarray:
+    """Corpus negative log-likelihood per target token of each row of summed sentence statistics
+    [nll in nats, target tokens], shape (R, 2) -> (R,): sum_i nll_i / sum_i tokens_i."""
+    return totals[:, 0] / totals[:, 1]
 
-    ``stats_a[s]`` and ``stats_b[s]`` are the (N, 10) sentence statistics (``bleu_statistics``) of
-    A and B trained with the s-th common seed, on the same N sentences. Each resample draws N
+
+def bootstrap_differences(
+    stats_a: Sequence[np.ndarray],
+    stats_b: Sequence[np.ndarray],
+    n_samples: int = 1000,
+    seed: int = 12345,
+    score_rows: Callable[[np.ndarray], np.ndarray] = bleu_from_statistic_rows,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed differences d_s = M(A_s) - M(B_s) of a corpus metric M on the test set, shape (n,),
+    and on ``n_samples`` resamples of its sentences, shape (B, n).
+
+    ``stats_a[s]`` and ``stats_b[s]`` are the (N, k) sentence statistics of A and B trained with the
+    s-th common seed, on the same N sentences; M is computed from their column sums by
+    ``score_rows``, (R, k) -> (R,): BLEU from ``bleu_statistics`` (k = 10, the default) or the
+    likelihood per token from [nll, tokens] (``nll_per_token_rows``). Each resample draws N
     sentence indices with replacement, one draw shared by every seed and both systems (the
-    pairing); the draws are fixed by ``seed`` (sacreBLEU's default 12345)."""
+    pairing); the draws are fixed by ``seed`` (sacreBLEU's default 12345), so every metric of a
+    study is resampled the same way."""
     if len(stats_a) != len(stats_b) or not stats_a:
         raise ValueError(f"need the same number (>= 1) of seeds per system, got {len(stats_a)} and {len(stats_b)}")
     n = stats_a[0].shape[0]
@@ -137,7 +150,7 @@ def bootstrap_differences(
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples).astype(np.float64)  # (B, N) draw counts
 
     def scores(stats: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:  # (rows of w, n seeds)
-        return np.stack([bleu_from_statistic_rows(w @ s) for s in stats], axis=1)
+        return np.stack([score_rows(w @ s) for s in stats], axis=1)
 
     whole = np.ones((1, n))
     observed = (scores(stats_a, whole) - scores(stats_b, whole))[0]  # (n,)

@@ -7,9 +7,11 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 from sacrebleu.metrics import BLEU
 
 from noamt.checkpoint import LAST
+from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, write_sentence_nll
 from noamt_study.collect import collect_run
 from noamt_study.plan import Job
 
@@ -52,8 +54,18 @@ def end_record(step, time, interrupted=False):
     return {"kind": "end", "step": step, "time": time, "interrupted": interrupted}
 
 
-def fake_run(root, job: Job, scores: dict, hypotheses: dict, final_loss: float, peak: float = 0.01):
-    """A finished 6-update run with its evaluation: scores = {split: (bleu, chrf)}."""
+def sentence_nll(tokens: list[int], per_token: float, seed: int) -> SentenceNLL:
+    """Per-sentence likelihoods near ``per_token`` nats per token, with sentence-level noise."""
+    rng = np.random.default_rng(seed)
+    counts = np.asarray(tokens, dtype=np.int64)
+    return SentenceNLL(counts * per_token * rng.uniform(0.8, 1.2, len(counts)), counts)
+
+
+def fake_run(
+    root, job: Job, scores: dict, hypotheses: dict, final_loss: float, peak: float = 0.01, nll: dict | None = None
+):
+    """A finished 6-update run with its evaluation: scores = {split: (bleu, chrf)}, and each
+    split's likelihood file, ``nll[split]`` (a SentenceNLL) or three sentences at 2.0 nats per token."""
     run_dir = root / "runs" / job.name
     write_records(
         run_dir,
@@ -81,6 +93,10 @@ def fake_run(root, job: Job, scores: dict, hypotheses: dict, final_loss: float, 
     }
     out = run_dir / "eval"
     out.mkdir()
+    for split, entry in results["splits"].items():
+        per_sentence = (nll or {}).get(split) or SentenceNLL(np.array([8.0, 10.0, 12.0]), np.array([4, 5, 6]))
+        write_sentence_nll(out / nll_file_name(split), per_sentence)
+        entry["likelihood"] = likelihood_summary(per_sentence, nll_file_name(split))
     (out / "results.json").write_text(json.dumps(results))
     for split, hyps in hypotheses.items():
         (out / f"{split}.hyp.de").write_text("".join(h + "\n" for h in hyps))
@@ -103,6 +119,7 @@ def synthetic_benchmark(root: Path) -> tuple[Path, list, dict[str, list[str]]]:
             hyps = degrade(refs, quality, seed)
             scores = {"valid": (valid_bleu[name][seed - 1], 50.0 + seed), "test_a": (corpus_bleu(hyps, refs), 60.0)}
             loss = {"noam": 4.0, "cosine": 5.0}[name] + seed / 10
-            fake_run(root, job, scores, {"test_a": hyps}, loss)
+            nll = sentence_nll([len(r.split()) + 1 for r in refs], 1.0 + quality + seed / 100, seed)
+            fake_run(root, job, scores, {"test_a": hyps}, loss, nll={"test_a": nll})
             runs.append(collect_run(job, root / "runs" / job.name))
     return root, runs, {"test_a": refs}

@@ -27,14 +27,17 @@ def write_report(
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],
     extra_plots: Sequence[str] = (),
+    grid: Sequence[SettingSummary] | None = None,
 ) -> list[Path]:
-    """Write the plots, results.json, results.csv and report.md to ``out_dir``; returns their paths."""
+    """Write the plots, results.json, results.csv and report.md to ``out_dir``; returns their paths.
+    ``grid``: the peak sweep's settings when they are not all of ``settings`` (--tune: the tuning
+    seeds' runs only)."""
     plot_validation(selected, out_dir / VALIDATION_PLOT)
     plot_test_bleu(selected, meta["test_splits"], out_dir / TEST_PLOT)
     write_json(out_dir / "results.json", meta, settings, selected, comparisons)
     write_csv(out_dir / "results.csv", settings, selected)
     plots = [*extra_plots, VALIDATION_PLOT, TEST_PLOT]
     (out_dir / "report.md").write_text(
-        markdown(out_dir, meta, settings, selected, comparisons, plots), encoding="utf-8"
+        markdown(out_dir, meta, settings, selected, comparisons, plots, grid), encoding="utf-8"
     )
     return [out_dir / name for name in ("report.md", "results.csv", "results.json", *plots)]

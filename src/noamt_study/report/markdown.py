@@ -11,14 +11,16 @@ from noamt_study.collect import SettingSummary, evaluation_results_file
 from noamt_study.report.results import BenchmarkMeta
 from noamt_study.report.sentences import (
     METHOD,
+    budget_scope,
     comparison_conclusions,
+    convergence_line,
     divergence_warnings,
     format_duration,
     format_summary,
     power_line,
     verdict,
 )
-from noamt_study.significance import Comparison
+from noamt_study.significance import BLEU_METRIC, NLL_METRIC, Comparison, Metric
 from noamt_study.stats import Summary
 
 
@@ -38,8 +40,10 @@ def _summary_section(selected: Sequence[SettingSummary]) -> list[str]:
         "updates",
         "wall time / run",
         "best valid loss",
+        "valid loss at the budget",
         "valid BLEU",
         "valid chrF",
+        "still falling (seeds)",
         "diverged seeds",
     ]
     rows = [
@@ -50,8 +54,10 @@ def _summary_section(selected: Sequence[SettingSummary]) -> list[str]:
             f"{s.updates.mean:.0f}",
             format_duration(s.wall_time_s.mean),
             format_summary(s.best_valid_loss, 3),
+            format_summary(s.final_valid_loss, 3),
             format_summary(s.scores["valid"]["bleu"]),
             format_summary(s.scores["valid"]["chrf"]),
+            f"{len(s.still_falling_seeds)} of {len(s.runs)}" if s.convergence_known else "not known",
             ",".join(map(str, s.diverged_seeds)) or "none",
         ]
         for s in selected
@@ -67,48 +73,77 @@ def _split_section(
     comparisons: Sequence[Comparison],
     conclusions: Sequence[tuple[str, str]],
 ) -> list[str]:
-    tests = {c.other: c for c in comparisons if c.split == split}
+    """The split's BLEU table and, where the runs scored it, its likelihood table, each followed by
+    its comparisons' sentences."""
+    lines = [f"## {split}"]
+    for metric in (BLEU_METRIC, NLL_METRIC):
+        here = [
+            (c, w) for c, w in zip(comparisons, conclusions, strict=True) if (c.split, c.metric) == (split, metric.name)
+        ]
+        if metric is BLEU_METRIC or here:
+            lines += ["", *_metric_table(split, reference, selected, here, metric), ""]
+            lines += [f"- {headline}" for _, (headline, _) in here]
+            lines += [f"- {power_line(split, c.reference, c.other, c.power, metric)}" for c, _ in here if c.power]
+            lines += [f"- {bootstrap_line}" for _, (_, bootstrap_line) in here]
+    return lines
+
+
+def _metric_table(
+    split: str,
+    reference: str,
+    selected: Sequence[SettingSummary],
+    here: Sequence[tuple[Comparison, tuple[str, str]]],
+    metric: Metric,
+) -> list[str]:
+    tests = {c.other: c for c, _ in here}
+    bleu = metric is BLEU_METRIC
+    name, d = ("BLEU", 1) if bleu else ("NLL/token (nats)", 3)
     header = [
         "schedule",
-        "BLEU",
-        "BLEU 95% CI",
-        "chrF",
-        f"Δ BLEU {reference} − schedule [95% CI, seeds and sentences random]",
+        name,
+        f"{name} 95% CI",
+        *(["chrF"] if bleu else []),
+        f"Δ {metric.label} {reference} − schedule [95% CI, seeds and sentences random]",
         "p [Holm]",
-        f"seeds won ({reference} : schedule)",
+        f"seeds {'higher' if bleu else 'lower'} ({reference} : schedule)",
         "detectable Δ (80% power)",
         "p given these models [Holm]",
     ]
     rows = []
     for s in selected:
-        bleu, chrf, c = s.scores[split]["bleu"], s.scores[split]["chrf"], tests.get(s.setting)
-        row = [s.setting, format_summary(bleu), _ci(bleu), format_summary(chrf)]
+        value, c = s.scores[split][metric.name], tests.get(s.setting)
+        row = [
+            s.setting,
+            format_summary(value, d),
+            _ci(value, d),
+            *([format_summary(s.scores[split]["chrf"])] if bleu else []),
+        ]
         if c is None:
             row += ["reference", "", "", "", ""]
         else:
-            t, boot = c.test, c.bootstrap
+            t, boot, k = c.test, c.bootstrap, metric.digits
+            better = (c.seeds.wins, c.seeds.losses) if bleu else (c.seeds.losses, c.seeds.wins)
             row += [
-                f"{t.delta:+.2f} [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t else f"{boot.delta:+.2f} (1 seed)",
+                f"{t.delta:+.{k}f} [{t.ci_low:+.{k}f}, {t.ci_high:+.{k}f}]" if t else f"{boot.delta:+.{k}f} (1 seed)",
                 f"{t.p_value:.3f} [{_holm(c.test_p_holm)}]" if t else "",
-                f"{c.seeds.wins} : {c.seeds.losses}",
-                f"{c.power.detectable:.2f}" if c.power else "",
+                f"{better[0]} : {better[1]}",
+                f"{c.power.detectable:.{k}f}" if c.power else "",
                 f"{boot.p_value:.3f} [{_holm(c.bootstrap_p_holm)}]",
             ]
         rows.append(row)
-    here = [(c, worded) for c, worded in zip(comparisons, conclusions, strict=True) if c.split == split]
-    lines = [f"- {headline}" for _, (headline, _) in here]
-    lines += [f"- {power_line(split, c.reference, c.other, c.power)}" for c, _ in here if c.power]
-    lines += [f"- {bootstrap_line}" for _, (_, bootstrap_line) in here]
-    return [f"## {split}", "", *_table(header, rows), "", *lines]
+    return _table(header, rows)
 
 
 def _holm(p: float | None) -> str:
     return "–" if p is None else f"{p:.3f}"
 
 
-def _sweep_section(settings: Sequence[SettingSummary], selected: Sequence[SettingSummary]) -> list[str]:
-    chosen = {s.setting for s in selected}
-    header = ["schedule", "× Noam peak", "peak lr", "valid BLEU", "valid chrF", "best valid loss", "chosen"]
+def _sweep_section(
+    grid: Sequence[SettingSummary], selected: Sequence[SettingSummary], meta: BenchmarkMeta
+) -> list[str]:
+    chosen = {(s.schedule, s.lr_scale) for s in selected}
+    header = ["schedule", "× Noam peak", "peak lr", "valid BLEU", "valid chrF", "valid loss at the budget", "chosen"]
+    ordered = sorted(grid, key=lambda s: (meta["schedules"].index(s.schedule), s.lr_scale))
     rows = [
         [
             s.schedule,
@@ -116,12 +151,20 @@ def _sweep_section(settings: Sequence[SettingSummary], selected: Sequence[Settin
             f"{s.peak_lr:.3g}",
             format_summary(s.scores["valid"]["bleu"]),
             format_summary(s.scores["valid"]["chrf"]),
-            format_summary(s.best_valid_loss, 3),
-            "yes" if s.setting in chosen else "",
+            format_summary(s.final_valid_loss, 3),
+            "yes" if (s.schedule, s.lr_scale) in chosen else "",
         ]
-        for s in settings
+        for s in ordered
     ]
-    return ["## Peak learning-rate sweep (validation set, last checkpoints)", "", *_table(header, rows)]
+    seeds = meta.get("tune_seeds")
+    whose = f", tuning seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else ""
+    by = (
+        "lowest mean validation loss at the budget"
+        if meta.get("tune_criterion") == "loss"
+        else "highest mean validation BLEU"
+    )
+    lines = [f"## Peak learning-rate sweep (validation set, last checkpoints{whose})", "", *_table(header, rows)]
+    return lines + ["", f"Chosen per schedule: the {by}; the test sets play no part in the choice."]
 
 
 def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[SettingSummary]) -> list[str]:
@@ -151,19 +194,30 @@ def markdown(
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],
     plots: Sequence[str],
+    grid: Sequence[SettingSummary] | None = None,
 ) -> str:
-    """report.md: header, summary, one section per test split, the sweep (if any), plots, runs."""
+    """report.md: header, summary, convergence, verdict, one section per test split, the sweep (if
+    any), plots, runs."""
     lines = [f"# Schedule comparison: {meta['profile']} profile", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta["description"].items()]
     lines += ["", f"Statistics: {METHOD.format(n_samples=meta['bootstrap_samples'])}", ""]
     lines += _summary_section(selected)
-    lines += ["", "## Verdict", "", *(f"- {line}" for line in verdict(comparisons))]
+    budget = int(selected[0].updates.mean)
+    lines += ["", "## Convergence", "", *(f"- {convergence_line(s, budget)}" for s in selected)]
+    lines += [
+        "",
+        "## Verdict",
+        "",
+        f"- {budget_scope(selected, budget)}",
+        *(f"- {line}" for line in verdict(comparisons)),
+    ]
     reference = next(s.setting for s in selected if s.schedule == meta["reference"])
     conclusions = comparison_conclusions(comparisons, selected)
     for split in meta["test_splits"]:
         lines += ["", *_split_section(split, reference, selected, comparisons, conclusions)]
-    if len(settings) > len(selected):
-        lines += ["", *_sweep_section(settings, selected)]
+    grid = settings if grid is None else grid
+    if len(grid) > len(selected):
+        lines += ["", *_sweep_section(grid, selected, meta)]
     lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in plots), ""]
     lines += _runs_section(out_dir, ["valid", *meta["test_splits"]], selected)
     return "\n".join(lines) + "\n"

@@ -38,8 +38,11 @@ class RunEntry(TypedDict):
     updates: int
     wall_time_s: float
     best_valid_loss: float
+    final_valid_loss: float  # at the last validation, the budget
+    tail_drop: float | None  # relative fall of validation loss over the last fifth of the budget
+    still_falling: bool | None  # tail_drop above collect.CONVERGENCE_TOLERANCE (None: not known)
     diverged: bool
-    scores: dict[str, dict[str, float]]  # split -> {"bleu", "chrf", "ter"}
+    scores: dict[str, dict[str, float]]  # split -> {"bleu", "chrf", "ter"[, "nll": NLL per token]}
 
 
 class SettingEntry(TypedDict):
@@ -54,8 +57,10 @@ class SettingEntry(TypedDict):
     updates: SummaryEntry
     wall_time_s: SummaryEntry
     best_valid_loss: SummaryEntry
+    final_valid_loss: SummaryEntry
     diverged_seeds: list[int]
-    scores: dict[str, dict[str, SummaryEntry]]  # split -> metric -> summary
+    still_falling_seeds: list[int]  # validation loss still falling over the last fifth of the budget
+    scores: dict[str, dict[str, SummaryEntry]]  # split -> metric ("bleu", "chrf", "nll") -> summary
     runs: list[RunEntry]
 
 
@@ -63,13 +68,16 @@ class BenchmarkMeta(TypedDict):
     """How the benchmark was run."""
 
     profile: str
-    mode: str  # "same_peak" or "lr_sweep"
+    mode: str  # "same_peak", "lr_sweep" or "tuned"
     data: str  # the data config's name, e.g. multi30k_en_de
     src_lang: str
     tgt_lang: str
     schedules: list[str]
     seeds: list[int]
-    lr_scales: list[float] | None
+    lr_scales: list[float] | None  # the sweep's peak scales; with --tune, the first grid
+    tune_seeds: list[int] | None  # --tune: the seeds that trained the grid
+    tune_criterion: str | None  # --tune: "bleu" or "loss", on the validation set
+    chosen_lr_scales: dict[str, float] | None  # each schedule's chosen peak scale (sweep, tune)
     max_steps: int
     beam_size: int
     checkpoint: str  # the checkpoint each run is evaluated at
@@ -83,6 +91,7 @@ class ComparisonEntry(TypedDict):
     """One comparison: ``dataclasses.asdict(Comparison)``, its test's n_seeds and seed_sd added,
     and its two sentences."""
 
+    metric: str  # "bleu" or "nll" (NLL per target token; lower is better)
     split: str
     reference: str
     other: str
@@ -121,7 +130,9 @@ def setting_entry(s: SettingSummary, selected: bool, out_dir: Path) -> SettingEn
         updates=summary_entry(s.updates),
         wall_time_s=summary_entry(s.wall_time_s),
         best_valid_loss=summary_entry(s.best_valid_loss),
+        final_valid_loss=summary_entry(s.final_valid_loss),
         diverged_seeds=s.diverged_seeds,
+        still_falling_seeds=s.still_falling_seeds,
         scores={split: {m: summary_entry(v) for m, v in ms.items()} for split, ms in s.scores.items()},
         runs=[
             RunEntry(
@@ -133,8 +144,13 @@ def setting_entry(s: SettingSummary, selected: bool, out_dir: Path) -> SettingEn
                 updates=r.updates,
                 wall_time_s=r.wall_time_s,
                 best_valid_loss=r.best_valid_loss,
+                final_valid_loss=r.final_valid_loss,
+                tail_drop=r.tail_drop,
+                still_falling=r.still_falling,
                 diverged=r.diverged,
-                scores={split: {m: v[m] for m in ("bleu", "chrf", "ter")} for split, v in r.scores.items()},
+                scores={
+                    split: {m: v[m] for m in ("bleu", "chrf", "ter", "nll") if m in v} for split, v in r.scores.items()
+                },
             )
             for r in s.runs
         ],
@@ -149,6 +165,7 @@ def comparison_entry(c: Comparison, conclusions: tuple[str, str]) -> ComparisonE
         entry["test"].update(n_seeds=c.test.n_seeds, seed_sd=c.test.seed_sd)
     headline, bootstrap_line = conclusions
     return ComparisonEntry(
+        metric=c.metric,
         split=c.split,
         reference=c.reference,
         other=c.other,
@@ -209,6 +226,7 @@ def write_csv(path: Path, settings: Sequence[SettingSummary], selected: Sequence
             rows = [(split, m, v) for split, ms in s.scores.items() for m, v in ms.items()]
             rows += [
                 ("", "best_valid_loss", s.best_valid_loss),
+                ("", "final_valid_loss", s.final_valid_loss),
                 ("", "updates", s.updates),
                 ("", "wall_time_s", s.wall_time_s),
             ]

@@ -18,32 +18,38 @@ from datetime import datetime
 import torch
 
 from noamt.checkpoint import LAST
-from noamt_study.collect import SettingSummary
+from noamt_study.collect import CONVERGENCE_TAIL, CONVERGENCE_TOLERANCE, SettingSummary
 from noamt_study.plan import Study
 from noamt_study.seed_sentence_test import Power, SeedSentenceTest
-from noamt_study.significance import ALPHA, TARGET_DIFFERENCE, Comparison, significant
+from noamt_study.significance import ALPHA, BLEU_METRIC, METRICS, Comparison, Metric, significant
 from noamt_study.stats import PairedBootstrap, SeedComparison, Summary
 
 METHOD = (
     "mean ± sample standard deviation over seeds; 95% CI = mean ± t(0.975, n−1) · std / √n (Student t). "
-    "**Headline test, seeds and test sentences random**: the runs of two schedules are paired seed by seed "
-    "(same seed = same initialisation and batches), d_s = BLEU(A_s) − BLEU(B_s), Δ = mean(d_s); "
-    "Var(Δ) = V_seed + V_f, where V_seed = Σ(d_s − Δ)² / (n(n−1)) is the seeds' spread and "
-    "V_f = max(0, (n·V_sent − V_pair) / (n − 1)) the part of the test-sentence variance that all seeds "
-    "share (V_sent: bootstrap variance of Δ, V_pair: mean bootstrap variance of one seed's d_s, over "
-    "{n_samples} resamples of the sentences shared by all runs, numpy seed 12345); t = Δ / √Var with "
-    "(n − 1)(Var / V_seed)² degrees of freedom (Welch–Satterthwaite; the paired t-test when V_f = 0). Its null, "
-    "“no difference in expected BLEU over new seeds and new sentences”, includes the seed-to-seed variance. "
-    "With it: the smallest difference the comparison detects with 80% power at 5% (two-sided), "
-    "(t(0.975) + t(0.8)) · √(n·V_seed / m + V_f) for m seeds, and the seeds that a 0.5 BLEU "
-    "difference would need. **Given these trained models**: the paired bootstrap over test sentences "
-    "(Koehn 2004) on the same resamples, two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1); it holds "
-    "the runs fixed and says nothing about other seeds. Several comparisons: each kind of p-value is "
-    "Holm-adjusted over all the comparisons of the report ([in brackets]; sorted p_(1) ≤ … ≤ p_(m), "
-    "adjusted p_(i) = max_(j≤i) min(1, (m − j + 1) · p_(j))), and a difference is called significant only "
-    "when its adjusted p is below 0.05. A run is flagged as diverged when its validation loss rose over "
-    "the last half of training (positive least-squares slope over the validations from half-way, last loss "
-    "more than 1% above the run's lowest); flagged runs stay in the means."
+    "Two metrics, each tested the same way: corpus **BLEU** of the hypotheses (sacreBLEU), and the "
+    "**likelihood** of the references, NLL per target token = Σ nll_i / Σ tokens_i over the test "
+    "sentences (teacher-forced, label smoothing off, nats; lower is better), which every sentence "
+    "informs. **Headline test, seeds and test sentences random**: the runs of two schedules are paired "
+    "seed by seed (same seed = same initialisation and batches), d_s = M(A_s) − M(B_s) for the metric M, "
+    "Δ = mean(d_s); Var(Δ) = V_s + V_f, where V_seed = Σ(d_s − Δ)² / (n(n−1)) is the seeds' spread, V_f = "
+    "max(0, (n·V_sent − V_pair) / (n − 1)) the part of the test-sentence variance that all seeds share "
+    "(V_sent: bootstrap variance of Δ, V_pair: mean bootstrap variance of one seed's d_s, over "
+    "{n_samples} resamples of the sentences shared by all runs, numpy seed 12345), and V_s = max(V_seed, "
+    "V_own) the seeds' spread floored at V_own = max(0, V_pair − V_f) / n, the part of it the sentences "
+    "alone give; t = Δ / √Var with (n − 1)(Var / V_seed)² degrees of freedom (Welch–Satterthwaite; the "
+    "paired t-test when V_f = 0 and the floor is not reached). Its null, “no difference in the expected "
+    "metric over new seeds and new sentences”, includes the seed-to-seed variance. With it: the smallest "
+    "difference the comparison detects with 80% power at 5% (two-sided), (t(0.975) + t(0.8)) · √(n·V_s / "
+    "m + V_f) for m seeds, and the seeds that a difference of 0.5 BLEU (0.01 nats per token) would need; "
+    "these rest on variances estimated from the seeds at hand (n − 1 degrees of freedom), so they are "
+    "estimates, not bounds. **Given these trained models**: the paired bootstrap over test sentences "
+    "(Koehn 2004) on the same resamples, two-sided p = (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1); it "
+    "holds the runs fixed and says nothing about other seeds. Several comparisons: each kind of p-value "
+    "is Holm-adjusted over all the comparisons of its metric in the report ([in brackets]; sorted p_(1) ≤ "
+    "… ≤ p_(m), adjusted p_(i) = max_(j≤i) min(1, (m − j + 1) · p_(j))), and a difference is called "
+    "significant only when its adjusted p is below 0.05. A run is flagged as diverged when its validation "
+    "loss rose over the last half of training (positive least-squares slope over the validations from "
+    "half-way, last loss more than 1% above the run's lowest); flagged runs stay in the means."
 )
 
 
@@ -73,6 +79,43 @@ def divergence_warnings(settings: Sequence[SettingSummary]) -> list[str]:
     ]
 
 
+def convergence_line(s: SettingSummary, budget: int) -> str:
+    """Whether the setting's validation loss was still falling over the last fifth of the budget
+    (``collect.tail_drop``): on how many seeds, and the median relative fall."""
+    start = round((1.0 - CONVERGENCE_TAIL) * budget)
+    if not s.convergence_known:
+        return f"{s.setting}: no validation before update {start:,}, so whether it converged is not known"
+    drops = sorted(r.tail_drop for r in s.runs)
+    median = (drops[(len(drops) - 1) // 2] + drops[len(drops) // 2]) / 2
+    falling = s.still_falling_seeds
+    state = (
+        f"still falling on {len(falling)} of {len(s.runs)} seeds"
+        if falling
+        else f"no longer falling by more than {CONVERGENCE_TOLERANCE:.1%} on any of its {len(s.runs)} seeds"
+    )
+    return (
+        f"{s.setting}: validation loss from the last validation at or before update {start:,} to update "
+        f"{budget:,}: {state} (median fall {median:+.2%})"
+    )
+
+
+def budget_scope(selected: Sequence[SettingSummary], budget: int) -> str:
+    """The one sentence that scopes every verdict to the budget the runs were given."""
+    falling = [s.setting for s in selected if len(s.still_falling_seeds) * 2 > len(s.runs)]
+    if falling:
+        return (
+            f"Every verdict here is about a budget of {budget:,} updates. At that budget validation loss was still "
+            f"falling for {', '.join(falling)} (on most seeds): these runs had not converged, and a longer budget "
+            "may rank the schedules differently."
+        )
+    if not all(s.convergence_known for s in selected):
+        return f"Every verdict here is about a budget of {budget:,} updates; whether every run converged is not known."
+    return (
+        f"Every verdict here is about a budget of {budget:,} updates, at which no schedule's validation loss was "
+        f"still falling on most seeds (by more than {CONVERGENCE_TOLERANCE:.1%} over the last fifth)."
+    )
+
+
 def _p(value: float) -> str:
     return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
 
@@ -83,15 +126,23 @@ def _with_holm(p: float, p_holm: float | None, family: int) -> str:
     return _p(p) + adjusted
 
 
-def _head(split: str, a: SettingSummary, b: SettingSummary) -> str:
-    sa, sb = a.scores[split]["bleu"], b.scores[split]["bleu"]
+def _head(split: str, a: SettingSummary, b: SettingSummary, metric: Metric = BLEU_METRIC) -> str:
+    sa, sb = a.scores[split][metric.name], b.scores[split][metric.name]
     n = min(sa.n, sb.n)
+    digits = 1 if metric.higher_is_better else 3
 
     def value(s: Summary) -> str:
-        return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
+        return f"{s.mean:.{digits}f}" if s.std is None else f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
 
     spread = f"mean ± std over {n} seeds" if n > 1 else "1 seed"
-    return f"{split}: {a.setting} {value(sa)} vs {b.setting} {value(sb)} BLEU ({spread})"
+    return f"{split}: {a.setting} {value(sa)} vs {b.setting} {value(sb)} {metric.label} ({spread})"
+
+
+def _record(a: SettingSummary, b: SettingSummary, seeds: SeedComparison, metric: Metric) -> str:
+    """``noam higher on 2 of 3 seeds, cosine on 1`` (BLEU), ``noam lower on ...`` (NLL)."""
+    a_better, b_better = (seeds.wins, seeds.losses) if metric.higher_is_better else (seeds.losses, seeds.wins)
+    word = "higher" if metric.higher_is_better else "lower"
+    return f"{a.setting} {word} on {a_better} of {len(seeds.differences)} seeds, {b.setting} on {b_better}"
 
 
 def conclusion(
@@ -102,42 +153,54 @@ def conclusion(
     seeds: SeedComparison,
     p_holm: float | None = None,
     family: int = 1,
+    metric: Metric = BLEU_METRIC,
 ) -> str:
     """The headline line: the difference, its interval and p-value with seeds and sentences random,
-    and the seed record. Significant only when the (Holm-adjusted, for several) p is below ALPHA."""
-    head = _head(split, a, b)
+    and the seed record. Significant only when the (Holm-adjusted, for several) p is below ALPHA;
+    the better schedule is the one with the higher BLEU or the lower NLL."""
+    head = _head(split, a, b, metric)
     if test is None:
         return f"{head}: 1 common seed, so no test can count the variation between seeds"
-    record = f"{a.setting} higher on {seeds.wins} of {test.n_seeds} seeds, {b.setting} on {seeds.losses}"
-    interval = f"95% CI [{test.ci_low:+.2f}, {test.ci_high:+.2f}]"
+    record = _record(a, b, seeds, metric)
+    d = metric.digits
+    interval = f"95% CI [{test.ci_low:+.{d}f}, {test.ci_high:+.{d}f}]"
     p = _with_holm(test.p_value, p_holm, family)
     if not significant(test.p_value, p_holm, family):
         if test.p_value < ALPHA:
             verdict = f"not significant once adjusted for the {family} comparisons"
         else:
             verdict = "not significant with seeds and test sentences random"
-        return f"{head}: difference {test.delta:+.2f} ({interval}), {verdict} ({p}); {record}"
-    winner = a.setting if test.delta > 0 else b.setting
+        return f"{head}: difference {test.delta:+.{d}f} ({interval}), {verdict} ({p}); {record}"
+    winner = a.setting if (test.delta > 0) == metric.higher_is_better else b.setting
+    word = "higher" if metric.higher_is_better else "lower"
     return (
-        f"{head}: {winner} higher by {abs(test.delta):.2f} ({interval}), significant with seeds and test "
+        f"{head}: {winner} {word} by {abs(test.delta):.{d}f} ({interval}), significant with seeds and test "
         f"sentences random ({p}); {record}"
     )
 
 
 def bootstrap_conclusion(
-    split: str, a: SettingSummary, b: SettingSummary, test: PairedBootstrap, p_holm: float | None, family: int
+    split: str,
+    a: SettingSummary,
+    b: SettingSummary,
+    test: PairedBootstrap,
+    p_holm: float | None,
+    family: int,
+    metric: Metric = BLEU_METRIC,
 ) -> str:
     """The paired bootstrap's line, labelled as what it is: a statement about these trained models."""
     p = _with_holm(test.p_value, p_holm, family)
     verdict = "significant" if significant(test.p_value, p_holm, family) else "not significant"
+    d, of = metric.digits, "" if metric is BLEU_METRIC else f" {metric.label}"
     return (
         f"{split}, given these trained models ({test.n_seeds} per schedule; test sentences resampled, seeds not): "
-        f"{a.setting} − {b.setting} = {test.delta:+.2f} [{test.ci_low:+.2f}, {test.ci_high:+.2f}], {verdict} ({p})"
+        f"{a.setting} − {b.setting}{of} = {test.delta:+.{d}f} [{test.ci_low:+.{d}f}, {test.ci_high:+.{d}f}], "
+        f"{verdict} ({p})"
     )
 
 
-def power_line(split: str, a: str, b: str, power: Power) -> str:
-    """What the comparison could have detected, and the seeds a TARGET_DIFFERENCE would need."""
+def power_line(split: str, a: str, b: str, power: Power, metric: Metric = BLEU_METRIC) -> str:
+    """What the comparison could have detected, and the seeds the metric's target difference would need."""
     need = (
         f"{power.seeds_for_target} seeds"
         if power.seeds_for_target is not None
@@ -145,22 +208,38 @@ def power_line(split: str, a: str, b: str, power: Power) -> str:
     )
     return (
         f"{split}, {a} vs {b}: with {power.seeds} seeds this comparison detects a difference of "
-        f"{power.detectable:.2f} BLEU "
-        f"({power.power:.0%} power, two-sided {power.alpha:.0%}); {power.target:g} BLEU would need {need}"
+        f"{power.detectable:.{metric.digits}f} {metric.unit} "
+        f"({power.power:.0%} power, two-sided {power.alpha:.0%}, an estimate from these seeds' variances); "
+        f"{power.target:g} {metric.unit} would need {need}"
     )
 
 
 def verdict(comparisons: Sequence[Comparison]) -> list[str]:
-    """What the report establishes and what it does not, in three lines: the differences that are
-    significant with seeds and sentences random (Holm-adjusted), those significant only given the
-    trained models, and what the seeds could detect."""
+    """What the report establishes and what it does not: for each metric compared (BLEU first),
+    ``metric_verdict``'s three lines, each prefixed by the metric when there are several."""
+    names = [m for m in METRICS if any(c.metric == m for c in comparisons)] or [BLEU_METRIC.name]
+    if len(names) == 1:
+        return metric_verdict([c for c in comparisons if c.metric == names[0]], METRICS[names[0]])
+    return [
+        f"On {METRICS[name].label if name == 'bleu' else 'test-set likelihood (' + METRICS[name].label + ')'}: "
+        + line[0].lower()
+        + line[1:]
+        for name in names
+        for line in metric_verdict([c for c in comparisons if c.metric == name], METRICS[name])
+    ]
+
+
+def metric_verdict(comparisons: Sequence[Comparison], metric: Metric = BLEU_METRIC) -> list[str]:
+    """What the report establishes on one metric and what it does not, in three lines: the
+    differences that are significant with seeds and sentences random (Holm-adjusted), those
+    significant only given the trained models, and what the seeds could detect."""
     tested = [c for c in comparisons if c.test is not None]
     family = len(tested)
     if not tested:
         return ["One seed per schedule: no difference can be tested against the variation between seeds."]
 
     def name(c: Comparison) -> str:
-        return f"{c.reference} − {c.other} on {c.split} ({c.test.delta:+.2f})"
+        return f"{c.reference} − {c.other} on {c.split} ({c.test.delta:+.{metric.digits}f})"
 
     real = [c for c in tested if significant(c.test.p_value, c.test_p_holm, family)]
     given = [c for c in comparisons if significant(c.bootstrap.p_value, c.bootstrap_p_holm, len(comparisons))]
@@ -188,9 +267,11 @@ def verdict(comparisons: Sequence[Comparison]) -> list[str]:
             + f"more than 100 on {needed.count(None)} comparisons"
             + (")" if counts else "")
         )
+    d = metric.digits
     lines.append(
-        f"With {tested[0].test.n_seeds} seeds the comparisons detect differences of {min(detectable):.2f} to "
-        f"{max(detectable):.2f} BLEU (80% power, 5%); {TARGET_DIFFERENCE:g} BLEU would need {need}."
+        f"With {tested[0].test.n_seeds} seeds the comparisons detect differences of {min(detectable):.{d}f} to "
+        f"{max(detectable):.{d}f} {metric.unit} (80% power, 5%; estimated from these seeds); "
+        f"{metric.target:g} {metric.unit} would need {need}."
     )
     return lines
 
@@ -200,14 +281,15 @@ def comparison_conclusions(
 ) -> list[tuple[str, str]]:
     """Each comparison's headline conclusion and paired-bootstrap line, as reported together."""
     by_name = {s.setting: s for s in settings}
-    family = sum(c.test is not None for c in comparisons)
     lines = []
     for c in comparisons:
-        a, b = by_name[c.reference], by_name[c.other]
+        a, b, metric = by_name[c.reference], by_name[c.other], c.scored
+        same = [x for x in comparisons if x.metric == c.metric]
+        family = sum(x.test is not None for x in same)
         lines.append(
             (
-                conclusion(c.split, a, b, c.test, c.seeds, c.test_p_holm, family),
-                bootstrap_conclusion(c.split, a, b, c.bootstrap, c.bootstrap_p_holm, len(comparisons)),
+                conclusion(c.split, a, b, c.test, c.seeds, c.test_p_holm, family, metric),
+                bootstrap_conclusion(c.split, a, b, c.bootstrap, c.bootstrap_p_holm, len(same), metric),
             )
         )
     return lines
@@ -239,6 +321,20 @@ def describe(study: Study, cfg: dict, settings: Sequence[SettingSummary], select
 
 def _mode(study: Study, selected: Sequence[SettingSummary]) -> str:
     """How the peaks were chosen: a sweep, one shared peak, or each schedule's configured peak."""
+    if study.tuning:
+        scales = ", ".join(f"{s:g}" for s in study.lr_scales)
+        by = (
+            "mean validation BLEU (last checkpoint)"
+            if study.tuning.criterion == "bleu"
+            else ("mean validation loss at the budget")
+        )
+        chosen = ", ".join(f"{s.schedule} × {s.lr_scale:g} ({s.peak_lr:.3g})" for s in selected)
+        return (
+            f"tuned peaks: per schedule a grid of × {scales} its default peak (the Noam peak of the model), trained "
+            f"with seed{'s' if len(study.tuning.seeds) > 1 else ''} {', '.join(map(str, study.tuning.seeds))} and "
+            f"grown by ×2 past an edge holding the best peak (at most {study.tuning.max_extensions} times); the peak "
+            f"with the best {by} is chosen on validation only, and every seed is trained there. Chosen: {chosen}"
+        )
     if study.lr_sweep:
         scales = ", ".join(f"{s:g}" for s in study.lr_scales)
         return (
