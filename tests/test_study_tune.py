@@ -179,3 +179,24 @@ def test_the_tuned_protocol_end_to_end(toy_data_dir, tmp_path):
     assert (out / "peak_sensitivity.png").read_bytes().startswith(b"\x89PNG")
     rerun = subprocess.run([*command, "device.num_threads=1"], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "to train" in rerun.stderr and "evaluating" not in rerun.stderr
+
+
+def test_schedulefree_is_a_study_entry_with_its_own_optimizer(tmp_path):
+    """The entry trains schedule-free AdamW after the constant schedule's warmup, its peak scaled
+    like a schedule's, and its runs resolve to exactly that."""
+    from noamt_study import cli, plan
+
+    job = plan.Job("schedulefree", 1, 2.0)
+    option = plan.job_config(job, default_peak=0.004)
+    assert "override /schedule: constant" in option and "override /optim: adamw_schedulefree" in option
+    assert "peak_lr: 0.008" in option and "run_name: schedulefree-x2-seed1" in option
+    args = parse_args(["--profile", "smoke", "--tune", "--schedules", "noam,schedulefree", "--out", str(tmp_path)])
+    (tmp_path / "configs").mkdir()
+    overrides = plan.base_overrides(cli.study_of(args), tmp_path / "configs")
+    peaks = cli.default_peaks(["schedulefree"], overrides)
+    plan.write_job_configs([job], tmp_path / "configs", peaks)
+    (settings,) = cli.compose_jobs([job], overrides).values()
+    assert settings["optim"]["name"] == "adamw_schedulefree" and settings["schedule"]["name"] == "constant"
+    assert settings["schedule"]["peak_lr"] == pytest.approx(2.0 * peaks["schedulefree"])
+    with pytest.raises(SystemExit):
+        parse_args(["--profile", "smoke", "optim=adamw"])

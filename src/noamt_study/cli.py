@@ -65,6 +65,7 @@ from noamt_study.plan import (
     load_profile,
     plan_jobs,
     profile_names,
+    schedule_of,
     write_job_configs,
 )
 
@@ -72,6 +73,7 @@ from noamt_study.plan import (
 RESERVED_OVERRIDES = (
     "experiment",
     "schedule",
+    "optim",
     "trainer.seed",
     "trainer.resume",
     "run_name",
@@ -103,7 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--schedules",
         type=comma_list(str),
         default=list(DEFAULT_SCHEDULES),
-        help="comma-separated schedule configs (default: noam,constant,cosine)",
+        help="comma-separated schedule configs, or schedulefree (schedule-free AdamW after a constant warmup) "
+        "(default: noam,constant,cosine)",
     )
     parser.add_argument("--seeds", type=seed_list, help="comma-separated trainer seeds (default: the profile's)")
     parser.add_argument(
@@ -217,7 +220,9 @@ def default_peaks(schedules: list[str], overrides: list[str]) -> dict[str, float
     """Each schedule's peak lr in the study without a job option (the Noam peak of the model)."""
     register_configs()
     with initialize_config_module("noamt.configs", version_base=None):
-        composed = {name: compose("train", overrides=[*overrides, f"schedule={name}"]) for name in schedules}
+        composed = {
+            name: compose("train", overrides=[*overrides, f"schedule={schedule_of(name)}"]) for name in schedules
+        }
     return {name: to_train_config(cfg).resolved().schedule.peak_lr for name, cfg in composed.items()}
 
 

@@ -32,7 +32,7 @@ from noamt.metrics import read_metrics
 from noamt.run_lock import run_holder
 from noamt_study import collect
 from noamt_study.collect import CompareError, RunState
-from noamt_study.plan import Job, Study, grid_extension, multirun_command
+from noamt_study.plan import Job, Study, grid_extension, multirun_command, schedule_of
 from noamt_study.plots import PEAK_PLOT, plot_peak_sensitivity
 from noamt_study.plots import plot as plot_lr_curves
 from noamt_study.report import write_report
@@ -244,8 +244,10 @@ def write_outputs(
     splits = ", ".join(tests)
     print(f"[compare] seed-and-sentence tests ({BOOTSTRAP_SAMPLES} sentence resamples) on {splits}", file=sys.stderr)
     comparisons = compare_to_reference(selected, study.reference, tests, refs, BOOTSTRAP_SAMPLES, METRICS)
-    curves = [(s.schedule, s.runs[0].schedule_params) for s in selected]
-    lr_plot = plot_lr_curves(curves, cfg["trainer"]["max_steps"], log=False, out=str(study.out / "lr_schedules"))[0]
+    curves = [(schedule_of(s.schedule), s.runs[0].schedule_params) for s in selected]
+    names = [s.setting for s in selected]
+    steps = cfg["trainer"]["max_steps"]
+    lr_plot = plot_lr_curves(curves, steps, log=False, out=str(study.out / "lr_schedules"), names=names)[0]
     extra = [lr_plot.name]
     if len(grid) > len(selected):
         extra.append(plot_peak_sensitivity(grid, selected, study.out / PEAK_PLOT).name)

@@ -28,6 +28,25 @@ from noamt.schedules import CONFIGS
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 JOB_GROUP = "compare_run"
 DEFAULT_SCHEDULES = ("noam", "constant", "cosine")
+OPTIMIZER_VARIANTS = {"schedulefree": ("constant", "adamw_schedulefree")}
+"""Study entries that pair a schedule with another optimizer than Adam: name -> (schedule, optim
+option). ``schedulefree``: schedule-free AdamW (Defazio et al. 2024) after the constant
+schedule's linear warmup, its peak scaled like the schedules' own."""
+
+
+def schedule_of(entry: str) -> str:
+    """The schedule config a study entry trains with: the entry itself, or a variant's schedule."""
+    return OPTIMIZER_VARIANTS[entry][0] if entry in OPTIMIZER_VARIANTS else entry
+
+
+def entry_options(entry: str) -> list[dict[str, str]]:
+    """The Hydra defaults overrides that select a study entry: its schedule and, for a variant, its optim."""
+    options = [{"override /schedule": schedule_of(entry)}]
+    if entry in OPTIMIZER_VARIANTS:
+        options.append({"override /optim": OPTIMIZER_VARIANTS[entry][1]})
+    return options
+
+
 DEFAULT_LR_SCALES = (0.5, 1.0, 2.0)
 DEFAULT_TUNE_SCALES = (0.5, 1.0, 2.0, 4.0)
 MAX_GRID_EXTENSIONS = 2
@@ -116,9 +135,10 @@ class Job:
 
 def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequence[float] | None = None) -> list[Job]:
     """Every (seed, scale, schedule), seed-major: the first runs already compare all schedules."""
-    unknown = [s for s in schedules if s not in CONFIGS]
+    known = sorted([*CONFIGS, *OPTIMIZER_VARIANTS])
+    unknown = [s for s in schedules if s not in known]
     if unknown:
-        raise ValueError(f"unknown schedules {unknown}; known: {', '.join(sorted(CONFIGS))}")
+        raise ValueError(f"unknown schedules {unknown}; known: {', '.join(known)}")
     for name, values in (("schedules", schedules), ("seeds", seeds), ("lr scales", lr_scales or [None])):
         if not values or len(set(values)) != len(values):
             raise ValueError(f"{name} must be a non-empty list without repeats, got {list(values)}")
@@ -148,12 +168,12 @@ def job_config(job: Job, default_peak: float | None = None) -> str:
     without the option (the Noam peak of the model, (d_model * warmup_steps)^-0.5).
     """
     option: dict = {
-        "defaults": [{"override /schedule": job.schedule}],
+        "defaults": entry_options(job.schedule),
         "run_name": job.name,
         "trainer": {"seed": job.seed},
     }
     if job.lr_scale is not None:
-        fields = {f.name for f in dataclasses.fields(CONFIGS[job.schedule])}
+        fields = {f.name for f in dataclasses.fields(CONFIGS[schedule_of(job.schedule)])}
         if "factor" in fields:
             option["schedule"] = {"factor": job.lr_scale}
         elif "peak_lr" in fields and default_peak is not None:

@@ -77,26 +77,33 @@ def schedule_params(
     return params
 
 
-def _label(name: str, params: dict[str, Any]) -> str:
+def _label(shown: str, name: str, params: dict[str, Any]) -> str:
     parts = [f"peak {make_schedule(name, **params).peak_lr:.3g}", f"warmup {params['warmup_steps']}"]
     if "total_steps" in params:
         parts.append(f"total {params['total_steps']}")
-    return f"{name} ({', '.join(parts)})"
+    return f"{shown} ({', '.join(parts)})"
 
 
-def plot(curves: Sequence[tuple[str, dict[str, Any]]], steps: int, log: bool, out: str) -> list[Path]:
-    """Draw the curves over updates 1..steps and save ``<out>.png`` and ``<out>.svg``."""
+def plot(
+    curves: Sequence[tuple[str, dict[str, Any]]],
+    steps: int,
+    log: bool,
+    out: str,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Draw the curves over updates 1..steps and save ``<out>.png`` and ``<out>.svg``; ``names``
+    label them in the legend (default: each curve's schedule)."""
     from matplotlib.figure import Figure
 
     grid = np.unique(np.linspace(1, steps, POINTS).round().astype(int))
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
-    for name, params in curves:
+    for (name, params), shown in zip(curves, names or [name for name, _ in curves], strict=True):
         lr = make_schedule(name, **params)
         top = lr.peak_step
         marks = [k for k in (top, params.get("total_steps")) if k is not None and k <= steps]
         xs = np.union1d(grid, marks)
-        (line,) = ax.plot(xs, [lr(int(k)) for k in xs], label=_label(name, params))
+        (line,) = ax.plot(xs, [lr(int(k)) for k in xs], label=_label(shown, name, params))
         if top <= steps:
             ax.plot([top], [lr(top)], marker="o", color=line.get_color())
     for warmup in sorted({params["warmup_steps"] for _, params in curves}):
