@@ -6,6 +6,8 @@ import random
 
 import pytest
 from helpers.runs import run_script
+from helpers.study_runs import degrade, sentences
+from sacrebleu.metrics import BLEU
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -48,3 +50,20 @@ def test_calibration_script_writes_a_rate_per_test_and_scenario(tmp_path):
         rates = row["rejection_rate_at_5pct"]
         assert {"sentences only (paired bootstrap)", "seeds only (paired t-test)", "seeds and sentences"} <= set(rates)
         assert all(rate in (0.0, 0.25, 0.5, 0.75, 1.0) for rate in rates.values())
+
+
+def test_bleu_interval_script_brackets_the_corpus_score(tmp_path):
+    refs = sentences(300, 7)
+    hyps = degrade(refs, 0.3, 7)
+    (tmp_path / "refs.txt").write_text("".join(r + "\n" for r in refs))
+    (tmp_path / "hyps.txt").write_text("".join(h + "\n" for h in hyps))
+    expected = BLEU(tokenize="none", smooth_method="none", force=True).corpus_score(hyps, [refs]).score
+    options = ["--hyps", str(tmp_path / "hyps.txt"), "--refs", str(tmp_path / "refs.txt"), "--resamples", "200"]
+    result = run_script("bootstrap_bleu_interval.py", *options, "--threshold", str(expected))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["bleu"] == pytest.approx(expected) and out["n_sentences"] == 300
+    low, high = out["interval"]
+    assert low < out["bleu"] < high and high - low < 10
+    assert 0.3 < out["share_at_or_above_threshold"] < 0.7  # the resamples centre on the full-sample score
+    assert out["refs"] == "refs.txt"  # a file name, never the machine's path

@@ -140,3 +140,15 @@ def test_power_analysis_by_hand():
     assert detectable_difference(1.0, 0.15, needed) <= 1.2 < detectable_difference(1.0, 0.15, needed - 1)
     # (1.96 + 0.84) * sqrt(0.15) = 1.08 > 1: no number of seeds gets past the test set's own variance
     assert power_analysis(test, target=1.0).seeds_for_target is None
+
+
+def test_the_detectable_difference_carries_the_uncertainty_of_six_seeds():
+    """With no shared sentence variance the detectable difference scales with the seeds' standard
+    deviation, so its 95% interval is sqrt(5 / chi2(0.975, 5)) = 0.624 to sqrt(5 / chi2(0.025, 5))
+    = 2.453 times the estimate (0.85 BLEU: 0.53 to 2.08)."""
+    test = from_variances(np.array([0.1, 0.9, 0.3, 1.2, -0.2, 0.6]), v_sent=0.0, v_pair=0.0, n_samples=1000)
+    power = power_analysis(test)
+    assert power.v_shared == 0.0
+    assert power.detectable_low / power.detectable == pytest.approx(math.sqrt(5 / scipy_stats.chi2.ppf(0.975, 5)))
+    assert power.detectable_high / power.detectable == pytest.approx(math.sqrt(5 / scipy_stats.chi2.ppf(0.025, 5)))
+    assert power.detectable_low / power.detectable == pytest.approx(0.624, abs=1e-3)

@@ -71,9 +71,11 @@ def test_comparison_conclusions_and_report_files(benchmark):
     )
     lines = sentences.verdict([result])
     assert saved["verdict"] == lines and all(f"- {line}" in text for line in lines) and "## Verdict" in text
-    assert lines[0].startswith("With seeds and test sentences random, 1 of the 1 differences is significant")
+    assert lines[0].startswith("On BLEU: with seeds and test sentences random, 1 of the 1 differences is significant")
     assert "noam − cosine on test_a (+" in lines[0]
-    assert lines[2].startswith(f"With 3 seeds the comparisons detect differences of {result.power.detectable:.2f} to")
+    assert lines[2].startswith(
+        f"On BLEU: with 3 seeds the comparisons detect differences of {result.power.detectable:.2f}"
+    )
     assert "[noam-seed1](runs/noam-seed1/eval/results.json)" in text
 
 
@@ -164,10 +166,10 @@ def test_the_verdict_names_no_difference_that_its_test_does_not_carry():
     )
     lines = sentences.verdict([comparison])
     assert lines[0] == (
-        "With seeds and test sentences random, 0 of the 1 differences are significant after Holm's adjustment: "
-        "no ranking of the schedules is established here."
+        "On BLEU: with seeds and test sentences random, 0 of the 1 differences are significant after Holm's "
+        "adjustment: no ranking of the schedules is established here."
     )
     assert lines[1].endswith("1 of the 1 is significant after Holm's adjustment; 1 of them not once the seeds count.")
     assert sentences.verdict([]) == [
-        "One seed per schedule: no difference can be tested against the variation between seeds."
+        "On BLEU: one seed per schedule: no difference can be tested against the variation between seeds."
     ]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers.study_runs import fake_run, sentence_nll
 
+from noamt.checkpoint import LAST
 from noamt_study import collect, significance, stats
 from noamt_study.cli import parse_args
 from noamt_study.plan import Job, grid_extension
@@ -96,7 +97,7 @@ def test_the_likelihood_is_tested_beside_bleu_in_a_family_of_its_own(benchmark):
     assert "noam − cosine NLL/token = -0.29" in bootstrap_line
     lines = sentences.verdict(result)
     assert len(lines) == 6 and lines[3].startswith("On test-set likelihood (NLL/token): with seeds and test")
-    assert "nats/token (80% power, 5%; estimated from these seeds)" in lines[5]
+    assert "nats/token (80% power, 5%; estimated from these seeds: their 95% intervals span" in lines[5]
 
 
 def test_a_likelihood_file_that_disagrees_with_results_json_is_an_error(tmp_path):
@@ -109,13 +110,16 @@ def test_a_likelihood_file_that_disagrees_with_results_json_is_an_error(tmp_path
         run.sentence_nll("test_a")
 
 
-def test_an_evaluation_without_the_likelihood_is_done_again(tmp_path):
+def test_an_evaluation_without_the_likelihood_is_done_again_where_the_checkpoint_is_kept(tmp_path):
     run_dir = fake_run(tmp_path, Job("noam", 1), {"valid": (1, 2)}, {}, 5.0)
     assert collect.current_evaluation(run_dir, 6, {"beam_size": 1}, ["valid"])
     path = run_dir / "eval" / "results.json"
     results = json.loads(path.read_text())
     del results["splits"]["valid"]["likelihood"]
     path.write_text(json.dumps(results))
+    assert collect.current_evaluation(run_dir, 6, {"beam_size": 1}, ["valid"])  # no checkpoint to score it with
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / LAST).write_bytes(b"")
     assert collect.current_evaluation(run_dir, 6, {"beam_size": 1}, ["valid"]) is None
 
 
@@ -200,3 +204,25 @@ def test_schedulefree_is_a_study_entry_with_its_own_optimizer(tmp_path):
     assert settings["schedule"]["peak_lr"] == pytest.approx(2.0 * peaks["schedulefree"])
     with pytest.raises(SystemExit):
         parse_args(["--profile", "smoke", "optim=adamw"])
+
+
+def test_a_target_beyond_100_seeds_says_whether_seeds_or_the_test_set_stand_in_the_way():
+    from noamt_study.seed_sentence_test import Power
+
+    def power(v_shared):
+        return Power(
+            40.0,
+            v_shared,
+            3,
+            detectable=9.0,
+            target=0.5,
+            seeds_for_target=None,
+            detectable_low=5.0,
+            detectable_high=40.0,
+        )
+
+    shared = sentences.power_line("t", "noam", "cosine", power(0.09))  # (1.96 + 0.84) * 0.3 = 0.84 > 0.5
+    assert "more than any number of seeds: the test set's shared sentence variance alone" in shared
+    assert "detectable difference at 0.84 BLEU" in shared
+    seeds = sentences.power_line("t", "noam", "cosine", power(0.01))  # the floor 0.28 is below 0.5
+    assert "would need more than 100 seeds (at the seeds' measured spread; V_f alone allows 0.28)" in seeds

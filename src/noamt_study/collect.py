@@ -153,16 +153,19 @@ def evaluation_results_file(run_dir: Path) -> Path:
 
 def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> EvaluationResults | None:
     """The run's eval/results.json if it scored checkpoint_last.pt at ``step`` with ``decoding``
-    on every split of ``splits``, the references' likelihood included; None when it must be
-    (re)done."""
+    on every split of ``splits``, the references' likelihood included where checkpoint_last.pt is
+    there to score it (a run kept as evidence without its checkpoints keeps its evaluation); None
+    when it must be (re)done."""
     path = evaluation_results_file(run_dir)
     if not path.is_file():
         return None
     results = read_results_json(path)
     same_model = Path(results["checkpoint"]).name == LAST and results["step"] == step
     same_decoding = all(results["decoding"].get(k) == v for k, v in decoding.items())
-    scored = set(splits) <= set(results["splits"]) and all("likelihood" in results["splits"][s] for s in splits)
-    return results if same_model and same_decoding and scored else None
+    scored = set(splits) <= set(results["splits"])
+    can_score = (run_dir / "checkpoints" / LAST).is_file()
+    likelihood = not can_score or all("likelihood" in results["splits"][s] for s in splits if s in results["splits"])
+    return results if same_model and same_decoding and scored and likelihood else None
 
 
 @dataclass

@@ -55,6 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import chi2
 
 from noamt_study.stats import bootstrap_differences, t_quantile, t_two_sided_mass
 
@@ -181,6 +182,8 @@ class Power:
     detectable: float  # with ``seeds`` seeds
     target: float
     seeds_for_target: int | None  # None: more than max_seeds (the test set alone may forbid it)
+    detectable_low: float  # ``detectable`` at the ends of seed_var's 95% interval
+    detectable_high: float
     alpha: float = 0.05
     power: float = 0.8
 
@@ -196,8 +199,14 @@ def power_analysis(
     test: SeedSentenceTest, target: float = 0.5, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 100
 ) -> Power:
     """The detectable difference with the test's own seeds, and the fewest seeds (2..max_seeds) that
-    detect ``target`` BLEU, from the variances the test measured."""
+    detect ``target`` BLEU, from the variances the test measured.
+
+    seed_var is estimated from n seeds, so it carries n - 1 degrees of freedom; the detectable
+    difference is also given at the ends of its 95% chi-square interval,
+    seed_var * (n - 1) / chi2_{0.975, n-1} and seed_var * (n - 1) / chi2_{0.025, n-1} (V_f held fixed)."""
     seed_var = test.n_seeds * test.v_seeds_used
+    df = test.n_seeds - 1
+    low_var, high_var = (seed_var * df / chi2.ppf(q, df) for q in (0.975, 0.025))
     needed = next(
         (
             m
@@ -215,4 +224,6 @@ def power_analysis(
         seeds_for_target=needed,
         alpha=alpha,
         power=power,
+        detectable_low=detectable_difference(low_var, test.v_shared, test.n_seeds, alpha, power),
+        detectable_high=detectable_difference(high_var, test.v_shared, test.n_seeds, alpha, power),
     )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import torch
+from scipy.stats import norm
 
 from noamt.checkpoint import LAST
 from noamt_study.collect import CONVERGENCE_TAIL, CONVERGENCE_TOLERANCE, SettingSummary
@@ -201,32 +202,46 @@ def bootstrap_conclusion(
 
 def power_line(split: str, a: str, b: str, power: Power, metric: Metric = BLEU_METRIC) -> str:
     """What the comparison could have detected, and the seeds the metric's target difference would need."""
-    need = (
-        f"{power.seeds_for_target} seeds"
-        if power.seeds_for_target is not None
-        else "more seeds than 100 (the test set's own variance alone is too large)"
-    )
+    need = f"{power.seeds_for_target} seeds" if power.seeds_for_target is not None else _beyond_100(power, metric)
     return (
         f"{split}, {a} vs {b}: with {power.seeds} seeds this comparison detects a difference of "
         f"{power.detectable:.{metric.digits}f} {metric.unit} "
-        f"({power.power:.0%} power, two-sided {power.alpha:.0%}, an estimate from these seeds' variances); "
+        f"({power.power:.0%} power, two-sided {power.alpha:.0%}; 95% interval {_interval(power, metric)}, as the "
+        f"seeds' variance is estimated with {power.seeds - 1} degrees of freedom); "
         f"{power.target:g} {metric.unit} would need {need}"
     )
 
 
+def _beyond_100(power: Power, metric: Metric) -> str:
+    """Why no number of seeds up to 100 detects the target: the seeds' spread, or the test set's
+    shared sentence variance V_f, whose floor (z(0.975) + z(0.8)) sqrt(V_f) no seed count lowers."""
+    floor = (norm.ppf(1 - power.alpha / 2) + norm.ppf(power.power)) * power.v_shared**0.5
+    if floor > power.target:
+        return (
+            f"more than any number of seeds: the test set's shared sentence variance alone puts the detectable "
+            f"difference at {floor:.{metric.digits}f} {metric.unit} however many seeds are trained"
+        )
+    return f"more than 100 seeds (at the seeds' measured spread; V_f alone allows {floor:.{metric.digits}f})"
+
+
+def _interval(power: Power, metric: Metric) -> str:
+    d = metric.digits
+    return f"{power.detectable_low:.{d}f} to {power.detectable_high:.{d}f}"
+
+
 def verdict(comparisons: Sequence[Comparison]) -> list[str]:
     """What the report establishes and what it does not: for each metric compared (BLEU first),
-    ``metric_verdict``'s three lines, each prefixed by the metric when there are several."""
+    ``metric_verdict``'s three lines, each saying which metric it rests on."""
     names = [m for m in METRICS if any(c.metric == m for c in comparisons)] or [BLEU_METRIC.name]
-    if len(names) == 1:
-        return metric_verdict([c for c in comparisons if c.metric == names[0]], METRICS[names[0]])
     return [
-        f"On {METRICS[name].label if name == 'bleu' else 'test-set likelihood (' + METRICS[name].label + ')'}: "
-        + line[0].lower()
-        + line[1:]
+        f"On {_metric_name(METRICS[name])}: {line[0].lower()}{line[1:]}"
         for name in names
         for line in metric_verdict([c for c in comparisons if c.metric == name], METRICS[name])
     ]
+
+
+def _metric_name(metric: Metric) -> str:
+    return metric.label if metric is BLEU_METRIC else f"test-set likelihood ({metric.label})"
 
 
 def metric_verdict(comparisons: Sequence[Comparison], metric: Metric = BLEU_METRIC) -> list[str]:
@@ -258,19 +273,21 @@ def metric_verdict(comparisons: Sequence[Comparison], metric: Metric = BLEU_METR
         + ".",
     ]
     detectable = [c.power.detectable for c in tested]
+    low, high = min(c.power.detectable_low for c in tested), max(c.power.detectable_high for c in tested)
     needed = [c.power.seeds_for_target for c in tested]
     counts = sorted(n for n in needed if n is not None)
     need = f"{counts[0]} to {counts[-1]} seeds" if counts else ""
     if None in needed:
         need = (
             (need + " (and " if need else "")
-            + f"more than 100 on {needed.count(None)} comparisons"
+            + f"more than 100 on {needed.count(None)} comparison{'s' if needed.count(None) > 1 else ''}"
             + (")" if counts else "")
         )
     d = metric.digits
     lines.append(
         f"With {tested[0].test.n_seeds} seeds the comparisons detect differences of {min(detectable):.{d}f} to "
-        f"{max(detectable):.{d}f} {metric.unit} (80% power, 5%; estimated from these seeds); "
+        f"{max(detectable):.{d}f} {metric.unit} (80% power, 5%; estimated from these seeds: their 95% intervals "
+        f"span {low:.{d}f} to {high:.{d}f}); "
         f"{metric.target:g} {metric.unit} would need {need}."
     )
     return lines
