@@ -69,8 +69,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch, padding included")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of every engine")
-    parser.add_argument("--compute-types", help="CTranslate2's, comma-separated (default: float32,int8 on the CPU, "
-                        "float32,float16,int8_float16 on CUDA)")  # fmt: skip
+    parser.add_argument(
+        "--compute-types",
+        help="CTranslate2's, comma-separated (default: float32,int8 on the CPU, float32,float16,int8_float16 on CUDA)",
+    )
     parser.add_argument("--out", type=Path, help="folder for results.json")
     args = parser.parse_args(argv)
     if min(args.sentences, args.length, args.beam, args.rounds, args.threads) < 1:
@@ -98,7 +100,7 @@ class Engines:
                 device_index=dm.device.index or 0,
                 compute_type=compute_type,
                 intra_threads=threads,
-            )  # fmt: skip
+            )
             for compute_type in compute_types
         }
         self.names = ["noamt", "generate", *self.ct2]
@@ -144,9 +146,13 @@ class Engines:
             ]
         else:
             results = translator.translate_batch(
-                sources, beam_size=beam, max_input_length=0, length_penalty=1.0,
-                min_decoding_length=length, max_decoding_length=length,
-            )  # fmt: skip
+                sources,
+                beam_size=beam,
+                max_input_length=0,
+                length_penalty=1.0,
+                min_decoding_length=length,
+                max_decoding_length=length,
+            )
         return [[self.token_id[t] for t in r.hypotheses[0]] for r in results]
 
 
@@ -211,12 +217,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = model or pipeline.build_model(cfg.model, tok)
     n = min(args.sentences, len(data.valid.split))
     split = EncodedSplit(data.valid.split.src_ids[:n], [[] for _ in range(n)])
-    batches = [b.src for b in TokenBudgetBatches(split, args.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id,
-                                                 shuffle=False)]  # fmt: skip
+    batches = [
+        b.src for b in TokenBudgetBatches(split, args.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, shuffle=False)
+    ]
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         engines = Engines(model, tok, Path(folder), dm, compute_types, args.threads)
-        print(f"{model.cfg.name} on {dm.describe()}: {n} sentences in {len(batches)} batches, beam {args.beam}, "
-              f"{args.length} tokens each", flush=True)  # fmt: skip
+        print(
+            f"{model.cfg.name} on {dm.describe()}: {n} sentences in {len(batches)} batches, beam {args.beam}, "
+            f"{args.length} tokens each",
+            flush=True,
+        )
         rounds = timed_rounds(engines, batches, args)
         agreement = greedy_agreement(engines, batches) if args.checkpoint else {}
     medians = {engine: statistics.median(r[engine] for r in rounds) for engine in engines.names}

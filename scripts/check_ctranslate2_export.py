@@ -63,10 +63,16 @@ def translate(args: argparse.Namespace, sources: list[str]) -> list[str]:
         if limit == 0:  # only </s> fits: an empty translation
             continue
         results = translator.translate_batch(
-            [tokens[i] for i in group], beam_size=args.beam, length_penalty=args.length_penalty,
-            max_decoding_length=limit, min_decoding_length=args.min_len, max_input_length=0,
-            max_batch_size=4096, batch_type="tokens", return_end_token=True,
-        )  # fmt: skip
+            [tokens[i] for i in group],
+            beam_size=args.beam,
+            length_penalty=args.length_penalty,
+            max_decoding_length=limit,
+            min_decoding_length=args.min_len,
+            max_input_length=0,
+            max_batch_size=4096,
+            batch_type="tokens",
+            return_end_token=True,
+        )
         for i, result in zip(group, results, strict=True):
             ids = [tokenizer.token_to_id(t) for t in result.hypotheses[0] if t not in specials]
             outputs[i] = tokenizer.decode(ids, skip_special_tokens=False)
@@ -115,9 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     if expected is not None and len(expected) != len(sources):
         sys.exit(f"{args.noamt}: {len(expected)} lines for the {len(sources)} of {args.source}")
     outputs = translate(args, sources)
-    report = {"ctranslate2": ctranslate2.__version__, "model": str(args.model), "source": args.source.name,
-              "beam": args.beam, "compute_type": args.compute_type, "lines": len(outputs),
-              **compare(outputs, expected, args.reference)}  # fmt: skip
+    report = {
+        "ctranslate2": ctranslate2.__version__,
+        "model": str(args.model),
+        "source": args.source.name,
+        "beam": args.beam,
+        "compute_type": args.compute_type,
+        "lines": len(outputs),
+        **compare(outputs, expected, args.reference),
+    }
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", encoding="utf-8") as f:

@@ -58,8 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         (result,) = translator(text, max_length=limit + 2, num_beams=args.beam)
         outputs.append(result["translation_text"])
     identical = sum(a == b for a, b in zip(outputs, expected, strict=True))
-    report = {"transformers": transformers.__version__, "model": str(args.model), "source": args.source.name,
-              "beam": args.beam, "lines": len(outputs), "identical_to_noamt": identical}  # fmt: skip
+    report = {
+        "transformers": transformers.__version__,
+        "model": str(args.model),
+        "source": args.source.name,
+        "beam": args.beam,
+        "lines": len(outputs),
+        "identical_to_noamt": identical,
+    }
     if args.reference is not None:
         import sacrebleu
 

@@ -30,11 +30,17 @@ def compare(root: Path, reference: str, others: list[str]) -> list[dict]:
             ours = (root / reference / f"{split}.hyp.{lang}").read_text(encoding="utf-8").splitlines()
             theirs = (root / name / f"{split}.hyp.{lang}").read_text(encoding="utf-8").splitlines()
             identical = sum(a == b for a, b in zip(ours, theirs, strict=True))
-            rows.append({
-                "reference": reference, "folder": name, "split": split, "bleu": round(scores["bleu"], 2),
-                "delta_bleu": round(scores["bleu"] - base["splits"][split]["bleu"], 2),
-                "identical_lines": identical, "lines": len(ours),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "reference": reference,
+                    "folder": name,
+                    "split": split,
+                    "bleu": round(scores["bleu"], 2),
+                    "delta_bleu": round(scores["bleu"] - base["splits"][split]["bleu"], 2),
+                    "identical_lines": identical,
+                    "lines": len(ours),
+                }
+            )
     return rows
 
 
@@ -53,8 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     for r in rows:
         share = r["identical_lines"] / r["lines"]
-        print(f"{r['folder']:>26} {r['split']:>17}  BLEU {r['bleu']:6.2f}  Δ {r['delta_bleu']:+.2f}  "
-              f"identical to {r['reference']}: {share:.2%} of {r['lines']}")  # fmt: skip
+        print(
+            f"{r['folder']:>26} {r['split']:>17}  BLEU {r['bleu']:6.2f}  Δ {r['delta_bleu']:+.2f}  "
+            f"identical to {r['reference']}: {share:.2%} of {r['lines']}"
+        )
 
 
 if __name__ == "__main__":

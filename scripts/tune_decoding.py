@@ -77,9 +77,16 @@ def main(argv: list[str] | None = None) -> None:
             decoding = DecodingConfig(beam_size=beam, length_penalty=alpha)
             with dm.autocast():
                 hyps, result = evaluate_split(
-                    loaded.model, loaded.tokenizer, sources, references, decoding, tgt_lang=data_cfg.tgt_lang,
-                    max_tokens=args.max_tokens, tok_references=tok_refs, tokenized=data_cfg.tokenized,
-                )  # fmt: skip
+                    loaded.model,
+                    loaded.tokenizer,
+                    sources,
+                    references,
+                    decoding,
+                    tgt_lang=data_cfg.tgt_lang,
+                    max_tokens=args.max_tokens,
+                    tok_references=tok_refs,
+                    tokenized=data_cfg.tokenized,
+                )
             row = {"beam_size": beam, "length_penalty": alpha, **headline(result, data_cfg.tokenized)}
             grid.append(row)
             outputs[(beam, alpha)] = hyps
@@ -87,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
             ratio = f"{row['ratio']:6.3f}" if row["ratio"] is not None else "     -"
             print(f"{beam:>4}  {alpha:>5.2f}  {row['bleu']:6.2f}  {bp}  {ratio}", flush=True)
     best = max(grid, key=lambda r: r["bleu"])
-    print(f"best on validation: decoding.beam_size={best['beam_size']} "
-          f"decoding.length_penalty={best['length_penalty']} ({best['bleu']:.2f})")  # fmt: skip
+    print(
+        f"best on validation: decoding.beam_size={best['beam_size']} "
+        f"decoding.length_penalty={best['length_penalty']} ({best['bleu']:.2f})"
+    )
     report = {"checkpoint": str(loaded.path), "step": loaded.step, "data": data_cfg.name, "grid": grid, "best": best}
     if args.diagnose:
         report["diagnosis"] = {}
@@ -97,9 +106,15 @@ def main(argv: list[str] | None = None) -> None:
             if hyps is None:
                 with dm.autocast():
                     hyps, _ = evaluate_split(
-                        loaded.model, loaded.tokenizer, sources, references, DecodingConfig(beam_size=beam),
-                        tgt_lang=data_cfg.tgt_lang, max_tokens=args.max_tokens, tokenized=data_cfg.tokenized,
-                    )  # fmt: skip
+                        loaded.model,
+                        loaded.tokenizer,
+                        sources,
+                        references,
+                        DecodingConfig(beam_size=beam),
+                        tgt_lang=data_cfg.tgt_lang,
+                        max_tokens=args.max_tokens,
+                        tokenized=data_cfg.tokenized,
+                    )
             with dm.autocast():
                 diagnosis = diagnose_lengths(loaded.model, loaded.tokenizer, sources, hyps, references)
             report["diagnosis"][f"beam{beam}"] = dataclasses.asdict(diagnosis)

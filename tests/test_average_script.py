@@ -46,8 +46,9 @@ def test_average_of_the_last_two_is_the_mean_and_evaluates(run_dir, tmp_path):
     for name, value in averaged["model"].items():
         torch.testing.assert_close(value, (a["model"][name] + b["model"][name]) / 2)
 
-    result = run_cli("noamt.cli.evaluate", f"checkpoint={output}", "splits=[test_2016_flickr]",
-                     "decoding.beam_size=1", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "noamt.cli.evaluate", f"checkpoint={output}", "splits=[test_2016_flickr]", "decoding.beam_size=1", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr.decode()
     saved = json.loads((run_dir / "eval" / "results.json").read_text())
     assert saved["checkpoint"] == "../checkpoints/checkpoint_avg.pt" and saved["step"] == 30  # relative to eval/

@@ -13,12 +13,35 @@ pytestmark = pytest.mark.slow  # runs the script in a subprocess
 
 
 def test_every_engine_is_timed_on_the_same_forced_work(toy_data_dir, tmp_path):
-    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=60", "data.max_eval_examples=10",
-                 "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}", "model=tiny", "model.pre_norm=false",
-                 "model.encoder_layers=1", "model.decoder_layers=1"]  # fmt: skip
-    proc = run_script("benchmark_engines.py", *overrides, "--rounds", "2", "--length", "4", "--beam", "2",
-                      "--sentences", "8", "--threads", "1", "--compute-types", "int8,float32",
-                      "--out", str(tmp_path / "out"))  # fmt: skip
+    overrides = [
+        f"data.dir={toy_data_dir}",
+        "data.max_train_examples=60",
+        "data.max_eval_examples=10",
+        "tokenizer.vocab_size=600",
+        f"tokenizer.cache_dir={tmp_path}",
+        "model=tiny",
+        "model.pre_norm=false",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+    ]
+    proc = run_script(
+        "benchmark_engines.py",
+        *overrides,
+        "--rounds",
+        "2",
+        "--length",
+        "4",
+        "--beam",
+        "2",
+        "--sentences",
+        "8",
+        "--threads",
+        "1",
+        "--compute-types",
+        "int8,float32",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     engines = ["noamt", "generate", "ct2_int8", "ct2_float32"]

@@ -134,8 +134,13 @@ def test_checkpointer_writes_what_is_due_rotates_and_names_the_run_to_resume(tmp
         ckpt.save(state, step, epoch=step // 3 + 1, epoch_end=step % 3 == 0, best=step == 5)
     ckpt.save(state, 6, epoch=3)  # nothing new at the same update
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["checkpoint_4.pt", "checkpoint_6.pt", "checkpoint_best.pt", "checkpoint_epoch3.pt",
-                     "checkpoint_last.pt"]  # fmt: skip
+    assert names == [
+        "checkpoint_4.pt",
+        "checkpoint_6.pt",
+        "checkpoint_best.pt",
+        "checkpoint_epoch3.pt",
+        "checkpoint_last.pt",
+    ]
     assert len(built) == 6  # one serialization per update, whatever the number of files
     ckpt.save(state, 6, epoch=3, validated=True)  # a validation after the save: checkpoint_last.pt again
     assert len(built) == 7 and load_checkpoint(folder / "checkpoint_last.pt")["step"] == 7

@@ -154,10 +154,18 @@ def test_paper_recipe_states_the_papers_setup():
 @pytest.mark.slow
 def test_a_few_updates_of_the_paper_recipe_run(toy_data_dir, tmp_path):
     """The composed recipe trains: three one-batch epochs, an epoch checkpoint after each."""
-    overrides = ["experiment=multi30k_tiny_paper", f"data.dir={toy_data_dir}", "data.max_train_examples=40",
-                 "data.max_eval_examples=20", "tokenizer.vocab_size=600", f"tokenizer.cache_dir={tmp_path}",
-                 "trainer.max_steps=3", "trainer.progress=false", "trainer.tensorboard=false",
-                 "device=cpu"]  # fmt: skip
+    overrides = [
+        "experiment=multi30k_tiny_paper",
+        f"data.dir={toy_data_dir}",
+        "data.max_train_examples=40",
+        "data.max_eval_examples=20",
+        "tokenizer.vocab_size=600",
+        f"tokenizer.cache_dir={tmp_path}",
+        "trainer.max_steps=3",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "device=cpu",
+    ]
     cfg = compose_train(overrides)
     result = pipeline.train(to_train_config(cfg), tmp_path / "run", OmegaConf.to_container(cfg, resolve=True))
     assert result["step"] == 3
@@ -182,8 +190,13 @@ def test_every_config_group_is_packaged():
 def test_each_commands_help_is_its_docstring_and_its_own_settings(command, setting):
     """``noamt-<command> --help``: the module docstring (its examples), then the command's config;
     not the training groups, which do not apply to it."""
-    proc = subprocess.run([sys.executable, "-m", f"noamt.cli.{command}", "--help"], capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", f"noamt.cli.{command}", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"``noamt-{command}``: ")
     assert f"noamt-{command} checkpoint=runs/my-run" in proc.stdout

@@ -13,16 +13,11 @@ from helpers.runs import SCRIPTS, run_cli, run_script
 
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
-from noamt.decoding.ctranslate2_engine import (
-    check_compute_type,
-    convert_to_ctranslate2,
-    ctranslate2_translate_texts,
-    open_ctranslate2,
-)
 from noamt.device import DeviceConfig
 from noamt.engines import open_engine
+from noamt.engines.ctranslate2 import check_compute_type, convert_to_ctranslate2, open_ctranslate2
 from noamt.export.check import ExportError
-from noamt.export.exporter import export_model
+from noamt.exporter import export_model
 from noamt.inference import load_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,15 +47,15 @@ def test_float32_greedy_equals_noamt_and_beam_agreement_is_measured(run, sentenc
     ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, CPU, "float32")
     greedy = DecodingConfig(beam_size=1)
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, greedy, max_tokens=256)
-    assert ctranslate2_translate_texts(ct2, sentences, greedy, max_tokens=256) == expected
+    assert ct2.translate(sentences, greedy, max_tokens=256) == expected
     assert len(set(expected)) > 1
     cut = DecodingConfig(beam_size=1, max_len_a=0.5, max_len_b=2)  # most outputs reach their limit L
-    assert ctranslate2_translate_texts(ct2, sentences, cut) == translate_texts(loaded.model, loaded.tokenizer,
+    assert ct2.translate(sentences, cut) == translate_texts(loaded.model, loaded.tokenizer,
                                                                                sentences, cut)  # fmt: skip
 
     beam = DecodingConfig(beam_size=5)
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, beam)
-    share = agreement(ctranslate2_translate_texts(ct2, sentences, beam), expected)
+    share = agreement(ct2.translate(sentences, beam), expected)
     log.info("beam 5: %.0f%% of %d sentences as with noamt", 100 * share, len(sentences))
     assert share >= 0.95
 
@@ -69,7 +64,7 @@ def test_float32_greedy_equals_noamt_and_beam_agreement_is_measured(run, sentenc
 def test_int8_translates(run, sentences):
     loaded = load_models(run)
     ct2 = convert_to_ctranslate2(loaded.model, loaded.tokenizer, CPU, "int8")
-    outputs = ctranslate2_translate_texts(ct2, sentences, DecodingConfig(beam_size=1))
+    outputs = ct2.translate(sentences, DecodingConfig(beam_size=1))
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, DecodingConfig(beam_size=1))
     log.info("int8 greedy: %.0f%% of %d sentences as with noamt", 100 * agreement(outputs, expected), len(outputs))
     assert len(outputs) == N_SENTENCES and all(outputs)
@@ -143,12 +138,12 @@ def test_the_standalone_check_script_translates_as_the_engine_without_noamt_or_t
     source.write_text("".join(s + "\n" for s in lines), encoding="utf-8")
     for beam, max_len_b, min_len in ((5, 10, 0), (1, 2, 0), (2, 10, 14)):  # most reach L; >= 14 tokens
         decoding = DecodingConfig(beam_size=beam, max_len_b=max_len_b, min_len=min_len)
-        expected = ctranslate2_translate_texts(ct2, lines, decoding)
+        expected = ct2.translate(lines, decoding)
         assert expected[0] == "" and len(set(expected)) > 2
         if beam == 1:
             assert expected == translate_texts(loaded.model, loaded.tokenizer, lines, decoding)
         if min_len:  # it changes outputs: a script that dropped --min-len would differ
-            assert expected != ctranslate2_translate_texts(ct2, lines, DecodingConfig(beam_size=beam))
+            assert expected != ct2.translate(lines, DecodingConfig(beam_size=beam))
         engine_hyps.write_text("".join(s + "\n" for s in expected), encoding="utf-8")
         blocked = "import runpy, sys; sys.modules.update(torch=None, noamt=None); sys.argv = sys.argv[1:]; "
         proc = subprocess.run(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from noamt.data import (
+    Batch,
     EncodedSplit,
     TokenBudgetBatches,
     Tokenizer,
@@ -89,16 +90,31 @@ def test_collate_empty_sequences() -> None:
     assert batch.n_tgt_tokens == 1
 
 
-def test_batch_to_device() -> None:
-    batch = collate([[5]], [[6]], [0], PAD, BOS, EOS)
-    moved = batch.to("cpu")
-    assert torch.equal(moved.src, batch.src) and moved.n_tgt_tokens == batch.n_tgt_tokens
+def test_batch_to_cpu_is_identical() -> None:
+    batch = collate([[5, 7], [3]], [[6], [8, 9]], [4, 1], PAD, BOS, EOS)
+    moved = batch.to(torch.device("cpu"))
+    for name in ("src", "tgt_in", "tgt_out", "indices"):
+        assert getattr(moved, name) is getattr(batch, name)
+    assert moved.n_tgt_tokens == batch.n_tgt_tokens
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
-def test_batch_pin_memory() -> None:
-    batch = collate([[5]], [[6]], [0], PAD, BOS, EOS).pin_memory()
-    assert batch.src.is_pinned() and batch.tgt_out.is_pinned() and batch.indices.is_pinned()
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batch_to_cuda_pins_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    pin_memory, pinned = Batch.pin_memory, []
+
+    def spy(batch: Batch) -> Batch:
+        pinned.append(pin_memory(batch))
+        return pinned[-1]
+
+    monkeypatch.setattr(Batch, "pin_memory", spy)
+    batch = collate([[5, 7], [3]], [[6], [8, 9]], [4, 1], PAD, BOS, EOS)
+    moved = batch.to("cuda")
+    torch.cuda.synchronize()
+    (host,) = pinned
+    for name in ("src", "tgt_in", "tgt_out", "indices"):
+        assert getattr(host, name).is_pinned() and not getattr(batch, name).is_pinned()
+        assert getattr(moved, name).is_cuda and torch.equal(getattr(moved, name).cpu(), getattr(batch, name))
 
 
 def test_encode_and_truncate(small_text_tokenizer: Tokenizer) -> None:

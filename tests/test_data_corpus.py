@@ -260,8 +260,13 @@ def test_tokenized_multi30k_config_reads_the_official_tok_files(multi30k_dir: Pa
     assert cfg.tokenized
     corpus = load_corpus(cfg)
     sizes = {name: ds.num_rows for name, ds in corpus.items()}
-    assert sizes == {"train": 29000, "valid": 1014, "test_2016_flickr": 1000, "test_2017_flickr": 1000,
-                     "test_2017_mscoco": 461}  # fmt: skip
+    assert sizes == {
+        "train": 29000,
+        "valid": 1014,
+        "test_2016_flickr": 1000,
+        "test_2017_flickr": 1000,
+        "test_2017_mscoco": 461,
+    }
     first = corpus["train"][0]
     assert first["src"] == "two young , white males are outside near many bushes ."
     assert first["tgt"].startswith("zwei junge weiße männer")

@@ -26,8 +26,13 @@ MANIFEST = {path: hashlib.sha256(data).hexdigest() for path, data in FILES.items
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "noamt.cli.data", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "noamt.cli.data", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_fetch_downloads_verifies_and_skips_what_is_present(tmp_path):
@@ -48,8 +53,11 @@ def test_a_wrong_checksum_is_refused_and_the_file_not_kept(tmp_path):
     with Mirror(damaged).serving() as url, pytest.raises(FetchError) as err:
         fetch(MULTI30K, tmp_path, url, files=MANIFEST)
     expected = MANIFEST["raw/train.de.gz"]
-    assert re.fullmatch(rf"{url}/raw/train.de.gz: SHA-256 [0-9a-f]{{64}} is not the release's {expected}; "
-                        "the download was deleted", str(err.value))  # fmt: skip
+    assert re.fullmatch(
+        rf"{url}/raw/train.de.gz: SHA-256 [0-9a-f]{{64}} is not the release's {expected}; "
+        "the download was deleted",
+        str(err.value),
+    )
     assert not (tmp_path / "train.de.gz").exists() and not (tmp_path / "train.de.gz.part").exists()
     assert [s.state for s in check(MULTI30K, tmp_path, MANIFEST)] == ["ok", "missing", "missing", "missing"]
 

@@ -69,8 +69,14 @@ def test_cuda_bf16_autocast():
         assert (a @ a).dtype == torch.bfloat16
 
 
-SRUN_TASK_3_OF_8 = {"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
-                    "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_NODELIST": "gpu[01-09]"}  # fmt: skip
+SRUN_TASK_3_OF_8 = {
+    "SLURM_PROCID": "3",
+    "SLURM_NTASKS": "8",
+    "SLURM_LOCALID": "1",
+    "SLURM_JOB_ID": "123456",
+    "SLURM_STEP_NODELIST": "gpu[07-08]",
+    "SLURM_NODELIST": "gpu[01-09]",
+}
 
 
 def test_one_process_without_a_launcher():

@@ -22,11 +22,11 @@ from noamt.evaluation import (
     score,
     tokenized_bleu,
     tokenized_reference_file,
-    validation_bleu,
     write_results,
 )
 from noamt.model import ModelConfig, Transformer
 from noamt.results import EvaluationResults, ResultsError, read_results_json
+from noamt.validation import validation_bleu
 
 
 @pytest.fixture(autouse=True)

@@ -21,11 +21,12 @@ from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.export.check import ExportError, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec, write_ctranslate2
-from noamt.export.exporter import export_model
 from noamt.export.marian import PRE_NORM_REFUSAL, marian_model
 from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 from noamt.export.transformers_folder import check_position_table
-from noamt.inference import build_model, load_model
+from noamt.exporter import export_model
+from noamt.inference import load_model
+from noamt.model import build_model
 from noamt.results import write_results_json
 
 N_SENTENCES = 20

@@ -33,14 +33,36 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def train_cli(tmp_path: Path, toy_data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
-    args = [f"data.dir={toy_data_dir}", "data.max_eval_examples=20", "tokenizer.vocab_size=600", "model=tiny",
-            "model.encoder_layers=1", "model.decoder_layers=1", "run_name=r", "trainer.max_tokens=1024",
-            "trainer.val_interval=1000", "trainer.save_interval=1000", "trainer.val_bleu=false", "device=cpu",
-            "device.num_threads=1", "trainer.progress=false", "trainer.tensorboard=false"]  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "noamt.cli.train", *args, *overrides], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = {
+        **os.environ,
+        "NOAMT_RUNS_DIR": str(tmp_path),
+        "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    args = [
+        f"data.dir={toy_data_dir}",
+        "data.max_eval_examples=20",
+        "tokenizer.vocab_size=600",
+        "model=tiny",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "run_name=r",
+        "trainer.max_tokens=1024",
+        "trainer.val_interval=1000",
+        "trainer.save_interval=1000",
+        "trainer.val_bleu=false",
+        "device=cpu",
+        "device.num_threads=1",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "noamt.cli.train", *args, *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_new_run_over_a_finished_one_is_refused_before_anything_is_written(toy_data_dir, tmp_path):
@@ -172,24 +194,32 @@ def checkpoint(tmp_path_factory, toy_data_dir) -> Path:
 def test_translate_refuses_to_overwrite_its_input(checkpoint, tmp_path):
     source = tmp_path / "in.en"
     source.write_text("A dog runs.\n")
-    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", f"input={source}",
-                     f"output={tmp_path}/./in.en", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "noamt.cli.translate", f"checkpoint={checkpoint}", f"input={source}", f"output={tmp_path}/./in.en", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "is the input file: choose another output" in result.stderr.decode()
     assert source.read_text() == "A dog runs.\n"
 
 
 def test_translate_with_negative_length_limits_fails(checkpoint, tmp_path):
-    result = run_cli("noamt.cli.translate", f"checkpoint={checkpoint}", "decoding.max_len_a=-1",
-                     "decoding.max_len_b=-10", cwd=tmp_path, stdin="A dog runs.\n")  # fmt: skip
+    result = run_cli(
+        "noamt.cli.translate",
+        f"checkpoint={checkpoint}",
+        "decoding.max_len_a=-1",
+        "decoding.max_len_b=-10",
+        cwd=tmp_path,
+        stdin="A dog runs.\n",
+    )
     assert result.returncode == 1
     assert result.stderr.decode().strip().splitlines()[-1] == (
         "noamt-translate: decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative"
     )
 
 
-@pytest.mark.parametrize("module, program", [("noamt.cli.translate", "noamt-translate"),
-                                             ("noamt.cli.evaluate", "noamt-evaluate")])  # fmt: skip
+@pytest.mark.parametrize(
+    "module, program", [("noamt.cli.translate", "noamt-translate"), ("noamt.cli.evaluate", "noamt-evaluate")]
+)
 def test_a_missing_checkpoint_key_is_one_line(module, program, tmp_path):
     result = run_cli(module, cwd=tmp_path, stdin="")
     assert result.returncode == 1
@@ -217,8 +247,13 @@ def test_a_planted_nan_skips_updates_then_stops_without_writing_nan_checkpoints(
 def test_an_unwritable_run_directory_is_one_line_naming_the_cause(toy_data_dir, tmp_path):
     """/proc/self exists and takes no new files: the run directory cannot be written."""
     env = {**os.environ, "NOAMT_RUNS_DIR": "/proc", "NOAMT_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "noamt.cli.train", "run_name=self", f"data.dir={toy_data_dir}",
-                             "device=cpu"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "noamt.cli.train", "run_name=self", f"data.dir={toy_data_dir}", "device=cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("noamt-train: cannot write to the run directory /proc/self: [Errno")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -230,8 +265,15 @@ def test_evaluate_reads_only_the_splits_it_scores(checkpoint, toy_data_dir, tmp_
     for lang in ("en", "de"):
         name = f"test_2016_flickr.{lang}"
         (data / name).write_bytes((toy_data_dir / name).read_bytes())
-    result = run_cli("noamt.cli.evaluate", f"checkpoint={checkpoint}", "splits=[test_2016_flickr]", f"data_dir={data}",
-                     "decoding.beam_size=1", f"out_dir={tmp_path / 'eval'}", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "noamt.cli.evaluate",
+        f"checkpoint={checkpoint}",
+        "splits=[test_2016_flickr]",
+        f"data_dir={data}",
+        "decoding.beam_size=1",
+        f"out_dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["splits"]["test_2016_flickr"]["n_sentences"] == 5

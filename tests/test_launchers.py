@@ -39,13 +39,31 @@ def test_a_launcher_composes_and_sets_only_the_plugins_keys(launcher):
 
 @pytest.mark.slow
 def test_a_two_run_sweep_trains_through_submitit_local(toy_data_dir, tmp_path):
-    env = {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
-    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=300", "data.max_eval_examples=20",
-                 "tokenizer.vocab_size=400", "model=tiny", "model.encoder_layers=1", "model.decoder_layers=1",
-                 "trainer.max_steps=2", "trainer.max_tokens=512", "trainer.val_interval=100", "trainer.progress=false",
-                 "trainer.tensorboard=false", "trainer.val_bleu=false", "device=cpu", "device.num_threads=1",
-                 "run_name=sweep-seed${trainer.seed}", "trainer.seed=1,2"]  # fmt: skip
+    env = {
+        **os.environ,
+        "NOAMT_RUNS_DIR": str(tmp_path),
+        "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    overrides = [
+        f"data.dir={toy_data_dir}",
+        "data.max_train_examples=300",
+        "data.max_eval_examples=20",
+        "tokenizer.vocab_size=400",
+        "model=tiny",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "trainer.max_steps=2",
+        "trainer.max_tokens=512",
+        "trainer.val_interval=100",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.val_bleu=false",
+        "device=cpu",
+        "device.num_threads=1",
+        "run_name=sweep-seed${trainer.seed}",
+        "trainer.seed=1,2",
+    ]
     command = [sys.executable, "-m", "noamt.cli.train", "-m", "hydra/launcher=local", *overrides]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

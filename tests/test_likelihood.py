@@ -46,8 +46,9 @@ def tokenizer(pairs):
 def tiny_model(tokenizer, seed: int = 0) -> Transformer:
     """An untrained 1+1-layer model with dropout, left in train mode."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.3,
-                      max_positions=MAX_POSITIONS)  # fmt: skip
+    cfg = ModelConfig(
+        encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.3, max_positions=MAX_POSITIONS
+    )
     return Transformer(cfg, tokenizer.vocab_size, tokenizer.vocab_size, tokenizer.pad_id).train()
 
 
@@ -104,8 +105,13 @@ def test_an_empty_reference_scores_the_eos_alone_and_long_ones_are_cut(pairs, to
     src, _ = pairs
     model = tiny_model(tokenizer)
     long_reference = "Ein Hund " * 60
-    scores = sentence_nll(model, tokenizer, [src[0], "", src[1], src[2]], ["", "Ein Hund.", long_reference,
-                          long_reference], max_tgt_len=10)  # fmt: skip
+    scores = sentence_nll(
+        model,
+        tokenizer,
+        [src[0], "", src[1], src[2]],
+        ["", "Ein Hund.", long_reference, long_reference],
+        max_tgt_len=10,
+    )
     logits, _ = logits_of_one(model, tokenizer, src[0], "")
     assert scores.tokens[0] == 1
     assert scores.nll[0] == pytest.approx(-float(torch.log_softmax(logits[0], dim=-1)[tokenizer.eos_id]), rel=1e-5)

@@ -20,9 +20,8 @@ from noamt.data import Tokenizer
 from noamt.decoding import GREEDY, translate_texts
 from noamt.device import DeviceConfig
 from noamt.engines import open_engine
-from noamt.inference import build_model
 from noamt.metrics import read_metrics
-from noamt.model import ModelConfig
+from noamt.model import ModelConfig, build_model
 from noamt.optim import SCHEDULE_FREE, OptimConfig, build_optimizer
 from noamt.trainer import Trainer
 
@@ -65,13 +64,31 @@ def test_optim_adamw_schedulefree_from_the_command_line_config_lowers_the_loss(t
     """``optim=adamw_schedulefree schedule=constant``: the loss falls, validation BLEU is scored and
     the checkpoint holds y and the optimizer's z beside the model."""
     cache = tmp_path_factory.getbasetemp() / "tokenizers"  # shared with the small_run fixture
-    overrides = ["optim=adamw_schedulefree", "schedule=constant", "schedule.warmup_steps=4", "schedule.peak_lr=3e-3",
-                 f"data.dir={toy_data_dir}", "data.max_train_examples=1500", "data.max_eval_examples=100",
-                 "tokenizer.vocab_size=1000", f"tokenizer.cache_dir={cache}", "model.encoder_layers=2",
-                 "model.decoder_layers=2", "model.d_model=64", "model.n_heads=4", "model.d_ff=128",
-                 "trainer.max_steps=20", "trainer.max_tokens=1024", "trainer.val_interval=10",
-                 "trainer.save_interval=10", "trainer.val_bleu_max_examples=5", "trainer.seed=3",
-                 "trainer.progress=false", "trainer.tensorboard=false", "device=cpu"]  # fmt: skip
+    overrides = [
+        "optim=adamw_schedulefree",
+        "schedule=constant",
+        "schedule.warmup_steps=4",
+        "schedule.peak_lr=3e-3",
+        f"data.dir={toy_data_dir}",
+        "data.max_train_examples=1500",
+        "data.max_eval_examples=100",
+        "tokenizer.vocab_size=1000",
+        f"tokenizer.cache_dir={cache}",
+        "model.encoder_layers=2",
+        "model.decoder_layers=2",
+        "model.d_model=64",
+        "model.n_heads=4",
+        "model.d_ff=128",
+        "trainer.max_steps=20",
+        "trainer.max_tokens=1024",
+        "trainer.val_interval=10",
+        "trainer.save_interval=10",
+        "trainer.val_bleu_max_examples=5",
+        "trainer.seed=3",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "device=cpu",
+    ]
     register_configs()
     with initialize_config_module(config_module="noamt.configs", version_base=None):
         cfg = compose(config_name="train", overrides=overrides)
@@ -115,7 +132,7 @@ def test_validation_and_every_checkpoint_hold_the_packages_eval_weights(small_ru
     averaged = checkpoint_model(state, state["model"]).eval()
     tokenizer = Tokenizer.from_str(state["tokenizer"])
     expected = translate_texts(averaged, tokenizer, SOURCES, GREEDY, max_tokens=1024)
-    assert engine.translate_texts(SOURCES, GREEDY, max_tokens=1024) == expected
+    assert engine.translate(SOURCES, GREEDY, max_tokens=1024) == expected
 
 
 def test_a_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_path):
@@ -124,10 +141,13 @@ def test_a_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_p
     stopped."""
     straight = schedule_free(small_run(max_steps=12, val_interval=4, save_interval=0, log_interval=1))
     train_run(straight, tmp_path / "straight")
-    train_run(dataclasses.replace(straight, trainer=dataclasses.replace(straight.trainer, max_steps=6)),
-              tmp_path / "resumed")  # fmt: skip
-    train_run(dataclasses.replace(straight, trainer=dataclasses.replace(straight.trainer, resume="auto")),
-              tmp_path / "resumed")  # fmt: skip
+    train_run(
+        dataclasses.replace(straight, trainer=dataclasses.replace(straight.trainer, max_steps=6)), tmp_path / "resumed"
+    )
+    train_run(
+        dataclasses.replace(straight, trainer=dataclasses.replace(straight.trainer, resume="auto")),
+        tmp_path / "resumed",
+    )
     a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "checkpoint_last.pt") for run in ("straight", "resumed"))
     assert a["step"] == b["step"] == 12
     assert_equal_tensors(a["model"], b["model"])
@@ -154,8 +174,15 @@ def test_resuming_with_the_other_kind_of_optimizer_is_one_line(small_run, tmp_pa
 
 
 def test_a_nan_setting_stops_noamt_train_in_one_line_naming_the_key(tmp_path):
-    command = [sys.executable, "-m", "noamt.cli.train", "optim=adamw_schedulefree", "optim.r=nan",
-               f"hydra.run.dir={tmp_path / 'run'}", "device=cpu"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "noamt.cli.train",
+        "optim=adamw_schedulefree",
+        "optim.r=nan",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "device=cpu",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == ["noamt-train: optim.r=nan: must be a finite number >= 0"]

@@ -34,8 +34,12 @@ def test_iwslt14_de_en_states_fairseqs_transformer_iwslt_de_en():
     assert t.val_every_epoch and t.save_every_epoch and t.best_metric == "bleu"
     d = cfg.data
     assert (d.src_lang, d.tgt_lang, d.file_pattern, d.valid_split, d.test_splits) == (
-        "de", "en", "tmp/{split}.{lang}", "valid", ["test"]
-    )  # fmt: skip
+        "de",
+        "en",
+        "tmp/{split}.{lang}",
+        "valid",
+        ["test"],
+    )
     assert d.tokenized and cfg.tokenizer.vocab_size == 10000
 
 
@@ -102,11 +106,23 @@ def test_a_few_updates_of_the_iwslt14_recipe_on_the_prepared_layout(tmp_path, ca
     updates and tokens per update before it starts, the time per update after the first ten."""
     data = write_prepared_iwslt14(tmp_path / "iwslt14.tokenized.de-en")
     raw, cfg = recipe(
-        "experiment=iwslt14_de_en", f"data.dir={data}", "data.max_train_examples=200", "data.max_eval_examples=20",
-        "tokenizer.vocab_size=400", f"tokenizer.cache_dir={tmp_path / 'cache'}", "model.encoder_layers=1",
-        "model.decoder_layers=1", "model.d_model=32", "model.d_ff=64", "model.n_heads=2", "trainer.max_steps=12",
-        "trainer.max_tokens=512", "trainer.progress=false", "trainer.tensorboard=false", "device=cpu",
-    )  # fmt: skip
+        "experiment=iwslt14_de_en",
+        f"data.dir={data}",
+        "data.max_train_examples=200",
+        "data.max_eval_examples=20",
+        "tokenizer.vocab_size=400",
+        f"tokenizer.cache_dir={tmp_path / 'cache'}",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "model.d_model=32",
+        "model.d_ff=64",
+        "model.n_heads=2",
+        "trainer.max_steps=12",
+        "trainer.max_tokens=512",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "device=cpu",
+    )
     with caplog.at_level(logging.INFO, logger="noamt"):
         result = pipeline.train(cfg, tmp_path / "run", OmegaConf.to_container(raw, resolve=True))
     assert result["step"] == 12

@@ -22,16 +22,37 @@ from noamt.run_lock import run_holder, run_lock
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-TRAIN = ["data.max_eval_examples=20", "tokenizer.vocab_size=300", "model=tiny", "model.encoder_layers=1",
-         "model.decoder_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_ff=64", "run_name=r",
-         "trainer.max_tokens=512", "trainer.val_interval=2", "trainer.save_interval=2", "trainer.keep_last=0",
-         "trainer.log_interval=1", "trainer.val_bleu=false", "device=cpu", "device.num_threads=1",
-         "trainer.progress=false", "trainer.tensorboard=false"]  # fmt: skip
+TRAIN = [
+    "data.max_eval_examples=20",
+    "tokenizer.vocab_size=300",
+    "model=tiny",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_ff=64",
+    "run_name=r",
+    "trainer.max_tokens=512",
+    "trainer.val_interval=2",
+    "trainer.save_interval=2",
+    "trainer.keep_last=0",
+    "trainer.log_interval=1",
+    "trainer.val_bleu=false",
+    "device=cpu",
+    "device.num_threads=1",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+]
 
 
 def env_for(tmp_path: Path, data_dir: Path) -> dict:
-    return {**os.environ, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path.parent / "cache"),
-            "NOAMT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    return {
+        **os.environ,
+        "NOAMT_RUNS_DIR": str(tmp_path),
+        "NOAMT_CACHE_DIR": str(tmp_path.parent / "cache"),
+        "NOAMT_DATA_DIR": str(data_dir),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def cli(module: str, *args: str, env: dict, stdin=None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -40,8 +61,9 @@ def cli(module: str, *args: str, env: dict, stdin=None, timeout: float = 300) ->
 
 
 def script(name: str, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def train(tmp_path: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -59,8 +81,11 @@ def logged(result: subprocess.CompletedProcess) -> str:
 
 def snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
     """Relative path -> contents of every file under ``folder`` (except those named in ``skip``)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in skip}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +121,14 @@ def test_translate_refuses_a_payload_checkpoint(run_copy, toy_data_dir, tmp_path
     marker = tmp_path / "payload-ran"
     plant_payload(run_copy / "checkpoints" / "checkpoint_best.pt", marker)
     checkpoint = run_copy / "checkpoints" / "checkpoint_best.pt" if target == "file" else run_copy
-    result = subprocess.run([sys.executable, "-m", "noamt.cli.translate", f"checkpoint={checkpoint}", "device=cpu"],
-                            input="A dog runs .\n", env=env_for(tmp_path, toy_data_dir), capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "noamt.cli.translate", f"checkpoint={checkpoint}", "device=cpu"],
+        input="A dog runs .\n",
+        env=env_for(tmp_path, toy_data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert last_line(result).startswith("noamt-translate: refused to load ")
     assert "checkpoint_best.pt: it holds objects other than tensors" in last_line(result)
@@ -135,8 +165,9 @@ def test_train_resume_refuses_a_payload_checkpoint(run_copy, toy_data_dir, tmp_p
 def test_averaging_refuses_a_payload_checkpoint(run_copy, toy_data_dir, tmp_path):
     marker = tmp_path / "payload-ran"
     plant_payload(run_copy / "checkpoints" / "checkpoint_2.pt", marker)
-    result = script("average_checkpoints.py", "--run-dir", str(run_copy), "--last", "2",
-                    env=env_for(tmp_path, toy_data_dir))  # fmt: skip
+    result = script(
+        "average_checkpoints.py", "--run-dir", str(run_copy), "--last", "2", env=env_for(tmp_path, toy_data_dir)
+    )
     assert result.returncode == 1
     assert last_line(result).startswith("average_checkpoints: refused to load ") and not marker.exists()
     assert not (run_copy / "checkpoints" / "checkpoint_avg.pt").exists()
@@ -193,8 +224,9 @@ def test_tools_refuse_a_damaged_checkpoint_in_one_line(run_copy, toy_data_dir, t
     env = env_for(tmp_path, toy_data_dir)
     other = str(run_copy / "checkpoints" / "checkpoint_2.pt")
     if tool == "average":
-        result = script("average_checkpoints.py", "--inputs", str(best), other, "--output", str(tmp_path / "avg.pt"),
-                        env=env)  # fmt: skip
+        result = script(
+            "average_checkpoints.py", "--inputs", str(best), other, "--output", str(tmp_path / "avg.pt"), env=env
+        )
     elif tool == "translate":
         result = cli("noamt.cli.translate", f"checkpoint={best}", "device=cpu", "input=/dev/null", env=env)
     else:
@@ -226,15 +258,33 @@ def test_a_lock_left_by_a_dead_process_does_not_block(run_copy, toy_data_dir, tm
 
 
 def compare_command(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "noamt_study.cli", "--profile", "smoke", "--schedules", "noam", "--seeds", "1",
-            "--out", str(out), *args, "data.max_train_examples=300"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "noamt_study.cli",
+        "--profile",
+        "smoke",
+        "--schedules",
+        "noam",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        *args,
+        "data.max_train_examples=300",
+    ]
 
 
 def test_compare_refuses_to_train_a_run_another_process_holds(toy_data_dir, tmp_path):
     run_dir = tmp_path / "bench" / "runs" / "noam-seed1"
     with run_lock(run_dir):
-        result = subprocess.run(compare_command(tmp_path / "bench", "--dry-run"), env=env_for(tmp_path, toy_data_dir),
-                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        result = subprocess.run(
+            compare_command(tmp_path / "bench", "--dry-run"),
+            env=env_for(tmp_path, toy_data_dir),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 1
     assert last_line(result).startswith(
         f"noamt-compare: runs in training by other processes: noam-seed1 (process {os.getpid()} on "
@@ -282,8 +332,9 @@ def test_relaunching_a_finished_run_changes_nothing(run_copy, toy_data_dir, tmp_
 def test_a_fresh_start_drops_the_records_of_a_launch_killed_before_its_first_checkpoint(toy_data_dir, tmp_path):
     env = env_for(tmp_path, toy_data_dir)
     slow = [*TRAIN, "trainer.max_steps=100000", "trainer.val_interval=0", "trainer.save_interval=0"]
-    proc = subprocess.Popen([sys.executable, "-m", "noamt.cli.train", *slow], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noamt.cli.train", *slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     run_dir = tmp_path / "r"
     deadline = time.monotonic() + 240
     while len([r for r in _records(run_dir) if r["kind"] == "train"]) < 3:
@@ -342,8 +393,12 @@ def test_negative_num_threads_names_the_key(toy_data_dir, tmp_path):
 
 def test_damaged_metrics_lines_are_set_aside_on_resume_not_deleted(run_copy, toy_data_dir, tmp_path):
     metrics = run_copy / "metrics.jsonl"
-    damaged = [b'{"kind": "train", "step": "four", "time": 1.0}', b'{"step": Infinity, "kind": "x", "time": 1}',
-               b"\xa6\xff not utf-8", b'{"kind": "valid", "st']  # fmt: skip
+    damaged = [
+        b'{"kind": "train", "step": "four", "time": 1.0}',
+        b'{"step": Infinity, "kind": "x", "time": 1}',
+        b"\xa6\xff not utf-8",
+        b'{"kind": "valid", "st',
+    ]
     lines = metrics.read_bytes().splitlines()
     metrics.write_bytes(b"\n".join(lines[:3] + damaged[:3] + lines[3:] + damaged[3:]) + b"\n")
     result = train(tmp_path, toy_data_dir, "trainer.max_steps=6", "trainer.resume=auto")
@@ -363,8 +418,9 @@ def test_a_metrics_file_that_is_a_folder_is_one_line(toy_data_dir, tmp_path):
 
 def test_translate_with_stdin_closed_is_one_line(trained, toy_data_dir, tmp_path):
     command = f"exec 0<&-; {sys.executable} -m noamt.cli.translate checkpoint={trained} device=cpu"
-    closed = subprocess.run(["bash", "-c", command], env=env_for(tmp_path, toy_data_dir), capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    closed = subprocess.run(
+        ["bash", "-c", command], env=env_for(tmp_path, toy_data_dir), capture_output=True, text=True, timeout=300
+    )
     assert closed.returncode == 1 and closed.stdout == ""
     assert last_line(closed) == "noamt-translate: input=-: standard input is closed; pass input=<file> or pipe text in"
 
@@ -376,8 +432,14 @@ def test_translate_write_errors_name_the_output(trained, toy_data_dir, tmp_path,
     output = output if output.startswith("/") else str(tmp_path)
     source = tmp_path / "in.txt"
     source.write_text("A dog runs .\n")
-    result = cli("noamt.cli.translate", f"checkpoint={trained}", "device=cpu", f"input={source}", f"output={output}",
-                 env=env_for(tmp_path, toy_data_dir))  # fmt: skip
+    result = cli(
+        "noamt.cli.translate",
+        f"checkpoint={trained}",
+        "device=cpu",
+        f"input={source}",
+        f"output={output}",
+        env=env_for(tmp_path, toy_data_dir),
+    )
     assert result.returncode == 1
     assert last_line(result) == f"noamt-translate: output={output}: cannot write the translations: {reason}"
 
@@ -409,8 +471,13 @@ def test_compare_reads_past_damaged_metrics_records(trained, toy_data_dir, tmp_p
     (run_dir / "metrics.jsonl").write_bytes(
         json.dumps({"kind": "run", "step": 0, "time": 1.0}).encode() + b'\n{"kind": "end", "step": Infinity, '
         b'"time": 2}\n\xa6\xa6\n{"kind": "tra'
-    )  # fmt: skip
-    result = subprocess.run(compare_command(tmp_path / "bench", "--dry-run"), env=env_for(tmp_path, toy_data_dir),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    )
+    result = subprocess.run(
+        compare_command(tmp_path / "bench", "--dry-run"),
+        env=env_for(tmp_path, toy_data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 run, 0 finished (skipped), 1 to train" in result.stderr

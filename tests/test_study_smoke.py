@@ -193,9 +193,18 @@ def test_a_hydra_launcher_trains_the_runs_and_the_same_report_follows(smoke, tmp
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'noamt[slurm]'")
     out, cache, data, _ = smoke
     result = compare(
-        tmp_path / "bench", "--schedules", "noam,cosine", "--seeds", "1", "--launcher", "local", "--jobs", "2",
-        cache=cache, data_dir=data,
-    )  # fmt: skip
+        tmp_path / "bench",
+        "--schedules",
+        "noam,cosine",
+        "--seeds",
+        "1",
+        "--launcher",
+        "local",
+        "--jobs",
+        "2",
+        cache=cache,
+        data_dir=data,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = tmp_path / "bench" / "runs"
     assert "- hydra/launcher=local" in (runs / "multirun.yaml").read_text()
@@ -203,11 +212,16 @@ def test_a_hydra_launcher_trains_the_runs_and_the_same_report_follows(smoke, tmp
     assert "run 2/2" in result.stderr and (tmp_path / "bench" / "report.md").is_file()
     for name in ("noam-seed1", "cosine-seed1"):
         launched, basic = (
-            ([(r["step"], r["loss"]) for r in read_metrics(root / "runs" / name / "metrics.jsonl")
-              if r["kind"] == "valid"],
-             json.loads((root / "runs" / name / "eval" / "results.json").read_text())["splits"])
+            (
+                [
+                    (r["step"], r["loss"])
+                    for r in read_metrics(root / "runs" / name / "metrics.jsonl")
+                    if r["kind"] == "valid"
+                ],
+                json.loads((root / "runs" / name / "eval" / "results.json").read_text())["splits"],
+            )
             for root in (tmp_path / "bench", out)
-        )  # fmt: skip
+        )
         assert launched == basic, name
 
 

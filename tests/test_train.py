@@ -208,16 +208,39 @@ def test_two_srun_tasks_train_as_one_job(toy_data_dir, tmp_path):
         port = free.getsockname()[1]
     launcher_variables = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
     base_env = {k: v for k, v in os.environ.items() if k not in launcher_variables and not k.startswith("SLURM_")}
-    overrides = [f"data.dir={toy_data_dir}", "data.max_train_examples=1500", "data.max_eval_examples=50",
-                 "tokenizer.vocab_size=1000", "model=tiny", "model.encoder_layers=1", "model.decoder_layers=1",
-                 "trainer.max_steps=3", "trainer.max_tokens=1024", "trainer.val_interval=100",
-                 "trainer.save_interval=0", "trainer.progress=false", "trainer.tensorboard=false",
-                 "trainer.val_bleu=false", "device=cpu", "device.num_threads=1", "run_name=srun"]  # fmt: skip
+    overrides = [
+        f"data.dir={toy_data_dir}",
+        "data.max_train_examples=1500",
+        "data.max_eval_examples=50",
+        "tokenizer.vocab_size=1000",
+        "model=tiny",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "trainer.max_steps=3",
+        "trainer.max_tokens=1024",
+        "trainer.val_interval=100",
+        "trainer.save_interval=0",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.val_bleu=false",
+        "device=cpu",
+        "device.num_threads=1",
+        "run_name=srun",
+    ]
     tasks = []
     for rank in range(2):
-        env = {**base_env, "NOAMT_RUNS_DIR": str(tmp_path), "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
-               "OMP_NUM_THREADS": "1", "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(rank),
-               "SLURM_STEP_NODELIST": "localhost", "SLURM_JOB_ID": "4242", "MASTER_PORT": str(port)}  # fmt: skip
+        env = {
+            **base_env,
+            "NOAMT_RUNS_DIR": str(tmp_path),
+            "NOAMT_CACHE_DIR": str(tmp_path / "cache"),
+            "OMP_NUM_THREADS": "1",
+            "SLURM_PROCID": str(rank),
+            "SLURM_NTASKS": "2",
+            "SLURM_LOCALID": str(rank),
+            "SLURM_STEP_NODELIST": "localhost",
+            "SLURM_JOB_ID": "4242",
+            "MASTER_PORT": str(port),
+        }
         command = [sys.executable, str(HELPERS / "slurm_rank.py"), str(tmp_path / f"rank{rank}.pt"), *overrides]
         tasks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [task.communicate(timeout=300)[0] for task in tasks]
@@ -245,8 +268,16 @@ def without_key_bias(name: str, tensor: torch.Tensor) -> torch.Tensor:
 def test_epoch_checkpoints_and_validation_at_epoch_ends(small_run, tmp_path):
     """save_every_epoch/val_every_epoch: one checkpoint and one validation per epoch, the last
     keep_last_epochs kept, each holding the state at the end of its epoch."""
-    cfg = small_run(max_steps=0, max_epochs=3, val_interval=0, val_every_epoch=True, validate_at_start=False,
-                    save_interval=0, save_every_epoch=True, keep_last_epochs=2)  # fmt: skip
+    cfg = small_run(
+        max_steps=0,
+        max_epochs=3,
+        val_interval=0,
+        val_every_epoch=True,
+        validate_at_start=False,
+        save_interval=0,
+        save_every_epoch=True,
+        keep_last_epochs=2,
+    )
     result = run(cfg, tmp_path)
     records = read_metrics(tmp_path / "metrics.jsonl")
     valid_steps = [r["step"] for r in records if r["kind"] == "valid"]
@@ -271,8 +302,16 @@ def test_a_stop_signal_cuts_a_validation_short_and_resuming_runs_it_first(small_
     """SIGUSR2 as the epoch-end validation begins: it stops at its next batch, the epoch
     checkpoint is saved without it, and the resumed run validates that update before training
     on, so the validations are those of an uninterrupted run."""
-    cfg = small_run(max_steps=0, max_epochs=2, val_interval=0, val_every_epoch=True, validate_at_start=False,
-                    save_interval=0, save_every_epoch=True, keep_last_epochs=5)  # fmt: skip
+    cfg = small_run(
+        max_steps=0,
+        max_epochs=2,
+        val_interval=0,
+        val_every_epoch=True,
+        validate_at_start=False,
+        save_interval=0,
+        save_every_epoch=True,
+        keep_last_epochs=5,
+    )
     validate, calls = Trainer.validate, []
 
     def signalled_validate(trainer):

@@ -11,16 +11,11 @@ from helpers.runs import make_checkpoint, run_cli, run_script
 
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
-from noamt.decoding.transformers_engine import (
-    convert_to_transformers,
-    is_transformers_model,
-    token_budget_chunks,
-    transformers_translate_texts,
-)
 from noamt.device import DeviceConfig
 from noamt.engines import open_engine
+from noamt.engines.transformers import convert_to_transformers, is_transformers_model, token_budget_chunks
 from noamt.export.check import ExportError
-from noamt.export.exporter import export_model
+from noamt.exporter import export_model
 from noamt.inference import load_models
 
 pytest.importorskip("transformers")
@@ -51,12 +46,12 @@ def test_greedy_equals_noamt_with_its_limits_and_beam_agreement_is_measured(run,
         DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=6, min_len=6),  # every output exactly 6 tokens
     ):
         expected = translate_texts(loaded.model, loaded.tokenizer, sentences, greedy, max_tokens=256)
-        assert transformers_translate_texts(hf, sentences, greedy, max_tokens=256) == expected, greedy
+        assert hf.translate(sentences, greedy, max_tokens=256) == expected, greedy
         assert len(set(expected)) > 1
 
     beam = DecodingConfig(beam_size=5, length_penalty=0.6)
     expected = translate_texts(loaded.model, loaded.tokenizer, sentences, beam)
-    outputs = transformers_translate_texts(hf, sentences, beam)
+    outputs = hf.translate(sentences, beam)
     share = sum(a == b for a, b in zip(outputs, expected, strict=True)) / len(outputs)
     log.info("beam 5: %.0f%% of %d sentences as with noamt", 100 * share, len(outputs))
     assert share >= 0.95

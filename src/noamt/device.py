@@ -294,10 +294,6 @@ class DeviceManager:
         dist.all_reduce(tensor, op=op)
         return tensor.tolist()
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()

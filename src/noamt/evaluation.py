@@ -29,7 +29,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF, TER
@@ -37,8 +37,8 @@ from sacremoses import MosesPunctNormalizer, MosesTokenizer
 from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
-from noamt.data import Batch, DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import GREEDY, DecodingConfig, Ensemble, check_decoding, translate_batches, translate_texts
+from noamt.data import DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
+from noamt.decoding import DecodingConfig, Ensemble, check_decoding, translate_texts
 from noamt.device import DeviceConfig
 from noamt.engines import DEFAULT_COMPUTE_TYPE, open_engine
 from noamt.inference import LoadedModel, checkpoint_list
@@ -46,6 +46,7 @@ from noamt.io import write_atomic
 from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, sentence_nll, write_sentence_nll
 from noamt.model import Transformer
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
+from noamt.validation import bleu_metric, check_lengths
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
 AS_GIVEN_BLEU_LABEL = "BLEU (lc, tokenized text scored as given, multi-bleu comparable)"
@@ -57,18 +58,13 @@ def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = 
 
     sacreBLEU's defaults, except BLEU's ``tokenize`` ("none" for text that is tokenized already).
     """
-    _check_lengths(hypotheses, references)
-    metrics = {"bleu": _bleu(tokenize), "chrf": CHRF(), "ter": TER()}
+    check_lengths(hypotheses, references)
+    metrics = {"bleu": bleu_metric(tokenize), "chrf": CHRF(), "ter": TER()}
     result: dict = {
         name: float(metric.corpus_score(list(hypotheses), [list(references)]).score) for name, metric in metrics.items()
     }
     result["signatures"] = {name: str(metric.get_signature()) for name, metric in metrics.items()}
     return result
-
-
-def _bleu(tokenize: str) -> BLEU:
-    """sacreBLEU's BLEU; tokenized input (``tokenize="none"``) is declared, so no warning about it."""
-    return BLEU(tokenize=tokenize, force=tokenize == "none")
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,7 +88,7 @@ def tokenized_bleu(
     (:func:`moses_tokenize`); without it they are taken as given (already tokenized).
     Comparable to ``multi-bleu.perl`` numbers only.
     """
-    _check_lengths(hypotheses, tok_references)
+    check_lengths(hypotheses, tok_references)
     metric = BLEU(tokenize="none", smooth_method="none", force=True)
     hyps = [moses_tokenize(h, lang) for h in hypotheses] if retokenize else list(hypotheses)
     result = metric.corpus_score(hyps, [list(tok_references)])
@@ -104,35 +100,6 @@ def tokenized_bleu(
         ratio=float(result.sys_len / result.ref_len) if result.ref_len else 0.0,
         precisions=[float(p) for p in result.precisions],
     )
-
-
-def validation_bleu(
-    model: Transformer,
-    batches: Iterable[Batch],
-    tokenizer: Tokenizer,
-    references: Sequence[str],
-    tokenize: str = "13a",
-    decoding: DecodingConfig = GREEDY,
-) -> tuple[float, list[str]]:
-    """sacreBLEU of the translations of ``batches`` (greedy unless ``decoding`` says otherwise)
-    against ``references`` (in split order), with sacreBLEU's ``tokenize`` ("none" for text that
-    is tokenized already).
-
-    ``batches`` must cover the whole split once (rewind a TokenBudgetBatches first); the model
-    is put in eval mode for the search and its train/eval mode restored afterwards.
-    """
-    hyps = translate_batches(model, batches, tokenizer, decoding)
-    _check_lengths(hyps, references)
-    return float(_bleu(tokenize).corpus_score(hyps, [list(references)]).score), hyps
-
-
-def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None:
-    if not references:
-        raise ValueError("no references to score against")
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"need one hypothesis per reference: got {len(hypotheses)} hypotheses and {len(references)} references"
-        )
 
 
 def as_line(text: str) -> str:
@@ -334,7 +301,7 @@ def evaluate_checkpoint(
     nll: dict[str, SentenceNLL] = {}
     for split in splits:
         with tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress) as bar:
-            hypotheses[split] = translator.translate_texts(
+            hypotheses[split] = translator.translate(
                 corpus[split]["src"], decoding, max_tokens=max_tokens, on_batch=bar.update
             )
         scores[split] = score_split(

@@ -1,7 +1,7 @@
-"""The model a config and a tokenizer describe: built empty for training (:func:`build_model`),
-rebuilt from a checkpoint or a release folder (:mod:`noamt.export.release`) for translation
-(:func:`load_model`) with the same function; several of them as one ensemble
-(:func:`load_models`)."""
+"""A trained model read back for translation: :func:`load_model` rebuilds it
+(:func:`noamt.model.build_model`) from a checkpoint, a run directory or a release folder
+(:mod:`noamt.export.release`), :func:`load_models` several of them over one tokenizer as one
+ensemble."""
 
 from __future__ import annotations
 
@@ -16,13 +16,7 @@ from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from noamt.data import Tokenizer
 from noamt.decoding import Ensemble
 from noamt.export.release import is_release, read_release, tied_names
-from noamt.model import ModelConfig, Transformer
-
-
-def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
-    """A freshly initialised Transformer over the tokenizer's joint vocabulary."""
-    vocab = tokenizer.vocab_size
-    return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)
+from noamt.model import ModelConfig, Transformer, build_model
 
 
 @dataclass

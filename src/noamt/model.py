@@ -14,20 +14,24 @@ Sinusoidal positions, embeddings scaled by sqrt(d_model), residual sublayers wit
 after (post-norm, the paper) or before (pre-norm) each sublayer, dropout on sublayer outputs,
 attention weights and the feed-forward activation (:mod:`noamt.ops.dropout`), and attention through
 ``torch.nn.functional.scaled_dot_product_attention``. The code is device-agnostic: masks are
-built on the input's device and nothing here chooses a device.
+built on the input's device and nothing here chooses a device. :func:`build_model` makes one over
+a tokenizer's vocabulary, for training and for the models read back from checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from noamt.ops import Dropout, projected_token_losses
+
+if TYPE_CHECKING:
+    from noamt.data import Tokenizer
 
 
 @dataclass
@@ -375,3 +379,10 @@ class Transformer(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct trainable parameters (a shared embedding counts once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(cfg: ModelConfig, tokenizer: Tokenizer) -> Transformer:
+    """A freshly initialised Transformer over the tokenizer's joint vocabulary: the one builder,
+    for training and for the models read back from checkpoints and releases."""
+    vocab = tokenizer.vocab_size
+    return Transformer(cfg, vocab, vocab, pad_id=tokenizer.pad_id)

@@ -126,9 +126,13 @@ def evaluation_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
     if not is_schedule_free(optimizer):
         yield
         return
-    iterates = [(param, optimizer.state[param]["z"], group["betas"][0])
-                for group in optimizer.param_groups if group["train_mode"]
-                for param in group["params"] if "z" in optimizer.state.get(param, {})]  # fmt: skip
+    iterates = [
+        (param, optimizer.state[param]["z"], group["betas"][0])
+        for group in optimizer.param_groups
+        if group["train_mode"]
+        for param in group["params"]
+        if "z" in optimizer.state.get(param, {})
+    ]
     training = [param.detach().clone() for param, _, _ in iterates]
     try:
         _write_averages(iterates)

@@ -31,13 +31,12 @@ from noamt.data import (
     load_or_train_tokenizer,
 )
 from noamt.device import DeviceConfig, DeviceManager, device_manager, read_distributed_env
-from noamt.evaluation import validation_bleu
-from noamt.inference import build_model
 from noamt.io import write_atomic
-from noamt.model import ModelConfig, count_parameters
+from noamt.model import ModelConfig, build_model, count_parameters
 from noamt.optim import OptimConfig, build_optimizer
 from noamt.run_lock import run_lock
 from noamt.trainer import Trainer, TrainerConfig
+from noamt.validation import validation_bleu
 
 log = logging.getLogger(__name__)
 

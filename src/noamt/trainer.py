@@ -279,7 +279,7 @@ class Trainer:
         scale = self.dm.world_size / total_tokens  # DDP averages gradients over processes
         loss_sum = torch.zeros((), device=self.dm.device)
         for i, batch in enumerate(batches):
-            batch = batch.to(self.dm.device, non_blocking=True)
+            batch = batch.to(self.dm.device)
             sync = i == len(batches) - 1 or not self.dm.distributed
             with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
                 loss = self.target_losses(self.wrapped, batch).loss

@@ -37,8 +37,11 @@ def run_cli(module: str, *overrides: str, cwd: Path, stdin: str | None = None) -
     return subprocess.run(
         [sys.executable, "-m", module, *overrides, "device=cpu", "device.num_threads=1"],
         input=stdin.encode() if stdin is not None else None,
-        capture_output=True, cwd=cwd, env=env, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def small_train_config(data_dir: Path, tokenizer_cache: Path, **trainer_overrides) -> pipeline.TrainConfig:
@@ -77,8 +80,15 @@ def trained_toy_run(run_dir: Path, data_dir: Path, *, seed: int = 3, pre_norm: b
     """The small toy-corpus model (max_positions 64) trained for 400 updates at Noam factor 1.0:
     enough for its greedy outputs to depend on the source and to end in EOS. Runs of one
     ``data_dir`` whose folders share a parent share their tokenizer (the cached BPE)."""
-    cfg = small_train_config(data_dir, run_dir.parent.parent / "tokenizers", max_steps=400, val_interval=400,
-                             save_interval=400, log_interval=400, seed=seed)  # fmt: skip
+    cfg = small_train_config(
+        data_dir,
+        run_dir.parent.parent / "tokenizers",
+        max_steps=400,
+        val_interval=400,
+        save_interval=400,
+        log_interval=400,
+        seed=seed,
+    )
     model = dataclasses.replace(cfg.model, pre_norm=pre_norm, max_positions=CHECKPOINT_MAX_POSITIONS)
     schedule = schedules.NoamConfig(d_model=64, warmup_steps=40, factor=1.0)
     train_run(dataclasses.replace(cfg, model=model, schedule=schedule), run_dir)
@@ -96,11 +106,21 @@ def make_checkpoint(
     """An untrained tiny Transformer and a BPE tokenizer of the first 300 training pairs in
     ``data_dir``, saved in the trainer's format: {"model", "config" (the resolved TrainConfig),
     "tokenizer", "step"}."""
-    src, tgt = (read_lines(find_split_file(data_dir, "{split}.{lang}", "train", lang, "train"))[:300]
-                for lang in ("en", "de"))  # fmt: skip
+    src, tgt = (
+        read_lines(find_split_file(data_dir, "{split}.{lang}", "train", lang, "train"))[:300] for lang in ("en", "de")
+    )
     tokenizer = train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500))
-    model_cfg = ModelConfig(name="test", encoder_layers=1, decoder_layers=1, d_model=32, n_heads=2, d_ff=64,
-                            dropout=0.0, max_positions=CHECKPOINT_MAX_POSITIONS, pre_norm=pre_norm)  # fmt: skip
+    model_cfg = ModelConfig(
+        name="test",
+        encoder_layers=1,
+        decoder_layers=1,
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        dropout=0.0,
+        max_positions=CHECKPOINT_MAX_POSITIONS,
+        pre_norm=pre_norm,
+    )
     data_cfg = data_cfg or DataConfig(
         dir=str(data_dir), test_splits=CHECKPOINT_SPLITS, max_eval_examples=CHECKPOINT_EVAL_EXAMPLES
     )

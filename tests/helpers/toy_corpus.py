@@ -14,18 +14,50 @@ import random
 from pathlib import Path
 
 NO_TOKENIZED_TEXT = ("test_2018_flickr",)
-SPLITS = {"train": 2000, "val": 100, "test_2016_flickr": 60, "test_2017_flickr": 60,
-          "test_2017_mscoco": 60, "test_2018_flickr": 60}  # fmt: skip
+SPLITS = {
+    "train": 2000,
+    "val": 100,
+    "test_2016_flickr": 60,
+    "test_2017_flickr": 60,
+    "test_2017_mscoco": 60,
+    "test_2018_flickr": 60,
+}
 DETERMINERS = [("a", "ein"), ("one", "ein"), ("the", "der")]
-ADJECTIVES = [("young", "junger"), ("tall", "großer"), ("happy", "fröhlicher"), ("old", "alter"),
-              ("small", "kleiner"), ("tired", "müder")]  # fmt: skip
-NOUNS = [("man", "Mann"), ("boy", "Junge"), ("dog", "Hund"), ("worker", "Arbeiter"), ("cyclist", "Radfahrer"),
-         ("musician", "Musiker"), ("child", "Kind")]  # fmt: skip
-VERBS = [("runs", "läuft"), ("sits", "sitzt"), ("stands", "steht"), ("sleeps", "schläft"), ("waits", "wartet"),
-         ("plays", "spielt")]  # fmt: skip
+ADJECTIVES = [
+    ("young", "junger"),
+    ("tall", "großer"),
+    ("happy", "fröhlicher"),
+    ("old", "alter"),
+    ("small", "kleiner"),
+    ("tired", "müder"),
+]
+NOUNS = [
+    ("man", "Mann"),
+    ("boy", "Junge"),
+    ("dog", "Hund"),
+    ("worker", "Arbeiter"),
+    ("cyclist", "Radfahrer"),
+    ("musician", "Musiker"),
+    ("child", "Kind"),
+]
+VERBS = [
+    ("runs", "läuft"),
+    ("sits", "sitzt"),
+    ("stands", "steht"),
+    ("sleeps", "schläft"),
+    ("waits", "wartet"),
+    ("plays", "spielt"),
+]
 PREPOSITIONS = [("in", "in"), ("near", "nahe"), ("behind", "hinter"), ("beside", "neben")]
-PLACES = [("park", "Park"), ("street", "Straße"), ("house", "Haus"), ("river", "Fluss"), ("market", "Markt"),
-          ("station", "Bahnhof"), ("garden", "Garten")]  # fmt: skip
+PLACES = [
+    ("park", "Park"),
+    ("street", "Straße"),
+    ("house", "Haus"),
+    ("river", "Fluss"),
+    ("market", "Markt"),
+    ("station", "Bahnhof"),
+    ("garden", "Garten"),
+]
 
 
 def sentence_pair(rng: random.Random) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from noamt.checkpoint import CheckpointError
 from noamt.cli.config import register_command_help, require
 from noamt.data import DataError
-from noamt.export.exporter import export_model
+from noamt.exporter import export_model
 
 
 @dataclass

@@ -10,11 +10,11 @@
 ``checkpoint`` is a checkpoint file, a run directory (its checkpoint_best.pt, else
 checkpoint_last.pt) or a release folder; a list of them is an ensemble that averages the
 models' probabilities at every step (:mod:`noamt.decoding.ensemble`) and needs one tokenizer.
-``engine=ctranslate2`` decodes through CTranslate2 (:mod:`noamt.decoding.ctranslate2_engine`) in
+``engine=ctranslate2`` decodes through CTranslate2 (:mod:`noamt.engines.ctranslate2`) in
 ``compute_type`` (float32, int8, int16, float16, ... as the device supports), from one checkpoint
 converted on the fly or from a folder that ``noamt-export format=ctranslate2`` wrote.
 ``engine=transformers`` decodes with HF transformers' ``generate``
-(:mod:`noamt.decoding.transformers_engine`), from one post-norm checkpoint converted in memory or
+(:mod:`noamt.engines.transformers`), from one post-norm checkpoint converted in memory or
 from a folder that ``noamt-export format=transformers`` wrote.
 ``device`` picks an option of the device/ group (auto, cpu, cuda; e.g.
 ``device=cpu device.num_threads=2``) and ``decoding`` one of the decoding/ group (default, greedy;
@@ -110,7 +110,7 @@ def translate(cfg: TranslateConfig) -> None:
     engine = open_engine(cfg.checkpoint, cfg.engine, cfg.device, cfg.compute_type)
     lines = read_input(cfg.input)
     with tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-") as bar:
-        translations = engine.translate_texts(lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update)
+        translations = engine.translate(lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update)
     write_output(cfg.output, translations)
     log.info("translated %d lines", len(lines))
 

@@ -26,14 +26,20 @@ class Batch:
     n_tgt_tokens: int
     indices: torch.Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """Copy of the batch with every tensor on `device`."""
+    def to(self, device: torch.device | str) -> Batch:
+        """Copy of the batch with every tensor on `device`.
+
+        A host batch bound for a CUDA device is pinned first and copied asynchronously.
+        """
+        device = torch.device(device)
+        to_cuda = device.type == "cuda" and self.src.device.type == "cpu"
+        batch = self.pin_memory() if to_cuda else self
         return Batch(
-            src=self.src.to(device, non_blocking=non_blocking),
-            tgt_in=self.tgt_in.to(device, non_blocking=non_blocking),
-            tgt_out=self.tgt_out.to(device, non_blocking=non_blocking),
-            n_tgt_tokens=self.n_tgt_tokens,
-            indices=self.indices.to(device, non_blocking=non_blocking),
+            src=batch.src.to(device, non_blocking=to_cuda),
+            tgt_in=batch.tgt_in.to(device, non_blocking=to_cuda),
+            tgt_out=batch.tgt_out.to(device, non_blocking=to_cuda),
+            n_tgt_tokens=batch.n_tgt_tokens,
+            indices=batch.indices.to(device, non_blocking=to_cuda),
         )
 
     def pin_memory(self) -> Batch:

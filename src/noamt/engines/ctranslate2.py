@@ -22,11 +22,17 @@ supports them), so a near-tie may break the other way.
 
 The model is a folder that ``noamt-export format=ctranslate2`` wrote (model.bin with the
 tokenizer.json and noamt.json it writes beside it), or a noamt model converted on the fly by the
-same writer into a temporary folder.
+same writer (:mod:`noamt.export.ctranslate2_spec`) into a temporary folder.
+
+The module bears the name of the package it drives; imports being absolute, ``import
+ctranslate2`` (:func:`noamt.export.ctranslate2_spec.import_ctranslate2`) finds that package, and
+only when a translator is made.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,24 +42,69 @@ from typing import Any
 import torch
 
 from noamt.data import EOS, Tokenizer
-from noamt.decoding.config import DecodingConfig, check_decoding
+from noamt.decoding import DecodingConfig, check_decoding
 from noamt.decoding.search import output_limits
 from noamt.decoding.text import translate_nonblank
 from noamt.device import DeviceConfig, resolve_device
-from noamt.export.ctranslate2_spec import import_ctranslate2, read_ctranslate2_folder, write_ctranslate2
+from noamt.export.ctranslate2_spec import (
+    import_ctranslate2,
+    is_ctranslate2_model,
+    read_ctranslate2_folder,
+    write_ctranslate2,
+)
+from noamt.inference import LoadedModels, load_models
 from noamt.model import Transformer
+
+log = logging.getLogger(__name__)
 
 ENGINE = "engine=ctranslate2"
 
 
 @dataclass
-class CTranslate2Model:
+class CTranslate2Engine:
     """A loaded CTranslate2 translator and what translating text with it needs."""
 
     translator: Any  # ctranslate2.Translator
     tokenizer: Tokenizer
     max_positions: int
     compute_type: str
+    loaded: LoadedModels | None = None  # the noamt checkpoint it was converted from; None for a folder
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        decoding: DecodingConfig,
+        *,
+        max_tokens: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """One translation per text, in input order, as :func:`noamt.decoding.translate_texts`
+        gives them but searched by CTranslate2 (the mapping is in the module's docstring)."""
+        check_decoding(decoding)
+        vocabulary = self.tokenizer.vocabulary()
+        token_id = {token: i for i, token in enumerate(vocabulary)}
+
+        def translate(src_ids: list[list[int]]) -> list[str]:
+            lengths = torch.tensor([len(ids) + 1 for ids in src_ids])  # + the EOS CTranslate2 appends
+            limits = output_limits(lengths, self.max_positions, decoding).tolist()
+            outputs: list[list[int]] = [[] for _ in src_ids]
+            for limit in sorted(set(limits)):
+                group = [i for i, sentence_limit in enumerate(limits) if sentence_limit == limit]
+                if limit > 0:  # L = 0 allows EOS only: an empty translation
+                    results = self.translator.translate_batch(
+                        [[vocabulary[t] for t in src_ids[i]] for i in group],
+                        beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
+                        max_decoding_length=limit, min_decoding_length=decoding.min_len, max_input_length=0,
+                        max_batch_size=max_tokens, batch_type="tokens", return_end_token=True, return_scores=False,
+                    )  # fmt: skip
+                    for i, result in zip(group, results, strict=True):
+                        tokens = result.hypotheses[0]
+                        outputs[i] = [token_id[t] for t in (tokens[:-1] if tokens[-1:] == [EOS] else tokens)]
+                if on_batch is not None:
+                    on_batch(len(group))
+            return self.tokenizer.decode_batch(outputs)
+
+        return translate_nonblank(self.tokenizer, texts, self.max_positions, translate, on_batch=on_batch)
 
 
 def ctranslate2_device(device: DeviceConfig) -> tuple[str, int]:
@@ -76,7 +127,7 @@ def check_compute_type(compute_type: str, device_type: str) -> None:
         raise ValueError(f"compute_type={compute_type}: {device_type} supports {', '.join(sorted(supported))}")
 
 
-def open_ctranslate2(folder: str | Path, device: DeviceConfig, compute_type: str) -> CTranslate2Model:
+def open_ctranslate2(folder: str | Path, device: DeviceConfig, compute_type: str) -> CTranslate2Engine:
     """The CTranslate2 model in ``folder`` (written by ``noamt-export format=ctranslate2``) on the
     device group's device, in ``compute_type``, with ``device.num_threads`` threads (0: CTranslate2's
     default)."""
@@ -88,12 +139,12 @@ def open_ctranslate2(folder: str | Path, device: DeviceConfig, compute_type: str
         str(folder), device=device_type, device_index=index, compute_type=compute_type,
         intra_threads=device.num_threads,
     )  # fmt: skip
-    return CTranslate2Model(translator, tokenizer, max_positions, compute_type)
+    return CTranslate2Engine(translator, tokenizer, max_positions, compute_type)
 
 
 def convert_to_ctranslate2(
     model: Transformer, tokenizer: Tokenizer, device: DeviceConfig, compute_type: str
-) -> CTranslate2Model:
+) -> CTranslate2Engine:
     """``model`` written as a float32 CTranslate2 model into a temporary folder (removed once
     loaded) and opened as :func:`open_ctranslate2` does."""
     with tempfile.TemporaryDirectory(prefix="noamt-ctranslate2-") as folder:
@@ -101,38 +152,19 @@ def convert_to_ctranslate2(
         return open_ctranslate2(folder, device, compute_type)
 
 
-def ctranslate2_translate_texts(
-    ct2: CTranslate2Model,
-    texts: Sequence[str],
-    decoding: DecodingConfig,
-    *,
-    max_tokens: int = 4096,
-    on_batch: Callable[[int], None] | None = None,
-) -> list[str]:
-    """One translation per text, in input order, as :func:`noamt.decoding.translate_texts` gives
-    them but searched by CTranslate2 (the mapping is in the module's docstring)."""
-    check_decoding(decoding)
-    vocabulary = ct2.tokenizer.vocabulary()
-    token_id = {token: i for i, token in enumerate(vocabulary)}
-
-    def translate(src_ids: list[list[int]]) -> list[str]:
-        lengths = torch.tensor([len(ids) + 1 for ids in src_ids])  # + the EOS CTranslate2 appends
-        limits = output_limits(lengths, ct2.max_positions, decoding).tolist()
-        outputs: list[list[int]] = [[] for _ in src_ids]
-        for limit in sorted(set(limits)):
-            group = [i for i, sentence_limit in enumerate(limits) if sentence_limit == limit]
-            if limit > 0:  # L = 0 allows EOS only: an empty translation
-                results = ct2.translator.translate_batch(
-                    [[vocabulary[t] for t in src_ids[i]] for i in group],
-                    beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
-                    max_decoding_length=limit, min_decoding_length=decoding.min_len, max_input_length=0,
-                    max_batch_size=max_tokens, batch_type="tokens", return_end_token=True, return_scores=False,
-                )  # fmt: skip
-                for i, result in zip(group, results, strict=True):
-                    tokens = result.hypotheses[0]
-                    outputs[i] = [token_id[t] for t in (tokens[:-1] if tokens[-1:] == [EOS] else tokens)]
-            if on_batch is not None:
-                on_batch(len(group))
-        return ct2.tokenizer.decode_batch(outputs)
-
-    return translate_nonblank(ct2.tokenizer, texts, ct2.max_positions, translate, on_batch=on_batch)
+def open_ctranslate2_engine(
+    paths: Sequence[str | os.PathLike], device: DeviceConfig, compute_type: str
+) -> CTranslate2Engine:
+    """The one model of ``paths``: a CTranslate2 folder opened as it is, or a checkpoint, run
+    directory or release folder converted on the fly (:func:`convert_to_ctranslate2`)."""
+    (path,) = paths
+    if is_ctranslate2_model(path):
+        engine = open_ctranslate2(path, device, compute_type)
+        log.info("model: CTranslate2 folder %s", Path(path))
+    else:
+        loaded = load_models([path], "cpu")
+        engine = convert_to_ctranslate2(loaded.model, loaded.tokenizer, device, compute_type)
+        engine.loaded = loaded
+        log.info("model: %s (step %s) converted to CTranslate2", loaded.paths[0], loaded.members[0].step)
+    log.info("engine: ctranslate2 on %s, compute_type=%s", device.device, compute_type)
+    return engine

@@ -1,8 +1,8 @@
-"""Export a checkpoint (file or run directory) as ``format=release``, ``format=ctranslate2`` or
-``format=transformers``,
-checked as it is written: the export is built in a temporary folder beside ``out``, its greedy
-translations of the check sentences (:mod:`noamt.export.check`) are compared with noamt's, and
-only an export that matches is renamed to ``out``."""
+"""``noamt-export`` as a library call: a checkpoint (file or run directory) written as
+``format=release``, ``format=ctranslate2`` or ``format=transformers`` (the writers of
+:mod:`noamt.export`) and checked as it is written: the export is built in a temporary folder
+beside ``out``, its greedy translations of the check sentences (:mod:`noamt.export.check`) are
+compared with noamt's, and only an export that matches is renamed to ``out``."""
 
 from __future__ import annotations
 
