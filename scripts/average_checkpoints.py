@@ -22,6 +22,7 @@ from noamt.checkpoint import (
     numbered_checkpoints,
     save_checkpoint,
 )
+from noamt.run_dir import RunDir
 
 AVERAGE = "checkpoint_avg.pt"
 
@@ -47,7 +48,7 @@ def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
     if args.inputs:
         inputs = list(args.inputs)
     else:
-        folder = args.run_dir / "checkpoints"
+        folder = RunDir.at(args.run_dir).checkpoints
         kind, pattern = ("epoch", "checkpoint_epoch<E>.pt") if args.epochs else ("update", "checkpoint_<step>.pt")
         inputs = numbered_checkpoints(folder, kind)[-args.last :]
         if len(inputs) < args.last:

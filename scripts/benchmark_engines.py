@@ -118,8 +118,9 @@ class Engines:
 
     def _noamt(self, src, beam, length):
         tok = self.tokenizer
-        forced = DecodingConfig(beam_size=beam, max_len_a=0.0, max_len_b=length or 0, min_len=length or 0)
-        return beam_search(self.model, src, GREEDY if length is None else forced, bos_id=tok.bos_id, eos_id=tok.eos_id)
+        decoding = GREEDY if length is None else DecodingConfig(beam_size=beam, max_len_a=0.0, max_len_b=length,
+                                                                 min_len=length)  # fmt: skip
+        return beam_search(self.model, src, decoding, bos_id=tok.bos_id, eos_id=tok.eos_id)
 
     def _generate(self, src, beam, length):
         if length is None:  # one sentence at a time: each has its own limit

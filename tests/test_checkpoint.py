@@ -8,12 +8,15 @@ from noamt.checkpoint import (
     Checkpointer,
     CheckpointError,
     average_checkpoints,
+    check_new_run,
     content_digest,
     load_checkpoint,
     numbered_checkpoints,
     prune_checkpoints,
     save_checkpoint,
 )
+from noamt.run_dir import RunDir
+from noamt.run_lock import run_lock
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -148,11 +151,28 @@ def test_checkpointer_writes_what_is_due_rotates_and_names_the_run_to_resume(tmp
     assert path == folder / "checkpoint_last.pt" and resumed["step"] == 7
     path, resumed = ckpt.resume_state(str(folder / "checkpoint_4.pt"))
     assert path == folder / "checkpoint_4.pt" and resumed["step"] == 4
-    with pytest.raises(FileExistsError, match="pass trainer.resume=auto to continue that run"):
-        ckpt.resume_state("none")  # a folder with checkpoints is not overwritten
+    assert ckpt.resume_state("none") is None  # the launch has refused a new run over these (check_new_run)
     silent = Checkpointer(tmp_path / "other", 1, 0, False, 0, enabled=False)
     silent.save(state, 1, 1)
     assert not (tmp_path / "other").exists()
+
+
+def test_a_new_run_over_checkpoints_is_refused_holding_the_lock_before_anything_is_written(tmp_path):
+    run = RunDir.at(tmp_path)
+    save_checkpoint({"model": {}, "step": 2}, run.last)
+    run.lock.write_text("123 a-host-that-trained-it\n")
+
+    def refuse_a_new_run():
+        check_new_run(run.checkpoints, "none")
+
+    with pytest.raises(FileExistsError, match=r"checkpoint_last.pt exists: pass trainer.resume=auto to continue"):
+        with run_lock(run.path, check=refuse_a_new_run):
+            pass
+    assert run.lock.read_text() == "123 a-host-that-trained-it\n"  # the lock file too is as it was
+    check_new_run(run.checkpoints, "auto")  # resuming the run is no new run
+    check_new_run(tmp_path / "elsewhere", "none")  # a new run where no checkpoints are is fine
+    with run_lock(run.path, check=lambda: check_new_run(run.checkpoints, "auto")):
+        assert run.lock.read_text().split()[0] == str(os.getpid())
 
 
 def test_checkpoint_last_is_written_after_every_other_file_of_its_update(tmp_path):

@@ -1,5 +1,6 @@
 """noamt-translate and noamt-evaluate end to end, on an untrained tiny checkpoint of the toy corpus."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -16,15 +17,15 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from noamt.cli.evaluate import EvaluateConfig, evaluate
-from noamt.cli.translate import TranslateConfig
+from noamt.cli.evaluate import evaluate
 from noamt.data import DataConfig, DataError, read_lines
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
-from noamt.evaluation import AS_GIVEN_BLEU_LABEL, evaluate_checkpoint, tokenized_bleu
+from noamt.evaluation import AS_GIVEN_BLEU_LABEL, EvaluateConfig, evaluate_checkpoint, tokenized_bleu
 from noamt.inference import load_models
 from noamt.likelihood import read_sentence_nll, sentence_nll
 from noamt.results import read_results_json
+from noamt.translation import TranslateConfig
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -113,8 +114,9 @@ def test_evaluate_rejects_an_unknown_split(run_dir):
 
 def test_evaluate_checkpoint_is_a_library_call(run_dir, tmp_path):
     path, results = evaluate_checkpoint(
-        run_dir, DecodingConfig(beam_size=1), DeviceConfig("cpu"), splits=["valid"], out_dir=tmp_path, progress=False
-    )
+        EvaluateConfig(checkpoint=run_dir, device=DeviceConfig("cpu"), decoding=DecodingConfig(beam_size=1),
+                       splits=["valid"], out_dir=str(tmp_path), progress=False)
+    )  # fmt: skip
     saved = json.loads(path.read_text())
     assert path == tmp_path / "results.json" and saved["decoding"]["beam_size"] == 1
     assert saved["splits"]["valid"]["bleu"] == results["valid"]["bleu"]
@@ -157,10 +159,10 @@ def test_evaluate_writes_each_splits_sentence_nll_and_its_summary(run_dir, tmp_p
 def test_evaluate_scores_an_ensembles_averaged_probabilities(run_dir, tmp_path, toy_data_dir):
     second = make_checkpoint(tmp_path / "second.pt", toy_data_dir, seed=1)
     members = [run_dir, second]
-    greedy, cpu = DecodingConfig(beam_size=1), DeviceConfig("cpu")
     path, results = evaluate_checkpoint(
-        members, greedy, cpu, splits=["test_2016_flickr"], out_dir=tmp_path, progress=False
-    )
+        EvaluateConfig(checkpoint=members, device=DeviceConfig("cpu"), decoding=DecodingConfig(beam_size=1),
+                       splits=["test_2016_flickr"], out_dir=str(tmp_path), progress=False)
+    )  # fmt: skip
     loaded = load_models(members)
     src, tgt = (read_lines(toy_data_dir / f"test_2016_flickr.{lang}")[:N_EVAL] for lang in ("en", "de"))
     expected = sentence_nll(loaded.model, loaded.tokenizer, src, tgt, max_src_len=256, max_tgt_len=256)
@@ -171,6 +173,7 @@ def test_evaluate_scores_an_ensembles_averaged_probabilities(run_dir, tmp_path, 
 
 
 def compose_app(name: str, overrides: list[str]):
+    importlib.import_module(f"noamt.cli.{name}")  # stores the command's schema
     with initialize_config_module(config_module="noamt.configs", version_base=None):
         return compose(config_name=name, overrides=overrides)
 

@@ -1,6 +1,9 @@
-"""Every option of every config group composes into a valid TrainConfig and states only what it changes."""
+"""Every option of every config group composes into a valid TrainConfig and states only what it
+changes; every bound of a setting is refused where the setting is declared, in one line."""
 
 import dataclasses
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +18,13 @@ from noamt.cli.config import register_configs, settings_help, to_train_config
 from noamt.data import DataConfig, TokenizerConfig
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
+from noamt.engines import EngineConfig
+from noamt.evaluation import EvaluateConfig
+from noamt.exporter import ExportConfig
 from noamt.model import ModelConfig, Transformer
 from noamt.optim import OptimConfig
 from noamt.trainer import TrainerConfig
+from noamt.translation import TranslateConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ["data", "tokenizer", "model", "optim", "schedule", "trainer", "device", "experiment"]
@@ -82,6 +89,26 @@ def test_an_option_states_only_what_differs_from_its_defaults(group, option):
     else:
         defaults = GROUP_SCHEMAS[group]()
     assert restated(body, defaults) == []
+
+
+COMMAND_SCHEMAS = {"translate": TranslateConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """``{dotted key: value}`` of the leaves of a nested dict."""
+    out = {}
+    for key, value in tree.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+@pytest.mark.parametrize("command, schema", COMMAND_SCHEMAS.items(), ids=list(COMMAND_SCHEMAS))
+def test_a_commands_yaml_states_only_what_differs_from_its_config(command, schema):
+    body = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{command}.yaml"))
+    assert "hydra/command" in body.pop("defaults")  # the Hydra settings the commands share, stated once
+    defaults = flat(OmegaConf.to_container(OmegaConf.structured(schema)))  # required keys: "???"
+    assert [f"{key}: {value!r}" for key, value in flat(body).items() if defaults.get(key) == value] == []
+    assert "hydra" not in body
 
 
 def test_the_default_options_are_the_library_defaults(monkeypatch):
@@ -202,3 +229,131 @@ def test_each_commands_help_is_its_docstring_and_its_own_settings(command, setti
     assert f"noamt-{command} checkpoint=runs/my-run" in proc.stdout
     assert "== Settings: override any with key=value ==" in proc.stdout and setting in proc.stdout
     assert "experiment:" not in proc.stdout and "schedule:" not in proc.stdout
+
+
+NAN = math.nan
+BOUNDS = [  # (the key as written on the command line, a value it refuses, what it must be)
+    ("trainer.max_steps", -1, "at least 0"),
+    ("trainer.max_epochs", -1, "at least 0"),
+    ("trainer.max_tokens", 0, "at least 1"),
+    ("trainer.max_tokens", NAN, "an integer"),
+    ("trainer.max_sentences", 0, "at least 1 or null"),
+    ("trainer.pad_to_multiple", 0, "at least 1"),
+    ("trainer.update_freq", 0, "at least 1"),
+    ("trainer.val_interval", -1, "at least 0"),
+    ("trainer.val_bleu_max_examples", 0, "at least 1 or null"),
+    ("trainer.best_metric", "ppl", "one of loss, bleu"),
+    ("trainer.patience", -1, "at least 0"),
+    ("trainer.save_interval", -1, "at least 0"),
+    ("trainer.keep_last", -1, "at least 0"),
+    ("trainer.keep_last_epochs", -1, "at least 0"),
+    ("trainer.clip_norm", -1.0, "a finite number >= 0"),
+    ("trainer.clip_norm", NAN, "a finite number >= 0"),
+    ("trainer.label_smoothing", 1.0, "in [0, 1)"),
+    ("trainer.label_smoothing", NAN, "in [0, 1)"),
+    ("trainer.seed", -1, "at least 0"),
+    ("trainer.log_interval", 0, "at least 1"),
+    ("trainer.max_nonfinite_updates", 0, "at least 1"),
+    ("data.source", "web", "one of auto, files, hub"),
+    ("data.test_splits", ["test", "test"], "unique names other than train and valid"),
+    ("data.test_splits", ["valid"], "unique names other than train and valid"),
+    ("data.max_train_examples", 0, "at least 1 or null"),
+    ("data.max_eval_examples", 0, "at least 1 or null"),
+    ("data.max_src_len", 0, "at least 1"),
+    ("data.max_tgt_len", -1, "at least 1"),
+    ("data.max_len_ratio", 0.5, "0 (keep all) or a finite number >= 1 (longer side / shorter side)"),
+    ("data.max_len_ratio", NAN, "0 (keep all) or a finite number >= 1 (longer side / shorter side)"),
+    ("tokenizer.vocab_size", 260, "at least 261 (4 specials, 256 byte tokens, 1 piece)"),
+    ("tokenizer.min_frequency", -1, "at least 0"),
+    ("model.encoder_layers", 0, "at least 1"),
+    ("model.decoder_layers", 0, "at least 1"),
+    ("model.d_model", 0, "at least 1"),
+    ("model.d_model", 250, "a multiple of model.n_heads=4"),
+    ("model.n_heads", 0, "at least 1"),
+    ("model.d_ff", 0, "at least 1"),
+    ("model.max_positions", 0, "at least 1"),
+    ("model.dropout", 1.0, "in [0, 1)"),
+    ("model.dropout", NAN, "in [0, 1)"),
+    ("model.attention_dropout", -0.1, "in [0, 1)"),
+    ("model.activation_dropout", NAN, "in [0, 1)"),
+    ("device.device", "tpu", "auto, cpu, cuda, cuda:N or mps"),
+    ("device.precision", "fp8", "one of fp32, bf16, fp16"),
+    ("device.num_threads", -1, "at least 0 (0 keeps torch's default)"),
+    ("device.compile_mode", "fast", "one of default, reduce-overhead, max-autotune"),
+    ("decoding.beam_size", 0, "at least 1"),
+    ("decoding.length_penalty", NAN, "a finite number"),
+    ("decoding.length_penalty", math.inf, "a finite number"),
+    ("decoding.max_len_a", -1.0, "a finite number >= 0"),
+    ("decoding.max_len_a", NAN, "a finite number >= 0"),
+    ("decoding.max_len_b", -1, "at least 0"),
+    ("decoding.min_len", -1, "at least 0"),
+]
+SCHEMAS = {**GROUP_SCHEMAS, "engine": EngineConfig}
+
+
+@pytest.mark.parametrize("key, value, expected", BOUNDS, ids=[f"{k}={v}" for k, v, _ in BOUNDS])
+def test_each_bound_is_refused_where_the_setting_is_declared_in_one_line(key, value, expected):
+    group, name = key.split(".")
+    with pytest.raises(ValueError) as err:
+        SCHEMAS[group](**{name: value})
+    assert str(err.value) == f"{key}={value!r}: must be {expected}"
+
+
+def test_settings_that_contradict_each_other_are_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^trainer.best_metric=bleu needs trainer.val_bleu=true$"):
+        TrainerConfig(best_metric="bleu", val_bleu=False)
+    with pytest.raises(ValueError, match=r"^decoding.max_len_a=0 and decoding.max_len_b=0 allow no output token"):
+        DecodingConfig(max_len_a=0.0, max_len_b=0)
+    with pytest.raises(ValueError, match=r"^max_tokens=0: must be at least 1$"):
+        EngineConfig("ck.pt", max_tokens=0)
+    with pytest.raises(ValueError, match=r"^out_dir=...: required with more than one checkpoint"):
+        EvaluateConfig(["a.pt", "b.pt"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.clip_norm=nan", "trainer.clip_norm=nan: must be a finite number >= 0"),
+        ("model.dropout=1", "model.dropout=1.0: must be in [0, 1)"),
+        ("data.max_len_ratio=-inf", "data.max_len_ratio=-inf: must be 0 (keep all) or a finite number >= 1"),
+    ],
+)
+def test_a_composed_config_is_refused_as_it_becomes_dataclasses(override, message):
+    with pytest.raises(ValueError) as err:
+        to_train_config(compose_train([override]))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_derived_default_is_checked_once_it_is_resolved():
+    """total_steps is None until the run gives it trainer.max_steps: a value below the warmup is
+    refused by resolved(), in one line naming the schedule and the key."""
+    cfg = to_train_config(compose_train(["schedule=cosine", "trainer.max_steps=100"]))
+    assert cfg.schedule.total_steps is None
+    with pytest.raises(ValueError, match=r"^cosine: total_steps must be an integer > warmup_steps .*got 100$"):
+        cfg.resolved()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["noamt.cli.train", "trainer.max_tokens=0"], "noamt-train: trainer.max_tokens=0: must be at least 1"),
+        (["noamt.cli.train", "model.dropout=nan"], "noamt-train: model.dropout=nan: must be in [0, 1)"),
+        (["noamt.cli.translate", "checkpoint=ck.pt", "decoding.length_penalty=nan"],
+         "noamt-translate: decoding.length_penalty=nan: must be a finite number"),
+        (["noamt.cli.evaluate", "checkpoint=ck.pt", "max_tokens=0"],
+         "noamt-evaluate: max_tokens=0: must be at least 1"),
+        (["noamt.cli.export", "checkpoint=ck.pt", "format=release", "out=o", "quantization=int8"],
+         "noamt-export: quantization=int8: applies to format=ctranslate2 only"),
+        (["noamt_study.cli", "--profile", "smoke", "--seeds", "1", "--dry-run", "--out", "s", "trainer.clip_norm=nan"],
+         "noamt-compare: trainer.clip_norm=nan: must be a finite number >= 0"),
+    ],
+    ids=["train", "train-nan", "translate-nan", "evaluate", "export", "compare"],
+)  # fmt: skip
+def test_a_refused_setting_is_one_line_from_each_command(command, message, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NOAMT_RUNS_DIR": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env, input="", check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]  # no run was written

@@ -14,10 +14,10 @@ from helpers.runs import SCRIPTS, run_cli, run_script
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig
-from noamt.engines import open_engine
+from noamt.engines import EngineConfig, open_engine
 from noamt.engines.ctranslate2 import check_compute_type, convert_to_ctranslate2, open_ctranslate2
 from noamt.export.check import ExportError
-from noamt.exporter import export_model
+from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +72,7 @@ def test_int8_translates(run, sentences):
 
 @pytest.mark.slow
 def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_path):
-    folder = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences[:4])
+    folder = export_model(ExportConfig(run, "ctranslate2", tmp_path / "ct2"), sentences=sentences[:4])
     source = tmp_path / "source.txt"
     source.write_text("".join(s + "\n" for s in ["", *sentences[:20]]), encoding="utf-8")
     outputs = [
@@ -87,7 +87,7 @@ def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_pat
 
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ExportError, match=r"ct2: no readable tokenizer.json and noamt.json beside the CTranslate2"):
-        open_engine(folder, "ctranslate2", CPU)
+        open_engine(EngineConfig(folder, "ctranslate2", device=CPU))
 
 
 @pytest.mark.slow
@@ -112,13 +112,13 @@ def test_evaluate_records_the_engine_and_compute_type(run, tmp_path):
 )
 def test_settings_an_engine_cannot_honour_are_refused_in_one_line(checkpoint, engine, compute_type, message):
     with pytest.raises(ValueError, match=message):
-        open_engine(checkpoint, engine, CPU, compute_type)
+        EngineConfig(checkpoint, engine, compute_type)
 
 
 @pytest.mark.slow
 def test_a_compute_type_the_device_lacks_is_refused_in_one_line(run):
     with pytest.raises(ValueError, match=r"^compute_type=int4: cpu supports .*float32"):
-        open_engine(run, "ctranslate2", CPU, "int4")
+        open_engine(EngineConfig(run, "ctranslate2", "int4", device=CPU))
 
 
 def test_a_missing_ctranslate2_names_the_extra(monkeypatch):
@@ -129,7 +129,7 @@ def test_a_missing_ctranslate2_names_the_extra(monkeypatch):
 
 @pytest.mark.slow
 def test_the_standalone_check_script_translates_as_the_engine_without_noamt_or_torch(run, sentences, tmp_path):
-    folder = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences[:4])
+    folder = export_model(ExportConfig(run, "ctranslate2", tmp_path / "ct2"), sentences=sentences[:4])
     loaded = load_models(run)
     ct2 = open_ctranslate2(folder, CPU, "float32")
     lines = ["", *sentences[:30], " ".join(sentences[:12])]  # a blank line; one past max_positions, cut

@@ -104,8 +104,8 @@ def test_training_is_deterministic(small_tokenizer: Tokenizer) -> None:
 
 
 def test_vocab_size_must_exceed_reserved_tokens() -> None:
-    with pytest.raises(ValueError, match="must exceed 260"):
-        train_tokenizer(SMALL_SRC, TokenizerConfig(vocab_size=260))
+    with pytest.raises(ValueError, match=r"tokenizer.vocab_size=260: must be at least 261 \(4 specials, 256 byte"):
+        TokenizerConfig(vocab_size=260)
 
 
 def test_cache_reused_and_keyed_by_settings_and_text(tmp_path: Path, caplog) -> None:

@@ -21,8 +21,8 @@ def test_auto_picks_an_available_device():
 
 
 def test_unknown_device_is_a_clear_error():
-    with pytest.raises(ValueError, match="device.device='tpu'"):
-        resolve_device("tpu")
+    with pytest.raises(ValueError, match="device.device='tpu': must be auto, cpu, cuda, cuda:N or mps"):
+        DeviceConfig(device="tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

@@ -22,12 +22,13 @@ from noamt.decoding import DecodingConfig, translate_texts
 from noamt.export.check import ExportError, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec, write_ctranslate2
 from noamt.export.marian import PRE_NORM_REFUSAL, marian_model
-from noamt.export.release import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from noamt.export.release import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from noamt.export.transformers_folder import check_position_table
-from noamt.exporter import export_model
+from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_model
 from noamt.model import build_model
 from noamt.results import write_results_json
+from noamt.run_dir import TOKENIZER_FILE
 
 N_SENTENCES = 20
 
@@ -131,7 +132,7 @@ def tampered(release: Path, folder: Path, change) -> Path:
     ids=["d_model", "unknown-key", "pad-id", "checksum", "version", "extra-key"],
 )
 def test_a_tampered_release_config_is_refused_in_one_line(untrained, tmp_path, change, message):
-    release = export_model(untrained, "release", tmp_path / "release", sentences=["A man sleeps ."])
+    release = export_model(ExportConfig(untrained, "release", tmp_path / "release"), sentences=["A man sleeps ."])
     with pytest.raises(CheckpointError, match=message) as err:
         load_model(tampered(release, tmp_path / "tampered", change))
     assert "\n" not in str(err.value)
@@ -141,7 +142,7 @@ def test_a_tampered_release_config_is_refused_in_one_line(untrained, tmp_path, c
 @pytest.mark.parametrize("norm", ["post_norm_run", "pre_norm_run"])
 def test_ctranslate2_translates_as_noamt(norm, request, sentences, tmp_path):
     run = request.getfixturevalue(norm)
-    out = export_model(run, "ctranslate2", tmp_path / "ct2", sentences=sentences)
+    out = export_model(ExportConfig(run, "ctranslate2", tmp_path / "ct2"), sentences=sentences)
     assert {"model.bin", "config.json", "shared_vocabulary.json", TOKENIZER_FILE} <= {p.name for p in out.iterdir()}
     loaded = load_model(run)
     reference = greedy_reference(loaded.model, loaded.tokenizer, sentences)
@@ -152,7 +153,9 @@ def test_ctranslate2_translates_as_noamt(norm, request, sentences, tmp_path):
 
 @pytest.mark.slow
 def test_a_quantized_ctranslate2_export_is_written(untrained, tmp_path):
-    out = export_model(untrained, "ctranslate2", tmp_path / "int8", quantization="int8", sentences=["A man ."])
+    out = export_model(
+        ExportConfig(untrained, "ctranslate2", tmp_path / "int8", quantization="int8"), sentences=["A man ."]
+    )
     assert json.loads((out / "config.json").read_text())["add_source_eos"] is True
     assert (out / "model.bin").stat().st_size < (untrained.stat().st_size)
 
@@ -165,14 +168,14 @@ def test_a_quantized_ctranslate2_export_is_written(untrained, tmp_path):
         ("ctranslate2", "float16", r"^quantization=float16: choose one of int8, int16, float32$"),
     ],
 )
-def test_unsupported_settings_are_refused_in_one_line(untrained, tmp_path, fmt, quantization, message):
+def test_unsupported_settings_are_refused_in_one_line(fmt, quantization, message):
     with pytest.raises(ExportError, match=message):
-        export_model(untrained, fmt, tmp_path / "out", quantization=quantization)
+        ExportConfig("ck.pt", fmt, "out", quantization=quantization)
 
 
 def test_an_existing_out_folder_is_refused(untrained, tmp_path):
     with pytest.raises(ExportError, match=r"^out=.* exists: choose a new folder$"):
-        export_model(untrained, "release", tmp_path)
+        export_model(ExportConfig(untrained, "release", tmp_path))
 
 
 def test_a_quantized_conversion_leaves_the_models_weights_alone(untrained, tmp_path):
@@ -234,7 +237,7 @@ def test_transformers_translates_as_noamt(post_norm_run, sentences, tmp_path, mo
     compared because both define it alike: hypotheses ranked by sum log p / |y|^alpha with |y|
     counting EOS (alpha = 1), a sentence done once it has 5 finished hypotheses
     (``early_stopping=True``)."""
-    out = export_model(post_norm_run, "transformers", tmp_path / "hf")
+    out = export_model(ExportConfig(post_norm_run, "transformers", tmp_path / "hf"))
     assert {"config.json", "generation_config.json", "model.safetensors", TOKENIZER_FILE,
             "tokenizer_config.json"} <= {p.name for p in out.iterdir()}  # fmt: skip
     loaded = load_model(post_norm_run)

@@ -16,7 +16,7 @@ from helpers.runs import train_run as run
 from noamt import pipeline
 from noamt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from noamt.data import DataError
-from noamt.decoding import DecodingConfig, check_decoding
+from noamt.decoding import DecodingConfig
 from noamt.metrics import read_metrics
 from noamt.trainer import TrainingDiverged
 
@@ -94,11 +94,10 @@ def test_settings_that_cannot_train_name_their_key(small_run, tmp_path, change, 
     assert not tmp_path.joinpath("checkpoints").exists()
 
 
-def test_an_empty_training_slice_names_the_key(small_run, tmp_path):
+def test_an_empty_training_slice_names_the_key(small_run):
     cfg = small_run()
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_train_examples=0))
     with pytest.raises(ValueError, match="data.max_train_examples=0: must be at least 1"):
-        run(cfg, tmp_path)
+        dataclasses.replace(cfg.data, max_train_examples=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -173,17 +172,15 @@ def test_stale_temporaries_are_removed_and_duplicate_records_dropped_on_resume(s
 @pytest.mark.parametrize(
     "change, message",
     [
-        (
-            {"max_len_a": -1.0, "max_len_b": -10},
-            "decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative",
-        ),
+        ({"max_len_a": -1.0, "max_len_b": -10}, r"decoding.max_len_a=-1.0: must be a finite number >= 0"),
+        ({"max_len_b": -10}, "decoding.max_len_b=-10: must be at least 0"),
         ({"max_len_a": 0.0, "max_len_b": 0}, "decoding.max_len_a=0 and decoding.max_len_b=0 allow no output token"),
         ({"beam_size": 0}, "decoding.beam_size=0: must be at least 1"),
     ],
 )
 def test_decoding_settings_that_cannot_translate_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
-        check_decoding(DecodingConfig(**change))
+        DecodingConfig(**change)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +210,7 @@ def test_translate_with_negative_length_limits_fails(checkpoint, tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.decode().strip().splitlines()[-1] == (
-        "noamt-translate: decoding.max_len_a=-1.0, decoding.max_len_b=-10: neither may be negative"
+        "noamt-translate: decoding.max_len_a=-1.0: must be a finite number >= 0"
     )
 
 

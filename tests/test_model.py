@@ -104,8 +104,8 @@ def test_too_long_input_is_a_clear_error():
 
 
 def test_heads_must_divide_d_model():
-    with pytest.raises(ValueError, match="not divisible by model.n_heads=3"):
-        Transformer(ModelConfig(d_model=32, n_heads=3), VOCAB, VOCAB, PAD)
+    with pytest.raises(ValueError, match="model.d_model=32: must be a multiple of model.n_heads=3"):
+        ModelConfig(d_model=32, n_heads=3)
 
 
 @pytest.mark.parametrize("layers, d, ff", [(4, 128, 256), (3, 256, 1024)])

@@ -19,7 +19,7 @@ from noamt.cli.config import register_configs, to_train_config
 from noamt.data import Tokenizer
 from noamt.decoding import GREEDY, translate_texts
 from noamt.device import DeviceConfig
-from noamt.engines import open_engine
+from noamt.engines import EngineConfig, open_engine
 from noamt.metrics import read_metrics
 from noamt.model import ModelConfig, build_model
 from noamt.optim import SCHEDULE_FREE, OptimConfig, build_optimizer
@@ -127,7 +127,7 @@ def test_validation_and_every_checkpoint_hold_the_packages_eval_weights(small_ru
         assert any(not torch.equal(x, state["train_weights"][name]) for name, x in state["model"].items())
 
     state = load_checkpoint(folder / "checkpoint_last.pt")
-    engine = open_engine(folder / "checkpoint_last.pt", "noamt", DeviceConfig(device="cpu"))
+    engine = open_engine(EngineConfig(folder / "checkpoint_last.pt", device=DeviceConfig(device="cpu")))
     assert_equal_tensors(engine.loaded.model.state_dict(), state["model"])
     averaged = checkpoint_model(state, state["model"]).eval()
     tokenizer = Tokenizer.from_str(state["tokenizer"])

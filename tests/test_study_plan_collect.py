@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from helpers.study_runs import end_record, fake_run, run_record, valid_record, write_records
 
-from noamt.checkpoint import LAST, config_differences, save_checkpoint
+from noamt.checkpoint import config_differences, save_checkpoint
+from noamt.run_dir import LAST
 from noamt_study import collect, plan
 from noamt_study.plan import Job
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from noamt.checkpoint import LAST
 from noamt.metrics import read_metrics
+from noamt.run_dir import LAST
 from noamt_study.stats import holm_adjusted
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers.study_runs import fake_run, sentence_nll
 
-from noamt.checkpoint import LAST
+from noamt.run_dir import LAST
 from noamt_study import collect, significance, stats
 from noamt_study.cli import parse_args
 from noamt_study.plan import Job, grid_extension

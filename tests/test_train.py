@@ -8,17 +8,20 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.runs import train_run as run
 
-from noamt import schedules
-from noamt.checkpoint import load_checkpoint
+from noamt import pipeline, schedules
+from noamt.checkpoint import TRAIN_WEIGHTS, CheckpointState, check_new_run, load_checkpoint
 from noamt.metrics import read_metrics
+from noamt.optim import SCHEDULE_FREE, OptimConfig
 from noamt.progress import BestTracker, Pace, StopRequest, duration_text
-from noamt.trainer import Trainer
+from noamt.run_dir import RunDir
+from noamt.trainer import Trainer, TrainerConfig
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -72,10 +75,40 @@ def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(small_run, tmp_pat
     assert lrs[10] == schedules.NoamConfig(d_model=64, warmup_steps=15)(10)
 
 
-def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path):
+def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path, monkeypatch):
     run(small_run(max_steps=2, val_interval=100), tmp_path)
+    asked = []
+
+    def counted_check(folder, resume):
+        asked.append(resume)
+        check_new_run(folder, resume)
+
+    monkeypatch.setattr(pipeline, "check_new_run", counted_check)
     with pytest.raises(FileExistsError, match="trainer.resume=auto"):
         run(small_run(max_steps=4), tmp_path)
+    assert run(small_run(max_steps=4, val_interval=100, resume="auto"), tmp_path)["step"] == 4
+    assert asked == ["none", "auto"]  # once per launch
+
+
+def test_a_checkpoint_holds_exactly_the_keys_checkpoint_state_declares(small_run, tmp_path):
+    """What ``Trainer.state_dict`` writes (read back: load_checkpoint removes only the checksum)
+    is CheckpointState's required keys, the run's identity (config and tokenizer), and the optional
+    train_weights with schedule-free AdamW only, each value of the type declared."""
+    declared = typing.get_type_hints(CheckpointState)
+    assert CheckpointState.__optional_keys__ == {TRAIN_WEIGHTS, "config", "tokenizer"}
+    adam = small_run(max_steps=1, val_interval=0, save_interval=0, validate_at_start=False)
+    schedule_free = dataclasses.replace(
+        adam, optim=OptimConfig(name=SCHEDULE_FREE), schedule=schedules.ConstantConfig(peak_lr=3e-3, warmup_steps=4)
+    )
+    for name, cfg, optional in (
+        ("adam", adam, {"config", "tokenizer"}),
+        ("schedulefree", schedule_free, {"config", "tokenizer", TRAIN_WEIGHTS}),
+    ):
+        run(cfg, tmp_path / name)
+        state = load_checkpoint(RunDir.at(tmp_path / name).last)
+        assert state.keys() == CheckpointState.__required_keys__ | optional, name
+        for key, value in state.items():
+            assert isinstance(value, typing.get_origin(declared[key]) or declared[key]), (name, key)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
@@ -349,8 +382,8 @@ def test_best_tracker_follows_its_metric_and_counts_patience():
     assert tracker.update({"loss": 4.4, "bleu": 11.0}, step=40) and tracker.without_improvement == 0
     assert tracker.best_step == 40
     assert BestTracker("loss", 0).finite() == {}
-    with pytest.raises(ValueError, match="trainer.best_metric='ppl': expected 'loss' or 'bleu'"):
-        BestTracker("ppl", 0)
+    with pytest.raises(ValueError, match="trainer.best_metric='ppl': must be one of loss, bleu"):
+        TrainerConfig(best_metric="ppl")
 
 
 def test_the_first_updates_give_one_time_estimate_for_the_rest():

@@ -12,10 +12,10 @@ from helpers.runs import make_checkpoint, run_cli, run_script
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig
-from noamt.engines import open_engine
+from noamt.engines import EngineConfig, open_engine
 from noamt.engines.transformers import convert_to_transformers, is_transformers_model, token_budget_chunks
 from noamt.export.check import ExportError
-from noamt.exporter import export_model
+from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_models
 
 pytest.importorskip("transformers")
@@ -59,7 +59,7 @@ def test_greedy_equals_noamt_with_its_limits_and_beam_agreement_is_measured(run,
 
 @pytest.mark.slow
 def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_path):
-    folder = export_model(run, "transformers", tmp_path / "hf", sentences=sentences[:4])
+    folder = export_model(ExportConfig(run, "transformers", tmp_path / "hf"), sentences=sentences[:4])
     assert is_transformers_model(folder)
     source = tmp_path / "source.txt"
     source.write_text("".join(s + "\n" for s in ["", *sentences[:20]]), encoding="utf-8")
@@ -76,7 +76,7 @@ def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_pat
 
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ExportError, match=r"hf: no readable config.json and tokenizer.json \(write the folder"):
-        open_engine(folder, "transformers", CPU)
+        open_engine(EngineConfig(folder, "transformers", device=CPU))
 
 
 @pytest.mark.slow
@@ -93,7 +93,7 @@ def test_evaluate_records_the_engine(run, tmp_path):
 
 def test_a_release_folder_is_not_taken_for_a_transformers_folder(toy_data_dir, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ck.pt", toy_data_dir)
-    release = export_model(checkpoint, "release", tmp_path / "release", sentences=["A dog runs."])
+    release = export_model(ExportConfig(checkpoint, "release", tmp_path / "release"), sentences=["A dog runs."])
     assert (release / "config.json").is_file() and not is_transformers_model(release)
     assert not is_transformers_model(tmp_path / "missing")
 
@@ -107,13 +107,13 @@ def test_a_release_folder_is_not_taken_for_a_transformers_folder(toy_data_dir, t
 )
 def test_settings_the_engine_cannot_honour_are_refused_in_one_line(checkpoint, compute_type, message):
     with pytest.raises(ValueError, match=message):
-        open_engine(checkpoint, "transformers", CPU, compute_type)
+        EngineConfig(checkpoint, "transformers", compute_type)
 
 
 def test_a_pre_norm_checkpoint_is_refused_in_one_line(toy_data_dir, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ck.pt", toy_data_dir, pre_norm=True)
     with pytest.raises(ExportError, match=r"^format=transformers: a pre-norm model \(model.pre_norm=true\) has no"):
-        open_engine(checkpoint, "transformers", CPU)
+        open_engine(EngineConfig(checkpoint, "transformers", device=CPU))
 
 
 def test_token_budget_chunks_sort_by_length_and_keep_the_padded_size_within_the_budget():
@@ -127,7 +127,7 @@ def test_token_budget_chunks_sort_by_length_and_keep_the_padded_size_within_the_
 def test_the_pipeline_check_script_translates_as_noamt_or_names_the_missing_pipeline(run, sentences, tmp_path):
     import transformers
 
-    folder = export_model(run, "transformers", tmp_path / "hf", sentences=sentences[:4])
+    folder = export_model(ExportConfig(run, "transformers", tmp_path / "hf"), sentences=sentences[:4])
     loaded = load_models(run)
     source, noamt_hyps = tmp_path / "source.en", tmp_path / "noamt.de"
     source.write_text("".join(s + "\n" for s in sentences[:12]), encoding="utf-8")

@@ -20,28 +20,24 @@ import os
 import pickle
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict, cast
 
 import torch
 
 from noamt.io import TMP_SUFFIX, write_atomic
+from noamt.run_dir import BEST, LAST
 
 log = logging.getLogger(__name__)
 
-LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 CHECKSUM_KEY = "sha256"
 TRAIN_WEIGHTS = "train_weights"
 _NUMBERED = {"update": re.compile(r"checkpoint_(\d+)\.pt$"), "epoch": re.compile(r"checkpoint_epoch(\d+)\.pt$")}
 
 
-class CheckpointState(TypedDict):
-    """What a training checkpoint holds (``Trainer.state_dict``). An averaged one
-    (:func:`average_checkpoints`) also lists the files it averages, ``averaged_from``."""
-
+class _TrainingState(TypedDict):
     model: dict  # the bare model's state_dict (before torch.compile / DDP wrapping): the weights to evaluate
-    train_weights: dict  # schedule-free AdamW only: the weights training resumes from (noamt.optim)
     optimizer: dict
     scaler: dict  # the gradient scaler (fp16)
     step: int  # optimizer updates done
@@ -49,13 +45,28 @@ class CheckpointState(TypedDict):
     best: dict[str, float]  # {"loss": lowest, "bleu": highest} validation scores so far
     best_step: int  # the update whose validation set best[trainer.best_metric] (0: none yet)
     validated_step: int  # the last update validated (-1: none)
+    validation_pending: bool  # a stop signal cut the validation of this update short: it runs on resuming
     validations_without_improvement: int
     skipped_updates: int  # updates skipped for a NaN or infinite loss
     data: dict  # position in the batch stream (TokenBudgetBatches.state_dict)
     rng: dict  # every generator's state (noamt.device.rng_state)
+
+
+class RunIdentity(TypedDict, total=False):
+    """What ties a checkpoint to its run; ``noamt-train`` always writes both."""
+
     config: dict  # the resolved run config
     tokenizer: str  # the tokenizer as JSON
-    sha256: str  # content_digest of everything else, added by save_checkpoints
+
+
+class CheckpointState(_TrainingState, RunIdentity, total=False):
+    """What a training checkpoint holds: exactly the keys ``Trainer.state_dict`` writes: the
+    training state, the run's identity (:class:`RunIdentity`, given to the trainer by its
+    caller), and ``train_weights`` with schedule-free AdamW only. The file adds ``sha256``
+    (:data:`CHECKSUM_KEY`), which :func:`load_checkpoint` verifies and removes. An averaged one
+    (:func:`average_checkpoints`) also lists the files it averages, ``averaged_from``."""
+
+    train_weights: dict  # schedule-free AdamW only: the weights training resumes from (noamt.optim)
 
 
 def update_checkpoint_name(step: int) -> str:
@@ -72,7 +83,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or lacks what is needed."""
 
 
-def content_digest(state: dict) -> str:
+def content_digest(state: Mapping[str, Any]) -> str:
     """SHA-256 of a checkpoint's contents, independent of how torch lays out the file.
 
     The hash runs over a walk of the nested values: for each dict its length and then each key
@@ -110,12 +121,12 @@ def content_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` and its checksum to ``path`` atomically (:func:`noamt.io.write_atomic`)."""
     return save_checkpoints(state, [path])[0]
 
 
-def save_checkpoints(state: dict, paths: Sequence[str | os.PathLike]) -> list[Path]:
+def save_checkpoints(state: Mapping[str, Any], paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Serialize ``state`` with its ``sha256`` once and write it to every path in ``paths``, in
     order, each atomically."""
     buffer = io.BytesIO()
@@ -154,7 +165,8 @@ def run_checkpoints(folder: str | os.PathLike) -> list[Path]:
 
 
 def check_new_run(folder: str | os.PathLike, resume: str) -> None:
-    """Refuse to start a new run (``resume="none"``) over a checkpoint folder that holds one."""
+    """Refuse to start a new run (``resume="none"``) over a checkpoint folder that holds one;
+    ``noamt.pipeline.train`` asks once per launch, holding the run's lock."""
     found = run_checkpoints(folder)
     if resume == "none" and found:
         raise FileExistsError(
@@ -197,7 +209,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is damaged: its contents do not match the checksum written with them")
     if TRAIN_WEIGHTS in state:
         _check_train_weights(path, state)
-    return state
+    return cast(CheckpointState, state)  # what save_checkpoint wrote, as its checksum shows
 
 
 def _check_train_weights(path: Path, state: dict) -> None:
@@ -269,7 +281,7 @@ def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -
     """``key: stored -> wanted`` for each dotted key whose value differs (keys under ``ignore`` skipped)."""
 
     def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
+        out: dict[str, object] = {}
         for key, value in d.items():
             path = f"{prefix}{key}"
             out.update(flat(value, path + ".") if isinstance(value, dict) else {path: value})
@@ -308,7 +320,7 @@ class Checkpointer:
 
     def save(
         self,
-        state: Callable[[], dict],
+        state: Callable[[], Mapping[str, Any]],
         step: int,
         epoch: int,
         best: bool = False,
@@ -338,13 +350,13 @@ class Checkpointer:
     def resume_state(self, resume: str) -> tuple[Path, CheckpointState] | None:
         """The checkpoint ``trainer.resume`` names, loaded and verified; None to start fresh.
 
-        ``none`` starts fresh (refusing a folder that holds checkpoints); a path loads that file;
+        ``none`` starts fresh (the launch has refused a folder that holds checkpoints:
+        :func:`check_new_run`); a path loads that file;
         ``auto`` loads checkpoint_last.pt, and when it is damaged or unreadable the checkpoint of
         the latest update among the run's other checkpoints that verify, saying so in one line.
         ``auto`` on a folder without checkpoints starts fresh.
         """
         if resume == "none":
-            check_new_run(self.folder, resume)
             return None
         if resume != "auto":
             return Path(resume), load_checkpoint(resume, map_location="cpu")

@@ -15,15 +15,19 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from noamt.bounds import at_least, one_of, require
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+DEVICE_NAME = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?")  # what device.device may be
 SLURM_PORT_BASE = 15000  # a SLURM job without MASTER_PORT meets on 15000 + job id % 15000,
 SLURM_PORT_SPAN = 15000  # below Linux's ephemeral ports (32768 and up)
 
@@ -47,6 +51,15 @@ class DeviceConfig:
     deterministic: bool = False
     """torch.use_deterministic_algorithms."""
 
+    def __post_init__(self) -> None:
+        """Check every field that has bounds; one-line ValueErrors naming the key (whether the
+        device is there is known only once it is opened: :func:`resolve_device`)."""
+        named = isinstance(self.device, str) and DEVICE_NAME.fullmatch(self.device) is not None
+        require("device.device", self.device, named, "auto, cpu, cuda, cuda:N or mps")
+        one_of("device.precision", self.precision, PRECISIONS)
+        at_least("device.num_threads", self.num_threads, 0, " (0 keeps torch's default)")
+        one_of("device.compile_mode", self.compile_mode, COMPILE_MODES)
+
 
 def resolve_device(name: str) -> torch.device:
     """Map ``auto|cpu|cuda|mps`` (or ``cuda:N``) to a device, failing clearly if it is absent."""
@@ -60,8 +73,6 @@ def resolve_device(name: str) -> torch.device:
         raise RuntimeError(f"device.device={name} but CUDA is not available (use device=auto or device=cpu)")
     if name == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError("device.device=mps but MPS is not available (use device=auto or device=cpu)")
-    if name.split(":")[0] not in {"cpu", "cuda", "mps"}:
-        raise ValueError(f"device.device={name!r}: expected auto, cpu, cuda or mps")
     return torch.device(name)
 
 
@@ -207,12 +218,6 @@ class DeviceManager:
     """Device, precision and process group of one training process."""
 
     def __init__(self, cfg: DeviceConfig):
-        if cfg.precision not in PRECISIONS:
-            raise ValueError(f"device.precision={cfg.precision!r}: expected one of {sorted(PRECISIONS)}")
-        if cfg.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"device.compile_mode={cfg.compile_mode!r}: expected one of {list(COMPILE_MODES)}")
-        if cfg.num_threads < 0:
-            raise ValueError(f"device.num_threads={cfg.num_threads}: must be at least 0 (0 keeps torch's default)")
         self.cfg = cfg
         self.env = read_distributed_env(os.environ)
         self.world_size, self.rank = self.env.world_size, self.env.rank
@@ -273,7 +278,7 @@ class DeviceManager:
     def wrap(self, model: nn.Module) -> nn.Module:
         """Compile and/or wrap in DistributedDataParallel; checkpoints keep using the bare module."""
         if self.cfg.compile:
-            model = torch.compile(model, mode=self.cfg.compile_mode, dynamic=True)
+            model = cast(nn.Module, torch.compile(model, mode=self.cfg.compile_mode, dynamic=True))
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
@@ -287,7 +292,7 @@ class DeviceManager:
         """Each number's maximum over all processes, in one exchange (themselves when not distributed)."""
         return self._all_reduce(values, dist.ReduceOp.MAX)
 
-    def _all_reduce(self, values: list[float], op: dist.ReduceOp) -> list[float]:
+    def _all_reduce(self, values: list[float], op: dist.ReduceOp.RedOpType) -> list[float]:
         if not self.distributed:
             return values
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)

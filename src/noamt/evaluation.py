@@ -1,7 +1,8 @@
 """Score translations with sacreBLEU; translate a checkpoint's splits and write the results.
 
-``evaluate_checkpoint`` is the whole job of ``noamt-evaluate`` as a library call: a checkpoint
-and decoding settings in, hypothesis files and ``results.json`` out.
+``evaluate_checkpoint`` is the whole job of ``noamt-evaluate`` as a library call: its config
+(``EvaluateConfig``: the checkpoint, engine, decoding settings, splits) in, hypothesis files and
+``results.json`` out.
 
 The headline numbers are sacreBLEU's BLEU, chrF and TER of detokenized, cased hypotheses
 against the raw references, each reported with its signature. For comparison with papers that
@@ -30,6 +31,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF, TER
@@ -38,33 +40,32 @@ from tqdm import tqdm
 
 from noamt.checkpoint import CheckpointError
 from noamt.data import DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
-from noamt.decoding import DecodingConfig, Ensemble, check_decoding, translate_texts
-from noamt.device import DeviceConfig
-from noamt.engines import DEFAULT_COMPUTE_TYPE, open_engine
+from noamt.decoding import DecodingConfig, Ensemble, translate_texts
+from noamt.engines import EngineConfig, open_engine
 from noamt.inference import LoadedModel, checkpoint_list
 from noamt.io import write_atomic
 from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, sentence_nll, write_sentence_nll
 from noamt.model import Transformer
-from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
+from noamt.results import RESULTS_FILE, CorpusScores, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
+from noamt.run_dir import EVAL_DIR, RunDir
 from noamt.validation import bleu_metric, check_lengths
 
 TOKENIZED_BLEU_LABEL = "BLEU (lc, Moses-tokenized, multi-bleu comparable)"
 AS_GIVEN_BLEU_LABEL = "BLEU (lc, tokenized text scored as given, multi-bleu comparable)"
 
 
-def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> dict:
-    """Corpus BLEU, chrF and TER (one reference per sentence) and signatures: a
-    :class:`~noamt.results.SplitResults` without ``n_sentences``.
+def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> CorpusScores:
+    """Corpus BLEU, chrF and TER (one reference per sentence) and their signatures.
 
     sacreBLEU's defaults, except BLEU's ``tokenize`` ("none" for text that is tokenized already).
     """
     check_lengths(hypotheses, references)
     metrics = {"bleu": bleu_metric(tokenize), "chrf": CHRF(), "ter": TER()}
-    result: dict = {
+    values = {
         name: float(metric.corpus_score(list(hypotheses), [list(references)]).score) for name, metric in metrics.items()
     }
-    result["signatures"] = {name: str(metric.get_signature()) for name, metric in metrics.items()}
-    return result
+    signatures = {name: str(metric.get_signature()) for name, metric in metrics.items()}
+    return CorpusScores(bleu=values["bleu"], chrf=values["chrf"], ter=values["ter"], signatures=signatures)
 
 
 @functools.lru_cache(maxsize=8)
@@ -235,54 +236,62 @@ def log_likelihood_model(model: Transformer | Ensemble, n_members: int) -> None:
 
 
 def default_out_dir(checkpoint: Path) -> Path:
-    """``<run>/eval`` for ``<run>/checkpoints/<file>``, ``<folder>/eval`` for a release folder,
-    else ``eval`` beside the checkpoint."""
+    """``<run>/eval`` for ``<run>/checkpoints/<file>`` (:meth:`RunDir.of_checkpoint`),
+    ``<folder>/eval`` for a release folder, else ``eval`` beside the checkpoint."""
     if checkpoint.is_dir():
-        return checkpoint / "eval"
-    folder = checkpoint.parent
-    return (folder.parent if folder.name == "checkpoints" else folder) / "eval"
+        return checkpoint / EVAL_DIR
+    run = RunDir.of_checkpoint(checkpoint)
+    return run.eval_dir if run is not None else checkpoint.parent / EVAL_DIR
 
 
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
-    decoding: DecodingConfig,
-    device: DeviceConfig,
-    *,
-    splits: Sequence[str] | None = None,
-    data_dir: str | None = None,
-    out_dir: str | os.PathLike | None = None,
-    max_tokens: int = 4096,
-    progress: bool = True,
-    engine: str = "noamt",
-    compute_type: str = DEFAULT_COMPUTE_TYPE,
-    likelihood: bool = True,
-) -> tuple[Path, dict[str, SplitResults]]:
-    """Translate ``splits`` (default: the stored data config's test splits; ``valid`` names the
-    validation split) with a checkpoint file, run directory or release folder, or with an
+@dataclass
+class EvaluateConfig(EngineConfig):
+    """The models and how to search (:class:`~noamt.engines.EngineConfig`), the splits, where
+    results go and what is scored beside the translations."""
+
+    splits: list[str] | None = None
+    """The splits to score (valid names the validation split; null: the stored data config's test splits)."""
+    data_dir: str | None = None
+    """Replaces the folder of the data config stored in the checkpoint."""
+    out_dir: str | None = None
+    """Where the hypotheses and results.json go (null: <run>/eval; an ensemble must name it)."""
+    likelihood: bool = True
+    """Also score each split's references by teacher forcing (<split>.nll.tsv)."""
+    progress: bool = True
+    """Show a progress bar per split on stderr."""
+
+    def __post_init__(self) -> None:
+        """The engine's checks, then: an ensemble names its out_dir."""
+        super().__post_init__()
+        if self.out_dir is None and len(checkpoint_list(self.checkpoint)) > 1:
+            raise ValueError("out_dir=...: required with more than one checkpoint (an ensemble has no run folder)")
+
+
+def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[Path, dict[str, SplitResults]]:
+    """Translate ``cfg.splits`` (default: the stored data config's test splits; ``valid`` names
+    the validation split) with a checkpoint file, run directory or release folder, or with an
     ensemble of them (a list: :mod:`noamt.decoding.ensemble`), and score them.
 
-    ``engine`` (noamt, ctranslate2 in ``compute_type``, or transformers) decodes (:mod:`noamt.engines`). The
-    data config is the one stored in the (first) checkpoint (``data_dir`` replaces its folder).
-    Writes ``<split>.hyp.<tgt_lang>`` and ``results.json`` to ``out_dir`` (default for one
-    checkpoint: ``<run>/eval``; an ensemble must name it); returns the path of results.json and
-    the scores per split. Batches hold at most ``max_tokens`` source tokens; ``progress`` shows
-    a bar per split on stderr.
+    ``cfg.engine`` (noamt, ctranslate2 in ``compute_type``, or transformers) decodes
+    (:mod:`noamt.engines`). The data config is the one stored in the (first) checkpoint
+    (``data_dir`` replaces its folder). Writes ``<split>.hyp.<tgt_lang>`` and ``results.json``
+    to ``out_dir`` (default for one checkpoint: ``<run>/eval``; an ensemble must name it);
+    returns the path of results.json and the scores per split. Batches hold at most
+    ``max_tokens`` source tokens; ``progress`` shows a bar per split on stderr.
 
     With ``likelihood``, each split's references are also scored by noamt's model of the same
     checkpoint(s) whatever the engine (an ensemble: by its averaged probabilities), in float32
     on the device that model is on (:mod:`noamt.likelihood`): ``<split>.nll.tsv`` per sentence
-    and a ``likelihood`` entry per split in results.json.
+    and a ``likelihood`` entry per split in results.json. Splits the stored data config lacks
+    are refused here, where the checkpoint is known.
     """
-    check_decoding(decoding)
-    if out_dir is None and len(checkpoint_list(checkpoint)) > 1:
-        raise ValueError("out_dir=...: required with more than one checkpoint (an ensemble has no run folder)")
-    translator = open_engine(checkpoint, engine, device, compute_type)
+    translator = open_engine(cfg)
     if translator.loaded is None:
-        raise ValueError(f"checkpoint={checkpoint}: an exported folder records no data config; "
+        raise ValueError(f"checkpoint={cfg.checkpoint}: an exported folder records no data config; "
                          "evaluate the checkpoint it was exported from")  # fmt: skip
     first = translator.loaded.members[0]
-    data_cfg = stored_data_config(first, data_dir)
-    splits = list(splits or data_cfg.test_splits)
+    data_cfg = stored_data_config(first, cfg.data_dir)
+    splits = list(cfg.splits or data_cfg.test_splits)
     known = ["valid", *data_cfg.test_splits]
     unknown = [s for s in splits if s not in known]
     if unknown:
@@ -294,15 +303,15 @@ def evaluate_checkpoint(
             "against the tokenized references (BLEU on whitespace tokens, no second Moses pass)"
         )
     corpus = load_corpus(data_cfg, splits=splits)  # only the files of the splits scored
-    if likelihood:
+    if cfg.likelihood:
         log_likelihood_model(translator.loaded.model, len(translator.loaded.members))
     hypotheses: dict[str, list[str]] = {}
     scores: dict[str, SplitResults] = {}
     nll: dict[str, SentenceNLL] = {}
     for split in splits:
-        with tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not progress) as bar:
+        with tqdm(total=len(corpus[split]), desc=split, unit="sent", file=sys.stderr, disable=not cfg.progress) as bar:
             hypotheses[split] = translator.translate(
-                corpus[split]["src"], decoding, max_tokens=max_tokens, on_batch=bar.update
+                corpus[split]["src"], cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update
             )
         scores[split] = score_split(
             hypotheses[split],
@@ -311,12 +320,12 @@ def evaluate_checkpoint(
             tok_references=tokenized_references(data_cfg, split),
             tokenized=data_cfg.tokenized,
         )
-        if likelihood:
+        if cfg.likelihood:
             nll[split] = sentence_nll(translator.loaded.model, translator.loaded.tokenizer, corpus[split]["src"],
-                                      corpus[split]["tgt"], max_tokens=max_tokens, max_src_len=data_cfg.max_src_len,
+                                      corpus[split]["tgt"], max_tokens=cfg.max_tokens, max_src_len=data_cfg.max_src_len,
                                       max_tgt_len=data_cfg.max_tgt_len)  # fmt: skip
             scores[split]["likelihood"] = likelihood_summary(nll[split], nll_file_name(split))
-    out = Path(out_dir) if out_dir else default_out_dir(first.path)
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(first.path)
     checkpoints = [os.path.relpath(path.resolve(), out.resolve()) for path in translator.loaded.paths]
     steps = [member.step for member in translator.loaded.members]
     results = EvaluationResults(
@@ -326,12 +335,12 @@ def evaluate_checkpoint(
         src_lang=data_cfg.src_lang,
         tgt_lang=data_cfg.tgt_lang,
         tokenized=data_cfg.tokenized,
-        decoding={f.name: getattr(decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
+        decoding={f.name: getattr(cfg.decoding, f.name) for f in dataclasses.fields(DecodingConfig)},
         splits=scores,
-        engine=engine,
+        engine=cfg.engine,
     )
     if translator.compute_type is not None:
         results["compute_type"] = translator.compute_type
     path = write_results(out, hypotheses, results, nll)
-    log.info("wrote %s, %s", path, "the hypotheses and the sentence NLLs" if likelihood else "the hypotheses")
+    log.info("wrote %s, %s", path, "the hypotheses and the sentence NLLs" if cfg.likelihood else "the hypotheses")
     return path, scores

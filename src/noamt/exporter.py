@@ -2,15 +2,16 @@
 ``format=release``, ``format=ctranslate2`` or ``format=transformers`` (the writers of
 :mod:`noamt.export`) and checked as it is written: the export is built in a temporary folder
 beside ``out``, its greedy translations of the check sentences (:mod:`noamt.export.check`) are
-compared with noamt's, and only an export that matches is renamed to ``out``."""
+compared with noamt's, and only an export that matches is renamed to ``out``. ``ExportConfig``
+is its config, checked when it is made."""
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -73,41 +74,51 @@ def _export_transformers(loaded: LoadedModel, folder: Path, reference: GreedyRef
     check_outputs(reference, transformers_greedy(folder, loaded.model, reference), "format=transformers")
 
 
-def export_model(
-    checkpoint: str | os.PathLike,
-    fmt: str,
-    out: str | os.PathLike,
-    *,
-    quantization: str | None = None,
-    sentences: Sequence[str] = CHECK_SENTENCES,
-) -> Path:
-    """Write ``checkpoint``'s model to the new folder ``out`` as ``fmt`` and check it on
-    ``sentences``; returns ``out``. ``quantization`` (ctranslate2 only: int8, int16, float32)
-    stores the weights so; the float32 conversion must match noamt exactly, and how many check
-    sentences the quantized model still translates identically is logged."""
-    if fmt not in FORMATS:
-        raise ExportError(f"format={fmt}: choose one of {', '.join(FORMATS)}")
-    if quantization is not None and fmt != "ctranslate2":
-        raise ExportError(f"quantization={quantization}: applies to format=ctranslate2 only")
-    if quantization not in (None, *QUANTIZATIONS):
-        raise ExportError(f"quantization={quantization}: choose one of {', '.join(QUANTIZATIONS)}")
-    out = Path(out)
+@dataclass
+class ExportConfig:
+    """Which model, in which format, to which folder: the config of ``noamt-export``."""
+
+    checkpoint: str
+    """A checkpoint file or a run directory (its checkpoint_best.pt, else checkpoint_last.pt)."""
+    format: str
+    """release, ctranslate2 or transformers."""
+    out: str
+    """The folder to write; it must not exist yet."""
+    quantization: str | None = None
+    """format=ctranslate2 only: int8, int16 or float32 (null: float32)."""
+
+    def __post_init__(self) -> None:
+        """Settings no writer can honour are a one-line ExportError naming the key."""
+        if self.format not in FORMATS:
+            raise ExportError(f"format={self.format}: choose one of {', '.join(FORMATS)}")
+        if self.quantization is not None and self.format != "ctranslate2":
+            raise ExportError(f"quantization={self.quantization}: applies to format=ctranslate2 only")
+        if self.quantization not in (None, *QUANTIZATIONS):
+            raise ExportError(f"quantization={self.quantization}: choose one of {', '.join(QUANTIZATIONS)}")
+
+
+def export_model(cfg: ExportConfig, *, sentences: Sequence[str] = CHECK_SENTENCES) -> Path:
+    """Write ``cfg.checkpoint``'s model to the new folder ``cfg.out`` as ``cfg.format`` and check
+    it on ``sentences``; returns ``out``. ``quantization`` (ctranslate2 only: int8, int16,
+    float32) stores the weights so; the float32 conversion must match noamt exactly, and how many
+    check sentences the quantized model still translates identically is logged."""
+    out = Path(cfg.out)
     if out.exists():
         raise ExportError(f"out={out} exists: choose a new folder")
-    loaded = load_model(checkpoint)
+    loaded = load_model(cfg.checkpoint)
     reference = greedy_reference(loaded.model, loaded.tokenizer, sentences)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        if fmt == "release":
+        if cfg.format == "release":
             _export_release(loaded, staging, reference, sentences)
-        elif fmt == "ctranslate2":
-            _export_ctranslate2(loaded, staging, reference, quantization)
+        elif cfg.format == "ctranslate2":
+            _export_ctranslate2(loaded, staging, reference, cfg.quantization)
         else:
             _export_transformers(loaded, staging, reference)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("exported %s (update %s) as %s to %s; greedy output equals noamt's on %d check sentences",
-             loaded.path, loaded.step, fmt, out, len(sentences))  # fmt: skip
+             loaded.path, loaded.step, cfg.format, out, len(sentences))  # fmt: skip
     return out

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from noamt.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from noamt.checkpoint import CheckpointError, load_checkpoint
 from noamt.data import Tokenizer
 from noamt.decoding import Ensemble
 from noamt.export.release import is_release, read_release, tied_names
 from noamt.model import ModelConfig, Transformer, build_model
+from noamt.run_dir import BEST, CHECKPOINTS, LAST, RunDir
 
 
 @dataclass
@@ -32,15 +33,18 @@ class LoadedModel:
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file or a release folder as given; for a run directory (or its
-    ``checkpoints/`` folder), ``checkpoint_best.pt``, else ``checkpoint_last.pt``."""
+    ``checkpoints/`` folder), the run's model: ``checkpoint_best.pt``, else ``checkpoint_last.pt``
+    (:meth:`RunDir.model_checkpoint`)."""
     path = Path(path)
     if not path.is_dir() or is_release(path):
         return path
-    for folder in (path / "checkpoints", path):
-        for name in (BEST, LAST):
-            if (folder / name).is_file():
-                return folder / name
-    raise CheckpointError(f"no {BEST} or {LAST} in {path / 'checkpoints'} or {path}")
+    run = RunDir.at(path)
+    found = run.model_checkpoint()
+    if found is None and path.name == CHECKPOINTS:
+        found = RunDir.at(path.parent).model_checkpoint()
+    if found is None:
+        raise CheckpointError(f"no {BEST} or {LAST} in {run.checkpoints} or {path}")
+    return found
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:

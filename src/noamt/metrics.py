@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from noamt.io import write_atomic
+from noamt.run_dir import RunDir
 
-METRICS_FILE = "metrics.jsonl"
 DAMAGED_SUFFIX = ".damaged"  # metrics.jsonl.damaged: lines set aside on resume
 
 
@@ -26,10 +26,10 @@ class MetricsWriter:
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / METRICS_FILE
+        run = RunDir.at(run_dir)
+        self.path = run.metrics
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            run.path.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
         except OSError as err:
             raise MetricsError(f"cannot write {self.path}: {err.strerror or err}") from err
@@ -37,7 +37,7 @@ class MetricsWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(run.tensorboard))
 
     def write(self, kind: str, step: int, **values) -> dict:
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}

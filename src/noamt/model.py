@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noamt.bounds import at_least, fraction, require
 from noamt.ops import Dropout, projected_token_losses
 
 if TYPE_CHECKING:
@@ -64,6 +65,15 @@ class ModelConfig:
     --share-decoder-input-output-embed)."""
     max_positions: int = 1024
     """Rows of the sinusoidal position table: the longest sequence the model accepts."""
+
+    def __post_init__(self) -> None:
+        """Check every field that has bounds; one-line ValueErrors naming the key."""
+        for key in ("encoder_layers", "decoder_layers", "d_model", "n_heads", "d_ff", "max_positions"):
+            at_least(f"model.{key}", getattr(self, key), 1)
+        require("model.d_model", self.d_model, self.d_model % self.n_heads == 0,
+                f"a multiple of model.n_heads={self.n_heads}")  # fmt: skip
+        for key in ("dropout", "attention_dropout", "activation_dropout"):
+            fraction(f"model.{key}", getattr(self, key))
 
 
 def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
@@ -116,8 +126,6 @@ class SelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}")
         self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -176,7 +184,8 @@ class CrossAttention(nn.Module):
         q = _split_heads(self.q(x), self.n_heads)  # (B*G, h, T, d/h)
         kv = cache.cross[layer] if cache is not None else None
         if kv is None:
-            kv = tuple(_split_heads(t, self.n_heads) for t in self.kv(memory).chunk(2, dim=-1))  # (B, h, S, d/h)
+            keys, values = self.kv(memory).chunk(2, dim=-1)
+            kv = _split_heads(keys, self.n_heads), _split_heads(values, self.n_heads)  # (B, h, S, d/h) each
             if cache is not None:
                 cache.cross[layer] = kv
         k, v = kv
@@ -262,7 +271,12 @@ class DecoderLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Encoder-decoder Transformer; ``encode``, ``decode`` and ``forward`` as in the paper."""
+    """Encoder-decoder Transformer; ``encode``, ``decode`` and ``forward`` as in the paper.
+
+    ``cfg`` checked its own values; the one check across components, share_embeddings against
+    the vocabularies' sizes, is made here, where both are known."""
+
+    positions: torch.Tensor  # (max_positions, d_model), the sinusoids: a buffer
 
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, pad_id: int):
         super().__init__()

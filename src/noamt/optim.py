@@ -86,7 +86,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         optimizer = schedulefree.AdamWScheduleFree(
             model.parameters(),
             lr=0.0,
-            betas=tuple(cfg.betas),
+            betas=(cfg.betas[0], cfg.betas[1]),
             eps=cfg.eps,
             weight_decay=cfg.weight_decay,
             warmup_steps=0,
@@ -100,7 +100,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     return kind(
         model.parameters(),
         lr=0.0,
-        betas=tuple(cfg.betas),
+        betas=(cfg.betas[0], cfg.betas[1]),
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
         fused=device_type in {"cpu", "cuda"},

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from noamt import schedules
 from noamt.checkpoint import check_new_run, remove_stale_temporaries
 from noamt.data import (
@@ -32,8 +30,9 @@ from noamt.data import (
 )
 from noamt.device import DeviceConfig, DeviceManager, device_manager, read_distributed_env
 from noamt.io import write_atomic
-from noamt.model import ModelConfig, build_model, count_parameters
+from noamt.model import ModelConfig, Transformer, build_model, count_parameters
 from noamt.optim import OptimConfig, build_optimizer
+from noamt.run_dir import RunDir
 from noamt.run_lock import run_lock
 from noamt.trainer import Trainer, TrainerConfig
 from noamt.validation import validation_bleu
@@ -43,7 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; each part is its component's own config."""
+    """Everything one training run needs; each part is its component's own config and checks its
+    own values when it is made. What needs two components is checked by :meth:`resolved`."""
 
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -59,7 +59,10 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """This run with its derived defaults filled in: the schedule (None: noam) with each
         parameter left at None taken from the run (``Schedule.with_run_defaults``): d_model from
-        model.d_model, total_steps from trainer.max_steps, peak_lr the Noam peak of the model."""
+        model.d_model, total_steps from trainer.max_steps, peak_lr the Noam peak of the model.
+        The schedule checks the values it is given as it checks its own, so a bound across
+        components (total_steps = trainer.max_steps beyond warmup_steps) is refused here, in one
+        line naming the schedule and the key."""
         schedule = (self.schedule or schedules.NoamConfig()).with_run_defaults(
             d_model=self.model.d_model, max_steps=self.trainer.max_steps
         )
@@ -104,7 +107,6 @@ def prepare_data(
         tokenizer.vocab_size,
     )
     ids = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
-    shard = {"num_shards": dm.world_size, "shard_id": dm.rank}
     return PreparedData(
         tokenizer=tokenizer,
         train=TokenBudgetBatches(
@@ -114,7 +116,8 @@ def prepare_data(
             seed=trainer_cfg.seed,
             max_sentences=trainer_cfg.max_sentences,
             pad_to_multiple=trainer_cfg.pad_to_multiple,
-            **shard,
+            num_shards=dm.world_size,
+            shard_id=dm.rank,
         ),
         valid=TokenBudgetBatches(
             valid, trainer_cfg.max_tokens, *ids, shuffle=False, pad_to_multiple=trainer_cfg.pad_to_multiple
@@ -134,7 +137,7 @@ def validation_bleu_fn(data: PreparedData, trainer_cfg: TrainerConfig) -> Callab
     references = data.valid_references[:n]
     tokenize = "none" if data.tokenized else "13a"  # tokenized text is scored as it is
 
-    def bleu(model: nn.Module, watch: Callable[[Iterable[Batch]], Iterable[Batch]] = iter) -> float:
+    def bleu(model: Transformer, watch: Callable[[Iterable[Batch]], Iterable[Batch]] = iter) -> float:
         batches.rewind()
         return validation_bleu(model, watch(batches), tok, references, tokenize=tokenize)[0]
 
@@ -150,34 +153,6 @@ def schedule_summary(schedule: schedules.Schedule) -> dict:
         "peak_lr": schedule.peak_lr,
         "peak_step": schedule.peak_step,
     }
-
-
-def check_train_config(cfg: TrainConfig) -> None:
-    """Settings that cannot train are a ValueError naming the key, before anything runs."""
-    t = cfg.trainer
-    at_least = {
-        "trainer.max_steps": (t.max_steps, 0),
-        "trainer.max_epochs": (t.max_epochs, 0),
-        "trainer.max_tokens": (t.max_tokens, 1),
-        "trainer.update_freq": (t.update_freq, 1),
-        "trainer.log_interval": (t.log_interval, 1),
-        "trainer.val_interval": (t.val_interval, 0),
-        "trainer.save_interval": (t.save_interval, 0),
-        "trainer.keep_last": (t.keep_last, 0),
-        "trainer.keep_last_epochs": (t.keep_last_epochs, 0),
-        "trainer.patience": (t.patience, 0),
-        "trainer.clip_norm": (t.clip_norm, 0),
-        "trainer.max_nonfinite_updates": (t.max_nonfinite_updates, 1),
-    }
-    if cfg.data.max_train_examples is not None:
-        at_least["data.max_train_examples"] = (cfg.data.max_train_examples, 1)
-    if t.max_sentences is not None:
-        at_least["trainer.max_sentences"] = (t.max_sentences, 1)
-    for key, (value, low) in at_least.items():
-        if value < low:
-            raise ValueError(f"{key}={value}: must be at least {low}")
-    if not 0.0 <= t.label_smoothing < 1.0:
-        raise ValueError(f"trainer.label_smoothing={t.label_smoothing}: must be in [0, 1)")
 
 
 def load_run_tokenizer(path: Path) -> Tokenizer:
@@ -204,40 +179,47 @@ def train(
     """Train one model as configured; checkpoints, logs and metrics go to ``run_dir``.
 
     The main process holds the run directory's lock (``noamt.run_lock``) throughout, taken
-    before anything is written there. ``run_files`` ({relative path: text}, e.g. the Hydra
-    config of the launch) are written once the run is known to have work to do: relaunching a
-    finished run leaves every file as it was.
+    before anything is written there; once it holds it, a new run (``trainer.resume=none``) over
+    a run's checkpoints is refused (:func:`~noamt.checkpoint.check_new_run`), and every other
+    process refuses it too, before they meet. ``run_files`` ({relative path: text}, e.g. the
+    Hydra config of the launch) are written once the run is known to have work to do:
+    relaunching a finished run leaves every file as it was.
     """
-    run_dir = Path(run_dir)
+    run = RunDir.at(run_dir)
     cfg = cfg.resolved()
-    check_train_config(cfg)
-    check_new_run(run_dir / "checkpoints", cfg.trainer.resume)
-    main_process = read_distributed_env(os.environ).rank == 0  # DeviceManager.is_main, before it exists
-    with run_lock(run_dir) if main_process else contextlib.nullcontext():
-        log.info("run directory: %s", run_dir)
+
+    def refuse_a_new_run_over_checkpoints() -> None:
+        check_new_run(run.checkpoints, cfg.trainer.resume)
+
+    owner: contextlib.AbstractContextManager
+    if read_distributed_env(os.environ).rank == 0:  # DeviceManager.is_main, before it exists
+        owner = run_lock(run.path, check=refuse_a_new_run_over_checkpoints)
+    else:
+        refuse_a_new_run_over_checkpoints()  # as the main process does: all stop before they meet
+        owner = contextlib.nullcontext()
+    with owner:
+        log.info("run directory: %s", run.path)
         dm = device_manager(cfg.device)
         if not dm.is_main:  # one log for the whole job
             logging.getLogger("noamt").setLevel(logging.WARNING)
         try:
-            return _train_locked(cfg, run_dir, resolved_config, run_files or {}, dm)
+            return _train_locked(cfg, run, resolved_config, run_files or {}, dm)
         finally:
             dm.close()
 
 
 def _train_locked(
-    cfg: TrainConfig, run_dir: Path, resolved_config: dict, run_files: Mapping[str, str], dm: DeviceManager
+    cfg: TrainConfig, run: RunDir, resolved_config: dict, run_files: Mapping[str, str], dm: DeviceManager
 ) -> dict:
-    check_new_run(run_dir / "checkpoints", cfg.trainer.resume)  # again, now that no one else writes
     schedule = cfg.schedule
     dm.seed(cfg.trainer.seed)
-    tokenizer_file = run_dir / "tokenizer.json"
-    resuming = cfg.trainer.resume != "none" and tokenizer_file.exists()
-    tokenizer = load_run_tokenizer(tokenizer_file) if resuming else None
+    resuming = cfg.trainer.resume != "none" and run.tokenizer.exists()
+    tokenizer = load_run_tokenizer(run.tokenizer) if resuming else None
     data = prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm, tokenizer)
     if dm.is_main and not resuming:
-        data.tokenizer.save(tokenizer_file)
+        data.tokenizer.save(run.tokenizer)
     if dm.is_main:
-        remove_stale_temporaries(run_dir / "checkpoints")
+        remove_stale_temporaries(run.checkpoints)
     model = build_model(cfg.model, data.tokenizer).to(dm.device)
     optimizer = build_optimizer(model, cfg.optim)
     info = {
@@ -262,14 +244,14 @@ def _train_locked(
         data.train,
         data.valid,
         dm,
-        run_dir,
+        run.path,
         extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
         run_info=info,
         bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
     )
     resumed = trainer.resume()
     if dm.is_main and not (resumed and trainer.finished()):
-        write_run_files(run_dir, run_files)
+        write_run_files(run.path, run_files)
     result = trainer.train()
     return {
         **result,

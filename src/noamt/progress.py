@@ -16,14 +16,15 @@ import torch
 
 log = logging.getLogger(__name__)
 
+BEST_METRICS = ("loss", "bleu")  # what trainer.best_metric may name
+
 
 class BestTracker:
-    """The best validation loss and BLEU so far, the update that set the best ``metric``, and the
-    validations since ``metric`` last improved."""
+    """The best validation loss and BLEU so far, the update that set the best ``metric`` (one of
+    :data:`BEST_METRICS`, as ``TrainerConfig`` checks), and the validations since ``metric`` last
+    improved."""
 
     def __init__(self, metric: str, patience: int):
-        if metric not in {"loss", "bleu"}:
-            raise ValueError(f"trainer.best_metric={metric!r}: expected 'loss' or 'bleu'")
         self.metric, self.patience = metric, patience
         self.best = {"loss": math.inf, "bleu": -math.inf}
         self.best_step = 0
@@ -157,5 +158,5 @@ class StopRequest:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         handler = previous.get(self.signum)
-        if callable(handler) and handler is not signal.default_int_handler:
+        if self.signum is not None and callable(handler) and handler is not signal.default_int_handler:
             handler(self.signum, None)

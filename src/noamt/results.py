@@ -28,12 +28,17 @@ class TokenizedBleu(TypedDict):
     precisions: list[float]  # clipped 1- to 4-gram precisions, in percent
 
 
-class _SacreBleuScores(TypedDict):
-    n_sentences: int
+class CorpusScores(TypedDict):
+    """sacreBLEU's corpus BLEU, chrF and TER of a split, with their signatures."""
+
     bleu: float
     chrf: float
     ter: float
     signatures: dict[str, str]  # metric name ("bleu", "chrf", "ter") -> sacreBLEU signature
+
+
+class _SplitScores(CorpusScores):
+    n_sentences: int
 
 
 class Likelihood(TypedDict):
@@ -47,7 +52,7 @@ class Likelihood(TypedDict):
     label_smoothing: float  # 0.0: plain cross-entropy
 
 
-class SplitResults(_SacreBleuScores, total=False):
+class SplitResults(_SplitScores, total=False):
     """The scores of one split: sacreBLEU's BLEU, chrF and TER with their signatures, the
     tokenized BLEU where tokenized references exist, and the references' likelihood under the
     model (absent in older files and with ``likelihood=false``)."""
@@ -92,17 +97,17 @@ def read_results_json(path: str | os.PathLike) -> EvaluationResults:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResultsError(f"cannot read {path}: {err}") from err
-    _require(results, EvaluationResults, path, "")
+    _require(results, EvaluationResults.__required_keys__, path, "")
     for split, scores in results["splits"].items():
-        _require(scores, SplitResults, path, f"splits.{split}.")
+        _require(scores, SplitResults.__required_keys__, path, f"splits.{split}.")
         if "likelihood" in scores:
-            _require(scores["likelihood"], Likelihood, path, f"splits.{split}.likelihood.")
+            _require(scores["likelihood"], Likelihood.__required_keys__, path, f"splits.{split}.likelihood.")
     return results
 
 
-def _require(value: object, kind: type, path: Path, prefix: str) -> None:
+def _require(value: object, required: frozenset[str], path: Path, prefix: str) -> None:
     if not isinstance(value, dict):
         raise ResultsError(f"{path}: {prefix.rstrip('.') or 'the file'} is not a JSON object")
-    missing = sorted(prefix + key for key in kind.__required_keys__ if key not in value)  # type: ignore[attr-defined]
+    missing = sorted(prefix + key for key in required if key not in value)
     if missing:
         raise ResultsError(f"{path}: no {', '.join(missing)} (not the results.json of an evaluation)")

@@ -24,6 +24,7 @@ LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"
 TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = "train.lock"
 EVAL_DIR = "eval"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
@@ -67,6 +68,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
 
     @property
     def lock(self) -> Path:

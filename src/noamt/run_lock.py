@@ -1,9 +1,9 @@
 """One training process per run directory.
 
-A trainer holds an exclusive ``flock`` on ``<run_dir>/train.lock`` for as long as it runs, taken
-before it writes anything else there; the file records the holder's pid and host. The kernel
-drops the lock when the holder exits, however it dies, so a lock file left by a dead process
-does not block anyone. (``flock`` is POSIX; on a system without ``fcntl`` runs are not locked.)
+A trainer holds an exclusive ``flock`` on ``<run_dir>/train.lock`` (``RunDir.lock``) for as long
+as it runs, taken before it writes anything else there; the file records the holder's pid and
+host. The kernel drops the lock when the holder exits, however it dies, so a lock file left by a
+dead process does not block anyone. (``flock`` is POSIX; on a system without ``fcntl`` runs are not locked.)
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
+from noamt.run_dir import RunDir
+
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
-
-LOCK_FILE = "train.lock"
 
 
 class RunInUse(RuntimeError):
@@ -33,6 +35,8 @@ def _holder_text(fd: int) -> str:
 
 
 def _try_lock(fd: int) -> bool:
+    if fcntl is None:  # no flock here: runs are not locked
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -41,11 +45,15 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+def run_lock(run_dir: str | os.PathLike, check: Callable[[], None] | None = None) -> Iterator[Path]:
     """Hold ``run_dir``'s lock for the body; :class:`RunInUse` (naming the holder) if it is held,
-    a one-line ValueError if the directory cannot be written."""
-    path = Path(run_dir) / LOCK_FILE
+    a one-line ValueError if the directory cannot be written. ``check`` runs once the lock is
+    held, before the lock file records this process: a launch it refuses (by raising) leaves
+    every file of the run as it was."""
+    path = RunDir.at(run_dir).lock
     if fcntl is None:
+        if check is not None:
+            check()
         yield path
         return
     try:
@@ -57,6 +65,8 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         if not _try_lock(fd):
             holder = _holder_text(fd)
             raise RunInUse(f"{path.parent} is being trained by {holder} (it holds {path}): wait for it or stop it")
+        if check is not None:
+            check()
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         yield path
@@ -66,7 +76,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
 
 def run_holder(run_dir: str | os.PathLike) -> str | None:
     """Who holds ``run_dir``'s lock now (e.g. "process 123 on host"), or None when no live process does."""
-    path = Path(run_dir) / LOCK_FILE
+    path = RunDir.at(run_dir).lock
     if fcntl is None or not path.is_file():
         return None
     fd = os.open(path, os.O_RDONLY)

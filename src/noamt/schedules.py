@@ -33,7 +33,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "CONFIGS",
@@ -154,6 +154,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+_T = TypeVar("_T")
+
+
 class Schedule:
     """What every schedule config shares: its checks, ``peak_step`` and the derived defaults.
 
@@ -161,6 +164,7 @@ class Schedule:
     ``warmup_steps`` field; it defines ``peak_lr`` (a field or a property) and ``lr(k)``.
     """
 
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by each subclass's @dataclass
     name: str
     warmup_steps: int
     least_warmup = 0  # the smallest warmup_steps the formula accepts
@@ -210,10 +214,21 @@ class Schedule:
         """The parameters that lr(k) does not read, so neither checked nor required: none."""
         return set()
 
+    def _filled(self, key: str, value: _T | None) -> _T:
+        """``value`` of the parameter ``key``, which with_run_defaults fills; still None: a one-line ValueError."""
+        if value is None:
+            raise ValueError(f"{self.name}: {key} not set (None takes the run's value: with_run_defaults)")
+        return value
+
     @property
     def peak_step(self) -> int:
         """The first update that uses the peak learning rate: max(warmup_steps, 1)."""
         return max(self.warmup_steps, 1)
+
+    @property
+    def peak_lr(self) -> float | None:
+        """The learning rate of update peak_step; None: the run's (with_run_defaults)."""
+        raise NotImplementedError
 
     def with_run_defaults(self, d_model: int, max_steps: int) -> Schedule:
         """This schedule with each parameter left at None taken from the run: ``d_model`` the
@@ -275,8 +290,9 @@ class CooldownSchedule(Schedule):
     def lr(self, step: int) -> float:
         if self.cooldown_fraction == 0:
             return self.base(step)
-        start = wsd_decay_start(self.warmup_steps, self.total_steps, self.cooldown_fraction)
-        return _cooled_down(step, self.base, start, self.total_steps, DECAY_SHAPES[self.cooldown_shape])
+        total = self._filled("total_steps", self.total_steps)
+        start = wsd_decay_start(self.warmup_steps, total, self.cooldown_fraction)
+        return _cooled_down(step, self.base, start, total, DECAY_SHAPES[self.cooldown_shape])
 
 
 @dataclasses.dataclass
@@ -312,10 +328,11 @@ class NoamConfig(CooldownSchedule):
     @property
     def peak_lr(self) -> float:
         """factor * (d_model * warmup_steps)^-0.5."""
-        return noam_peak(self.d_model, self.warmup_steps, self.factor)
+        return noam_peak(self._filled("d_model", self.d_model), self.warmup_steps, self.factor)
 
     def base(self, step: int) -> float:
-        return self.factor * self.d_model**-0.5 * min(step**-0.5, step * self.warmup_steps**-1.5)
+        d_model = self._filled("d_model", self.d_model)
+        return self.factor * d_model**-0.5 * min(step**-0.5, step * self.warmup_steps**-1.5)
 
 
 @dataclasses.dataclass
@@ -363,10 +380,10 @@ class InverseSqrtConfig(CooldownSchedule):
     """The cooldown's shape: 1-sqrt, linear or cosine."""
 
     def base(self, step: int) -> float:
-        w = self.peak_step
+        w, peak = self.peak_step, self._filled("peak_lr", self.peak_lr)
         if step <= w:
-            return _warmup(step, self.peak_lr, self.warmup_steps, self.warmup_init_lr)
-        return self.peak_lr * math.sqrt(w / step)
+            return _warmup(step, peak, self.warmup_steps, self.warmup_init_lr)
+        return peak * math.sqrt(w / step)
 
 
 @dataclasses.dataclass
@@ -385,9 +402,10 @@ class ConstantConfig(Schedule):
     """Updates of linear warmup from 0 to peak_lr (0: none)."""
 
     def lr(self, step: int) -> float:
+        peak = self._filled("peak_lr", self.peak_lr)
         if step <= self.warmup_steps:
-            return _warmup(step, self.peak_lr, self.warmup_steps)
-        return self.peak_lr
+            return _warmup(step, peak, self.warmup_steps)
+        return peak
 
 
 @dataclasses.dataclass
@@ -412,9 +430,8 @@ class CosineConfig(Schedule):
     """The learning rate at and after total_steps, in [0, peak_lr]."""
 
     def lr(self, step: int) -> float:
-        return _warmup_stable_decay(
-            step, self.peak_lr, self.warmup_steps, self.peak_step, self.total_steps, self.min_lr, _cosine_shape
-        )
+        peak, total = self._filled("peak_lr", self.peak_lr), self._filled("total_steps", self.total_steps)
+        return _warmup_stable_decay(step, peak, self.warmup_steps, self.peak_step, total, self.min_lr, _cosine_shape)
 
 
 @dataclasses.dataclass
@@ -439,9 +456,8 @@ class LinearConfig(Schedule):
     """The learning rate at and after total_steps, in [0, peak_lr]."""
 
     def lr(self, step: int) -> float:
-        return _warmup_stable_decay(
-            step, self.peak_lr, self.warmup_steps, self.peak_step, self.total_steps, self.min_lr, _linear_shape
-        )
+        peak, total = self._filled("peak_lr", self.peak_lr), self._filled("total_steps", self.total_steps)
+        return _warmup_stable_decay(step, peak, self.warmup_steps, self.peak_step, total, self.min_lr, _linear_shape)
 
 
 @dataclasses.dataclass
@@ -474,11 +490,10 @@ class WSDConfig(Schedule):
     """The learning rate at and after total_steps, in [0, peak_lr]."""
 
     def lr(self, step: int) -> float:
-        decay_start = wsd_decay_start(self.warmup_steps, self.total_steps, self.decay_fraction)
+        peak, total = self._filled("peak_lr", self.peak_lr), self._filled("total_steps", self.total_steps)
+        decay_start = wsd_decay_start(self.warmup_steps, total, self.decay_fraction)
         shape = DECAY_SHAPES[self.decay_shape]
-        return _warmup_stable_decay(
-            step, self.peak_lr, self.warmup_steps, decay_start, self.total_steps, self.min_lr, shape
-        )
+        return _warmup_stable_decay(step, peak, self.warmup_steps, decay_start, total, self.min_lr, shape)
 
 
 CONFIGS: dict[str, type[Schedule]] = {

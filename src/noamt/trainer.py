@@ -21,41 +21,55 @@ import hashlib
 import logging
 import math
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from noamt.bounds import at_least, at_least_or_none, fraction, is_finite, one_of, require
 from noamt.checkpoint import (
-    BEST,
     Checkpointer,
     CheckpointError,
     CheckpointState,
+    RunIdentity,
     config_differences,
     load_checkpoint,
     save_checkpoint,
 )
 from noamt.data import Batch, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
-from noamt.metrics import METRICS_FILE, MetricsWriter, keep_records_until
+from noamt.metrics import DAMAGED_SUFFIX, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
 from noamt.optim import checkpoint_weights, evaluation_weights, training_weights
-from noamt.progress import PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest, StopRequested
+from noamt.progress import BEST_METRICS, PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest, StopRequested
+from noamt.run_dir import TOKENIZER_FILE, RunDir
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainerConfig:
-    """When to stop, validate, log and save; how to form one update."""
+class Duration:
+    """How long to train: ``trainer.max_steps`` and ``trainer.max_epochs``, whichever comes first."""
 
     max_steps: int = 100_000
     """Optimizer updates to train for (0: no limit); the default total_steps of decaying schedules."""
     max_epochs: int = 0
     """Passes over the training data (0: no limit)."""
+
+    def __post_init__(self) -> None:
+        """Check every field; one-line ValueErrors naming the key."""
+        at_least("trainer.max_steps", self.max_steps, 0)
+        at_least("trainer.max_epochs", self.max_epochs, 0)
+
+
+@dataclass
+class Batching:
+    """How the training data is cut into batches and batches into one update."""
+
     max_tokens: int = 4096
     """Token budget of one batch, padded source or target whichever is longer (fairseq's --max-tokens)."""
     max_sentences: int | None = None
@@ -64,14 +78,19 @@ class TrainerConfig:
     """Pad batch widths to a multiple of this (8 suits GPUs and device.compile)."""
     update_freq: int = 1
     """Batches accumulated into one update."""
-    clip_norm: float = 0.0
-    """Largest global gradient norm (0: no clipping)."""
-    label_smoothing: float = 0.1
-    """Label smoothing of the cross-entropy, in [0, 1)."""
-    seed: int = 1
-    """Seeds the initialisation, dropout and the batch order."""
-    log_interval: int = 20
-    """Log the training loss every N updates."""
+
+    def __post_init__(self) -> None:
+        """Check every field; one-line ValueErrors naming the key."""
+        at_least("trainer.max_tokens", self.max_tokens, 1)
+        at_least_or_none("trainer.max_sentences", self.max_sentences, 1)
+        at_least("trainer.pad_to_multiple", self.pad_to_multiple, 1)
+        at_least("trainer.update_freq", self.update_freq, 1)
+
+
+@dataclass
+class Validation:
+    """When to validate, what to score, and when to stop for want of progress."""
+
     val_interval: int = 200
     """Validate every N updates (0: only at epoch ends, with val_every_epoch)."""
     val_every_epoch: bool = False
@@ -86,6 +105,21 @@ class TrainerConfig:
     """checkpoint_best.pt by lowest validation loss or highest bleu."""
     patience: int = 0
     """Stop after this many validations without a better best_metric (0: never)."""
+
+    def __post_init__(self) -> None:
+        """Check every field; one-line ValueErrors naming the key."""
+        at_least("trainer.val_interval", self.val_interval, 0)
+        at_least_or_none("trainer.val_bleu_max_examples", self.val_bleu_max_examples, 1)
+        one_of("trainer.best_metric", self.best_metric, BEST_METRICS)
+        if self.best_metric == "bleu" and not self.val_bleu:
+            raise ValueError("trainer.best_metric=bleu needs trainer.val_bleu=true")
+        at_least("trainer.patience", self.patience, 0)
+
+
+@dataclass
+class Checkpointing:
+    """Which checkpoints to write and keep, and which to resume from."""
+
     save_interval: int = 200
     """Write checkpoint_last.pt and checkpoint_<update>.pt every N updates (0: never)."""
     keep_last: int = 3
@@ -96,12 +130,45 @@ class TrainerConfig:
     """checkpoint_epoch<E>.pt files kept (0: all)."""
     resume: str = "none"
     """none, auto (the run directory's checkpoint_last.pt) or the path of a checkpoint."""
+
+    def __post_init__(self) -> None:
+        """Check every field; one-line ValueErrors naming the key."""
+        at_least("trainer.save_interval", self.save_interval, 0)
+        at_least("trainer.keep_last", self.keep_last, 0)
+        at_least("trainer.keep_last_epochs", self.keep_last_epochs, 0)
+
+
+@dataclass
+class TrainerConfig(Checkpointing, Validation, Batching, Duration):
+    """When to stop, validate, log and save; how to form one update. Its parts (Duration,
+    Batching, Validation, Checkpointing) each declare and check their keys; every key is
+    ``trainer.<name>``, the parts' and the fields below alike."""
+
+    clip_norm: float = 0.0
+    """Largest global gradient norm (0: no clipping)."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy, in [0, 1)."""
+    seed: int = 1
+    """Seeds the initialisation, dropout and the batch order."""
+    log_interval: int = 20
+    """Log the training loss every N updates."""
     max_nonfinite_updates: int = 10
     """Stop after this many updates in a row with a NaN/inf loss (each one skipped)."""
     tensorboard: bool = True
     """Write TensorBoard event files beside metrics.jsonl."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        """Check every field, the parts' first; one-line ValueErrors naming the key."""
+        for part in (Duration, Batching, Validation, Checkpointing):
+            part.__post_init__(self)
+        require("trainer.clip_norm", self.clip_norm, is_finite(self.clip_norm) and self.clip_norm >= 0,
+                "a finite number >= 0")  # fmt: skip
+        fraction("trainer.label_smoothing", self.label_smoothing)
+        at_least("trainer.seed", self.seed, 0)
+        at_least("trainer.log_interval", self.log_interval, 1)
+        at_least("trainer.max_nonfinite_updates", self.max_nonfinite_updates, 1)
 
 
 class TrainingDiverged(RuntimeError):
@@ -121,25 +188,23 @@ class Trainer:
         valid_data: TokenBudgetBatches | None,
         device: DeviceManager,
         run_dir: str | Path,
-        extra_state: dict | None = None,
+        extra_state: RunIdentity | None = None,
         run_info: dict | None = None,
         bleu: Callable[..., float] | None = None,
     ):
         self.tracker = BestTracker(cfg.best_metric, cfg.patience)
-        if cfg.best_metric == "bleu" and bleu is None:
-            raise ValueError("trainer.best_metric=bleu needs trainer.val_bleu=true")
         self.cfg, self.model, self.optimizer, self.schedule = cfg, model, optimizer, schedule
         self.train_data, self.valid_data, self.dm = train_data, valid_data, device
-        self.run_dir = Path(run_dir)
+        self.run = RunDir.at(run_dir)
         self.checkpointer = Checkpointer(
-            self.run_dir / "checkpoints",
+            self.run.checkpoints,
             cfg.save_interval,
             cfg.keep_last,
             cfg.save_every_epoch,
             cfg.keep_last_epochs,
             enabled=device.is_main,
         )
-        self.extra_state = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
+        self.extra_state: RunIdentity = extra_state or {}  # resolved config and tokenizer, stored in checkpoints
         self.run_info = run_info or {}  # written to metrics.jsonl as the "run" record
         self.bleu = bleu  # (model, watch) -> validation BLEU, its batches passed through watch
         self.wrapped = device.wrap(model)
@@ -157,8 +222,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> CheckpointState:
-        return {
-            **checkpoint_weights(self.model, self.optimizer),
+        weights = checkpoint_weights(self.model, self.optimizer)
+        state: CheckpointState = {
+            "model": weights["model"],
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
@@ -173,6 +239,9 @@ class Trainer:
             "rng": rng_state(),
             **self.extra_state,
         }
+        if "train_weights" in weights:
+            state["train_weights"] = weights["train_weights"]
+        return state
 
     def load_state_dict(self, state: CheckpointState) -> None:
         self.model.load_state_dict(training_weights(state, self.optimizer))
@@ -208,7 +277,7 @@ class Trainer:
             stored, current = state.get("tokenizer"), self.extra_state.get("tokenizer")
             if stored is not None and current is not None and stored != current:
                 raise CheckpointError(
-                    f"the run's tokenizer.json is not the tokenizer {path} was trained with (sha256 "
+                    f"the run's {TOKENIZER_FILE} is not the tokenizer {path} was trained with (sha256 "
                     f"{_short_hash(current)} vs {_short_hash(stored)}): restore it, or start a new run"
                 )
             # Loaded on the CPU: RNG states must stay CPU tensors; weights and Adam moments are
@@ -222,11 +291,12 @@ class Trainer:
             if self.dm.is_main:
                 self._check_best_checkpoint(state)
         if self.dm.is_main and not self.finished():
-            dropped, damaged = keep_records_until(self.run_dir / METRICS_FILE, self.step if self.resumed else -1)
+            dropped, damaged = keep_records_until(self.run.metrics, self.step if self.resumed else -1)
             if dropped:
                 log.info("dropped %d metric records written after update %d", dropped, self.step)
             if damaged:
-                log.warning("%s: %d damaged lines moved to %s.damaged", METRICS_FILE, damaged, METRICS_FILE)
+                name = self.run.metrics.name
+                log.warning("%s: %d damaged lines moved to %s%s", name, damaged, name, DAMAGED_SUFFIX)
         return self.resumed
 
     def _check_best_checkpoint(self, state: CheckpointState) -> None:
@@ -236,7 +306,7 @@ class Trainer:
         recorded = state["best"][self.tracker.metric]
         if not math.isfinite(recorded):
             return
-        path = self.checkpointer.folder / BEST
+        path = self.run.best
         try:
             held = load_checkpoint(path)["best"][self.tracker.metric] if path.exists() else None
             problem = "is missing" if held is None else None
@@ -281,7 +351,7 @@ class Trainer:
         for i, batch in enumerate(batches):
             batch = batch.to(self.dm.device)
             sync = i == len(batches) - 1 or not self.dm.distributed
-            with contextlib.nullcontext() if sync else self.wrapped.no_sync(), self.dm.autocast():
+            with contextlib.nullcontext() if sync else self._no_sync(), self.dm.autocast():
                 loss = self.target_losses(self.wrapped, batch).loss
             self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
@@ -306,6 +376,10 @@ class Trainer:
         self.step += 1
         return {"skipped": False, "loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
 
+    def _no_sync(self) -> contextlib.AbstractContextManager:
+        """DistributedDataParallel's no_sync: gradients accumulate locally until the last micro-batch."""
+        return cast(nn.parallel.DistributedDataParallel, self.wrapped).no_sync()
+
     def target_losses(self, model: nn.Module, batch: Batch) -> TargetLosses:
         """The summed label-smoothed loss, NLL and token count of the batch's targets; ``model`` is
         the module to call (wrapped for training, bare for validation)."""
@@ -317,6 +391,8 @@ class Trainer:
 
         Every process scores the whole set, so all of them agree on the best checkpoint.
         """
+        if self.valid_data is None:
+            raise ValueError("validate: this trainer has no validation data")
         self.model.eval()
         sums = torch.zeros(3, dtype=torch.float64, device=self.dm.device)  # loss, nll, tokens
         self.valid_data.rewind()
@@ -407,7 +483,7 @@ class Trainer:
         if not resumed:
             self.train_data.set_epoch(self.epoch)
         if self.dm.is_main:
-            self.metrics = MetricsWriter(self.run_dir, self.cfg.tensorboard)
+            self.metrics = MetricsWriter(self.run.path, self.cfg.tensorboard)
             self.metrics.write("run", self.step, resumed=resumed, **self.run_info)
         total = self._total_steps()
         if total is not None and total > self.step:
@@ -532,7 +608,7 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _mismatch(state: dict, extra_state: dict, err: Exception) -> str:
+def _mismatch(state: Mapping[str, Any], extra_state: Mapping[str, Any], err: Exception) -> str:
     """Which model, tokenizer or data settings differ between a checkpoint and this run."""
     sections = ("model", "tokenizer", "data")
     stored = {k: v for k, v in (state.get("config") or {}).items() if k in sections}

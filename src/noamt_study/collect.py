@@ -18,12 +18,13 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from noamt.checkpoint import LAST, CheckpointError, config_differences, load_checkpoint, run_checkpoints
+from noamt.checkpoint import CheckpointError, config_differences, load_checkpoint, run_checkpoints
 from noamt.cli.config import resolved_settings, saved_train_config
 from noamt.data import read_lines
 from noamt.likelihood import read_sentence_nll
 from noamt.metrics import read_metrics
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
+from noamt.run_dir import LAST, RunDir
 from noamt.schedules import noam_peak
 from noamt_study.plan import Job
 from noamt_study.stats import Summary, summarize
@@ -66,7 +67,7 @@ class TrainingLog:
 
 def read_training(run_dir: Path) -> TrainingLog | None:
     """The run's training log, or None when it has no metrics yet."""
-    path = run_dir / "metrics.jsonl"
+    path = RunDir.at(run_dir).metrics
     records = read_metrics(path) if path.is_file() else []
     starts = [i for i, r in enumerate(records) if r["kind"] == "run" and not r.get("resumed")]
     if not starts:
@@ -99,11 +100,11 @@ def run_state(run_dir: Path, max_steps: int) -> RunState:
     end = training.end if training else None
     if end and not end.get("interrupted") and end["step"] >= max_steps:
         return RunState("finished", end["step"])
-    folder = run_dir / "checkpoints"
-    if not run_checkpoints(folder):
+    run = RunDir.at(run_dir)
+    if not run_checkpoints(run.checkpoints):
         return RunState("new", 0)
     try:
-        step = int(load_checkpoint(folder / LAST)["step"])
+        step = int(load_checkpoint(run.last)["step"])
     except CheckpointError as err:
         log.warning("%s: its trainer resumes from the latest checkpoint that verifies", err)
         return RunState("partial", 0)
@@ -129,7 +130,7 @@ def check_runs(jobs: Sequence[Job], configs: dict[str, dict], runs_dir: Path) ->
     states = {}
     for job in jobs:
         run_dir = runs_dir / job.name
-        stored = run_dir / ".hydra" / "config.yaml"
+        stored = RunDir.at(run_dir).hydra_config
         if stored.is_file():
             changes = config_differences(read_run_config(stored), configs[job.name], IGNORED_CHANGES)
             if changes:
@@ -142,13 +143,9 @@ def check_runs(jobs: Sequence[Job], configs: dict[str, dict], runs_dir: Path) ->
 
 
 # ----------------------------------------------------------------------------- results
-def evaluation_dir(run_dir: Path) -> Path:
-    return run_dir / "eval"
-
-
 def evaluation_results_file(run_dir: Path) -> Path:
     """The run's ``eval/results.json``, written by :func:`noamt.evaluation.evaluate_checkpoint`."""
-    return evaluation_dir(run_dir) / RESULTS_FILE
+    return RunDir.at(run_dir).eval_dir / RESULTS_FILE
 
 
 def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequence[str]) -> EvaluationResults | None:
@@ -163,7 +160,7 @@ def current_evaluation(run_dir: Path, step: int, decoding: dict, splits: Sequenc
     same_model = Path(results["checkpoint"]).name == LAST and results["step"] == step
     same_decoding = all(results["decoding"].get(k) == v for k, v in decoding.items())
     scored = set(splits) <= set(results["splits"])
-    can_score = (run_dir / "checkpoints" / LAST).is_file()
+    can_score = RunDir.at(run_dir).last.is_file()
     likelihood = not can_score or all("likelihood" in results["splits"][s] for s in splits if s in results["splits"])
     return results if same_model and same_decoding and scored and likelihood else None
 
@@ -185,13 +182,13 @@ class RunResult:
     device: str  # as the trainer described it, e.g. "cpu (cpu), fp32, 2 threads"
 
     def hypotheses(self, split: str) -> list[str]:
-        return read_lines(evaluation_dir(self.run_dir) / f"{split}.hyp.{self.tgt_lang}")
+        return read_lines(RunDir.at(self.run_dir).eval_dir / f"{split}.hyp.{self.tgt_lang}")
 
     def sentence_nll(self, split: str) -> np.ndarray:
         """The references' per-sentence likelihood on ``split``, shape (N, 2): [nll in nats, target
         tokens], from the file its results.json names, checked against the figure recorded there."""
         recorded = self.scores[split]["likelihood"]
-        path = evaluation_dir(self.run_dir) / recorded["file"]
+        path = RunDir.at(self.run_dir).eval_dir / recorded["file"]
         scores = read_sentence_nll(path)
         per_token = math.fsum(scores.nll.tolist()) / int(scores.tokens.sum())
         if not math.isclose(per_token, recorded["nll_per_token"], rel_tol=1e-9):

@@ -23,12 +23,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from noamt.checkpoint import LAST
 from noamt.data import DataConfig, load_corpus
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
-from noamt.evaluation import evaluate_checkpoint
+from noamt.evaluation import EvaluateConfig, evaluate_checkpoint
 from noamt.metrics import read_metrics
+from noamt.run_dir import LAST, RunDir
 from noamt.run_lock import run_holder
 from noamt_study import collect
 from noamt_study.collect import CompareError, RunState
@@ -86,7 +86,7 @@ class Progress:
         self.start = time.monotonic()
         self.runs = []
         for job in jobs:
-            path = runs_dir / job.name / "metrics.jsonl"
+            path = RunDir.at(runs_dir / job.name).metrics
             skip = len(read_metrics(path)) if path.is_file() else 0
             step, total = states[job.name].step, configs[job.name]["trainer"]["max_steps"]
             self.runs.append(Tracked(job.name, path, skip, step, step, total))
@@ -208,13 +208,16 @@ def evaluate_run(evaluation: Evaluation, deadline: float | None, progress: bool)
         print(f"[compare] time limit reached before evaluating {evaluation.label}", file=sys.stderr, flush=True)
         return False
     print(f"[compare] evaluating {evaluation.label} on {', '.join(evaluation.splits)}", file=sys.stderr, flush=True)
+    run = RunDir.at(evaluation.run_dir)
     evaluate_checkpoint(
-        evaluation.run_dir / "checkpoints" / LAST,
-        DecodingConfig(beam_size=evaluation.beam_size),
-        DeviceConfig(**evaluation.device),
-        splits=evaluation.splits,
-        out_dir=collect.evaluation_dir(evaluation.run_dir),
-        progress=progress,
+        EvaluateConfig(
+            checkpoint=str(run.last),
+            device=DeviceConfig(**evaluation.device),
+            decoding=DecodingConfig(beam_size=evaluation.beam_size),
+            splits=evaluation.splits,
+            out_dir=str(run.eval_dir),
+            progress=progress,
+        )
     )
     return True
 

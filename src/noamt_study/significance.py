@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noamt_study.collect import RunResult, SettingSummary, evaluation_dir
+from noamt.run_dir import RunDir
+from noamt_study.collect import RunResult, SettingSummary
 from noamt_study.seed_sentence_test import Power, SeedSentenceTest, power_analysis, seed_sentence_test_from
 from noamt_study.stats import (
     PairedBootstrap,
@@ -72,7 +73,7 @@ def sentence_statistics(run: RunResult, split: str, references: Sequence[str], m
     bleu, recorded = bleu_from_statistics(table.sum(axis=0)), run.scores[split]["bleu"]
     if abs(bleu - recorded) > 0.01:
         raise ValueError(
-            f"{evaluation_dir(run.run_dir)}: {split} hypotheses score {bleu:.2f} BLEU but results.json says "
+            f"{RunDir.at(run.run_dir).eval_dir}: {split} hypotheses score {bleu:.2f} BLEU but results.json says "
             f"{recorded:.2f}; delete that folder to evaluate the run again"
         )
     return table

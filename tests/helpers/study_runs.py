@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from sacrebleu.metrics import BLEU
 
-from noamt.checkpoint import LAST
 from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, write_sentence_nll
+from noamt.run_dir import LAST
 from noamt_study.collect import collect_run
 from noamt_study.plan import Job
 

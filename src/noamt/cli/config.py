@@ -15,13 +15,16 @@ import inspect
 import logging
 import sys
 import textwrap
+from typing import TypeVar
 
 import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from noamt import schedules
 from noamt.pipeline import TrainConfig
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,10 @@ def field_docs(cls: type) -> dict[str, str]:
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        declaration = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
+        if not isinstance(declaration, ast.ClassDef):
+            continue
+        body = declaration.body
         for node, after in zip(body, body[1:], strict=False):
             if (
                 isinstance(node, ast.AnnAssign)
@@ -56,7 +62,7 @@ def settings_help() -> str:
     """Every group's keys with their defaults and the docstring of their field."""
     groups = [(f.name, f.default_factory) for f in dataclasses.fields(TrainConfig) if f.name != "schedule"]
     groups += [(f"schedule (schedule={name})", cls) for name, cls in schedules.CONFIGS.items()]
-    lines = []
+    lines: list[str] = []
     for title, cls in groups:
         if not dataclasses.is_dataclass(cls):
             continue
@@ -95,12 +101,19 @@ def register_command_help(app_name: str, doc: str) -> str:
     return name
 
 
-def to_train_config(cfg: DictConfig) -> TrainConfig:
-    """The composed config as dataclasses (interpolations resolved, derived defaults still None)."""
+def to_dataclass(cfg: DictConfig | ListConfig, kind: type[T]) -> T:
+    """The composed config as the dataclass ``kind`` its schema declares (interpolations resolved,
+    derived defaults still None); each dataclass checks its values as it is made, a setting out of
+    bounds a one-line ValueError naming its key."""
     obj = OmegaConf.to_object(cfg)
-    if not isinstance(obj, TrainConfig):
-        raise TypeError("the composed config is not a TrainConfig (is train_schema first in its defaults?)")
+    if not isinstance(obj, kind):
+        raise TypeError(f"the composed config is not a {kind.__name__} (is its schema first in its defaults?)")
     return obj
+
+
+def to_train_config(cfg: DictConfig) -> TrainConfig:
+    """The composed training config as dataclasses (:func:`to_dataclass`)."""
+    return to_dataclass(cfg, TrainConfig)
 
 
 def saved_train_config(saved: DictConfig) -> TrainConfig:
@@ -108,12 +121,15 @@ def saved_train_config(saved: DictConfig) -> TrainConfig:
     composed config, with the schedule's kind named by ``schedule.name``."""
     schema = OmegaConf.structured(TrainConfig)
     schema.schedule = OmegaConf.structured(schedules.CONFIGS[saved.schedule.name])
-    return OmegaConf.to_object(OmegaConf.merge(schema, saved))
+    return to_dataclass(OmegaConf.merge(schema, saved), TrainConfig)
 
 
 def resolved_settings(cfg: TrainConfig) -> dict:
     """The run's settings after resolution (``TrainConfig.resolved``) as plain containers."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg.resolved()))
+    settings = OmegaConf.to_container(OmegaConf.structured(cfg.resolved()))
+    if not isinstance(settings, dict):
+        raise TypeError("a TrainConfig's settings are a mapping")
+    return settings
 
 
 def require(cfg: DictConfig, key: str, program: str, what: str) -> None:

@@ -17,7 +17,8 @@ The data config is the one stored in the checkpoint (``data_dir`` replaces its f
 ``splits`` defaults to its test splits (``valid`` names the validation split); ``device``
 picks an option of the device/ group and ``decoding`` one of the decoding/ group (default,
 greedy; e.g. ``decoding.beam_size=10``). Writes ``<split>.hyp.<tgt_lang>`` and ``results.json``
-to ``out_dir`` (default: ``<run>/eval``) and prints a table with the metric signatures.
+to ``out_dir`` (default: ``<run>/eval``) and prints a table with the metric signatures;
+``progress=false`` leaves out the progress bars.
 
 ``likelihood`` (default true) also scores each split's references by teacher forcing with
 noamt's model of the checkpoint(s), whatever the engine: -sum_t ln p(y_t | y_<t, x) over each
@@ -29,36 +30,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import register_command_help, require
+from noamt.cli.config import register_command_help, require, to_dataclass
 from noamt.data import DataError
-from noamt.decoding import DecodingConfig
-from noamt.device import DeviceConfig
-from noamt.evaluation import evaluate_checkpoint, format_table
-
-
-@dataclass
-class EvaluateConfig:
-    """The checkpoint, the splits, how to search and where results go."""
-
-    checkpoint: Any = MISSING  # a checkpoint file, run directory or release folder, or a list of them
-    engine: str = "noamt"  # noamt, ctranslate2 or transformers
-    compute_type: str = "float32"  # engine=ctranslate2 only: float32, int8, int16, float16, ...
-    splits: list[str] | None = None  # default: the data config's test splits
-    data_dir: str | None = None  # replaces the stored data folder
-    out_dir: str | None = None  # default: <run>/eval (required for an ensemble)
-    max_tokens: int = 4096  # source tokens per batch, padding included
-    likelihood: bool = True  # also write each split's per-sentence reference NLL (<split>.nll.tsv)
-    device: DeviceConfig = field(default_factory=DeviceConfig)  # the device/ config group
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the decoding/ config group
-
+from noamt.evaluation import EvaluateConfig, evaluate_checkpoint, format_table
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 register_command_help("noamt-evaluate", __doc__)
@@ -66,18 +46,7 @@ register_command_help("noamt-evaluate", __doc__)
 
 def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate as configured and print the table of scores."""
-    _, results = evaluate_checkpoint(
-        cfg.checkpoint,
-        cfg.decoding,
-        cfg.device,
-        splits=cfg.splits,
-        data_dir=cfg.data_dir,
-        out_dir=cfg.out_dir,
-        max_tokens=cfg.max_tokens,
-        engine=cfg.engine,
-        compute_type=cfg.compute_type,
-        likelihood=cfg.likelihood,
-    )
+    _, results = evaluate_checkpoint(cfg)
     print(format_table(results))
 
 
@@ -86,7 +55,7 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require(cfg, "checkpoint", "noamt-evaluate", "a checkpoint file or a run directory")
     try:
-        evaluate(OmegaConf.to_object(cfg))
+        evaluate(to_dataclass(cfg, EvaluateConfig))
     except (CheckpointError, DataError, OSError, ValueError) as err:
         sys.exit(f"noamt-evaluate: {err}")
 

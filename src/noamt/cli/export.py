@@ -17,27 +17,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import register_command_help, require
+from noamt.cli.config import register_command_help, require, to_dataclass
 from noamt.data import DataError
-from noamt.exporter import export_model
-
-
-@dataclass
-class ExportConfig:
-    """Which model, in which format, to which folder."""
-
-    checkpoint: str = MISSING  # a checkpoint file or a run directory
-    format: str = MISSING  # release, ctranslate2 or transformers
-    out: str = MISSING  # the folder to write; it must not exist
-    quantization: str | None = None  # ctranslate2 only: int8, int16 or float32 (null: float32)
-
+from noamt.exporter import ExportConfig, export_model
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 register_command_help("noamt-export", __doc__)
@@ -49,9 +37,8 @@ def main(cfg: DictConfig) -> None:
     require(cfg, "checkpoint", "noamt-export", "a checkpoint file or a run directory")
     require(cfg, "format", "noamt-export", "release, ctranslate2 or transformers")
     require(cfg, "out", "noamt-export", "the folder to write")
-    export = OmegaConf.to_object(cfg)
     try:
-        export_model(export.checkpoint, export.format, export.out, quantization=export.quantization)
+        export_model(to_dataclass(cfg, ExportConfig))
     except (CheckpointError, DataError, OSError, ValueError) as err:
         sys.exit(f"noamt-export: {err}")
 

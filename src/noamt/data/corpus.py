@@ -20,6 +20,7 @@ from pathlib import Path
 
 import datasets
 
+from noamt.bounds import at_least, at_least_or_none, is_finite, one_of, require
 from noamt.data.tokenizer import CACHE_DIR_ENV
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,20 @@ class DataConfig:
     release: str | None = "multi30k"
     """What `noamt-data fetch <release>` writes: the default folder."""
 
+    def __post_init__(self) -> None:
+        """Check every field that has bounds; one-line ValueErrors naming the key."""
+        one_of("data.source", self.source, SOURCES)
+        splits = list(self.test_splits)
+        require("data.test_splits", splits, len(set(splits)) == len(splits) and not {"train", "valid"} & set(splits),
+                "unique names other than train and valid")  # fmt: skip
+        at_least_or_none("data.max_train_examples", self.max_train_examples, 1)
+        at_least_or_none("data.max_eval_examples", self.max_eval_examples, 1)
+        at_least("data.max_src_len", self.max_src_len, 1)
+        at_least("data.max_tgt_len", self.max_tgt_len, 1)
+        ratio = self.max_len_ratio
+        require("data.max_len_ratio", ratio, is_finite(ratio) and (ratio == 0 or ratio >= 1),
+                "0 (keep all) or a finite number >= 1 (longer side / shorter side)")  # fmt: skip
+
 
 def fetched_data_dir(release: str) -> Path:
     """Where ``noamt-data fetch <release>`` puts a release by default:
@@ -117,8 +132,6 @@ def load_corpus(cfg: DataConfig, splits: Sequence[str] | None = None) -> dataset
     Training pairs with a whitespace-only side are dropped (the count is logged);
     evaluation splits keep every line so that every input gets a hypothesis.
     """
-    if cfg.source not in SOURCES:
-        raise DataError(f"data.source must be one of {', '.join(SOURCES)}, got {cfg.source!r}")
     data_dir = resolve_data_dir(cfg)
     if cfg.source == "auto" and data_dir is None and cfg.release:
         raise DataError(
@@ -146,8 +159,6 @@ def _load_files(data_dir: Path, cfg: DataConfig, wanted: Sequence[str] | None = 
         raise DataError(f"data folder not found: {data_dir} (set data.dir or {DATA_DIR_ENV})")
     stems = {"train": cfg.train_split, "valid": cfg.valid_split}
     stems.update({stem: stem for stem in cfg.test_splits})
-    if len(stems) != 2 + len(cfg.test_splits):
-        raise DataError(f"test split names must be unique and differ from train/valid: {cfg.test_splits}")
     splits = {}
     for split, stem in stems.items():
         if wanted is not None and split not in wanted:

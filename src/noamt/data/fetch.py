@@ -44,7 +44,8 @@ class Release:
     def files(self) -> dict[str, str]:
         """Release path -> SHA-256, in manifest order."""
         text = resources.files("noamt.data").joinpath(self.manifest).read_text(encoding="utf-8")
-        return dict(reversed(line.split(maxsplit=1)) for line in text.splitlines() if line.strip())
+        entries = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
+        return {path: digest for digest, path in entries}
 
 
 def _multi30k_local_path(path: str) -> str:

@@ -25,12 +25,14 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from noamt.bounds import at_least
 from noamt.io import write_atomic
 
 log = logging.getLogger(__name__)
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+SPECIAL_IDS = (0, 1, 2, 3)
 BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
 CACHE_DIR_ENV = "NOAMT_CACHE_DIR"
 FORMAT_VERSION = 1  # part of the cache key; bump when the pipeline below changes
@@ -51,17 +53,23 @@ class TokenizerConfig:
     cache_dir: str | None = None
     """Where trained BPE models are cached (null: $NOAMT_CACHE_DIR/tokenizers, else ~/.cache/noamt/tokenizers)."""
 
+    def __post_init__(self) -> None:
+        """Check every field that has bounds; one-line ValueErrors naming the key."""
+        reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
+        at_least("tokenizer.vocab_size", self.vocab_size, reserved + 1, " (4 specials, 256 byte tokens, 1 piece)")
+        at_least("tokenizer.min_frequency", self.min_frequency, 0)
+
 
 class Tokenizer:
     """Joint BPE over source and target text (HF tokenizers)."""
 
     def __init__(self, hf: tokenizers.Tokenizer):
         ids = [hf.token_to_id(tok) for tok in SPECIAL_TOKENS]
-        if ids != [0, 1, 2, 3]:
+        if ids != list(SPECIAL_IDS):
             raise ValueError(f"tokenizer must have {', '.join(SPECIAL_TOKENS)} at ids 0-3, got {ids}")
         self._hf = hf
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
-        self._special_ids = frozenset(ids)
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = SPECIAL_IDS
+        self._special_ids = frozenset(SPECIAL_IDS)
 
     @property
     def vocab_size(self) -> int:
@@ -116,9 +124,6 @@ class Tokenizer:
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     """Train a BPE tokenizer with byte fallback on `texts`."""
-    reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
-    if cfg.vocab_size <= reserved:
-        raise ValueError(f"tokenizer.vocab_size must exceed {reserved} (specials + byte tokens), got {cfg.vocab_size}")
     hf = tokenizers.Tokenizer(models.BPE(unk_token=UNK, byte_fallback=True))
     hf.normalizer = normalizers.NFC()
     hf.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="always")

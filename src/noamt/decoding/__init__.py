@@ -4,7 +4,7 @@ out (``text``); an ``ensemble`` of models searched as one."""
 
 from noamt.decoding.beam import beam_search
 from noamt.decoding.cache import DecoderCache
-from noamt.decoding.config import GREEDY, DecodingConfig, check_decoding
+from noamt.decoding.config import GREEDY, DecodingConfig
 from noamt.decoding.ensemble import Ensemble
 from noamt.decoding.search import greedy_search, max_output_lengths
 from noamt.decoding.text import search_batch, translate_batches, translate_texts
@@ -15,7 +15,6 @@ __all__ = [
     "DecodingConfig",
     "Ensemble",
     "beam_search",
-    "check_decoding",
     "greedy_search",
     "max_output_lengths",
     "search_batch",

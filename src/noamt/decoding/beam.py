@@ -104,8 +104,6 @@ def beam_search(
     stays one row per sentence, shared by its beams (see :class:`~noamt.model.CrossAttention`),
     and is only narrowed when sentences finish.
     """
-    if decoding.beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {decoding.beam_size}")
     k, batch_size = decoding.beam_size, src.size(0)
     finished: Finished = [[] for _ in range(batch_size)]
     with inference(model):

@@ -41,7 +41,7 @@ class DecoderCache:
             self._storage = k.new_empty(n * self.n_layers * 2 * h * max(t, self.max_length) * dh)
             self._self = self._storage[: n * self.n_layers * 2 * h * t * dh].view(n, self.n_layers, 2, h, t, dh)
         elif self._self.size(4) < end:  # no free position (no reorder since the last step)
-            self._self = self._gather(None, capacity=max(end, self.max_length))
+            self._self = self._gather(self._self, None, capacity=max(end, self.max_length))
         self._self[:, layer, 0, :, self.length : end] = k
         self._self[:, layer, 1, :, self.length : end] = v
         return self._self[:, layer, 0, :, :end], self._self[:, layer, 1, :, :end]
@@ -54,14 +54,14 @@ class DecoderCache:
         """Keep hypotheses ``rows`` (N',) of the self-attention cache, in that order, and, when
         given, memory rows ``sentences`` (B',) of the cross-attention cache."""
         if self._self is not None:
-            self._self = self._gather(rows, capacity=self.length + 1)
+            self._self = self._gather(self._self, rows, capacity=self.length + 1)
         if sentences is not None:
             self.cross = [None if kv is None else (kv[0][sentences], kv[1][sentences]) for kv in self.cross]
 
-    def _gather(self, rows: torch.Tensor | None, capacity: int) -> torch.Tensor:
-        """Rows ``rows`` (all when None) of the filled positions, copied into the spare storage
-        viewed as (N', layers, 2, h, capacity, d/h); the old storage becomes the spare one."""
-        old = self._self
+    def _gather(self, old: torch.Tensor, rows: torch.Tensor | None, capacity: int) -> torch.Tensor:
+        """Rows ``rows`` (all when None) of the filled positions of ``old``, the self-attention
+        buffer, copied into the spare storage viewed as (N', layers, 2, h, capacity, d/h); the old
+        storage becomes the spare one."""
         n = old.size(0) if rows is None else rows.numel()
         shape = (n, *old.shape[1:4], capacity, old.size(5))
         numel = math.prod(shape)

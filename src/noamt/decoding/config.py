@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from noamt.bounds import at_least, is_finite, require
+
 
 @dataclass
 class DecodingConfig:
@@ -25,19 +27,16 @@ class DecodingConfig:
     min_len: int = 0
     """EOS is banned before this many output tokens."""
 
+    def __post_init__(self) -> None:
+        """Settings that cannot produce a translation are a one-line ValueError naming the key."""
+        at_least("decoding.beam_size", self.beam_size, 1)
+        require("decoding.length_penalty", self.length_penalty, is_finite(self.length_penalty), "a finite number")
+        require("decoding.max_len_a", self.max_len_a, is_finite(self.max_len_a) and self.max_len_a >= 0,
+                "a finite number >= 0")  # fmt: skip
+        at_least("decoding.max_len_b", self.max_len_b, 0)
+        at_least("decoding.min_len", self.min_len, 0)
+        if self.max_len_a == 0 and self.max_len_b == 0:
+            raise ValueError("decoding.max_len_a=0 and decoding.max_len_b=0 allow no output token: raise one of them")
+
 
 GREEDY = DecodingConfig(beam_size=1)  # what validation BLEU decodes with
-
-
-def check_decoding(cfg: DecodingConfig) -> None:
-    """Settings that cannot produce a translation are a ValueError naming the key."""
-    if cfg.beam_size < 1:
-        raise ValueError(f"decoding.beam_size={cfg.beam_size}: must be at least 1")
-    if cfg.max_len_a < 0 or cfg.max_len_b < 0:
-        raise ValueError(
-            f"decoding.max_len_a={cfg.max_len_a}, decoding.max_len_b={cfg.max_len_b}: neither may be negative"
-        )
-    if cfg.min_len < 0:
-        raise ValueError(f"decoding.min_len={cfg.min_len}: must not be negative")
-    if cfg.max_len_a == 0 and cfg.max_len_b == 0:
-        raise ValueError("decoding.max_len_a=0 and decoding.max_len_b=0 allow no output token: raise one of them")

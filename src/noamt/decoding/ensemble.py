@@ -45,7 +45,8 @@ class Ensemble(nn.Module):
         super().__init__()
         if len({(m.tgt_vocab_size, m.pad_id) for m in models}) != 1:
             raise ValueError("an ensemble needs models over one vocabulary with one padding id")
-        self.members = nn.ModuleList(models)
+        self.members = nn.ModuleList(models)  # registers their parameters and buffers
+        self.models: list[Transformer] = list(models)
         self.pad_id = models[0].pad_id
         self._widths = [m.cfg.d_model for m in models]
         self.eval()  # an ensemble only decodes
@@ -53,20 +54,20 @@ class Ensemble(nn.Module):
     @property
     def max_positions(self) -> int:
         """The longest sequence every member accepts."""
-        return min(m.max_positions for m in self.members)
+        return min(m.max_positions for m in self.models)
 
     @property
     def tgt_vocab_size(self) -> int:
-        return self.members[0].tgt_vocab_size
+        return self.models[0].tgt_vocab_size
 
     def new_cache(self, max_length: int) -> EnsembleCache:
         """A cache per member, each sized for outputs of up to ``max_length`` positions."""
-        return EnsembleCache([DecoderCache(m.cfg.decoder_layers, max_length) for m in self.members])
+        return EnsembleCache([DecoderCache(m.cfg.decoder_layers, max_length) for m in self.models])
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S) -> the members' memories concatenated, (B, S, sum d_i), and the key mask
         (B, 1, 1, S), the same for every member."""
-        encoded = [m.encode(src) for m in self.members]
+        encoded = [m.encode(src) for m in self.models]
         return torch.cat([memory for memory, _ in encoded], dim=-1), encoded[0][1]
 
     def decode(
@@ -78,9 +79,9 @@ class Ensemble(nn.Module):
     ) -> torch.Tensor:
         """Each member decodes from its part of ``memory`` with its own cache: hidden states
         (N, T, sum d_i), the members' side by side."""
-        caches = cache.members if cache is not None else [None] * len(self.members)
+        caches = cache.members if cache is not None else [None] * len(self.models)
         memories = memory.split(self._widths, dim=-1)
-        members = zip(self.members, memories, caches, strict=True)
+        members = zip(self.models, memories, caches, strict=True)
         return torch.cat([m.decode(tgt_in, part, memory_mask, c) for m, part, c in members], dim=-1)
 
     def project(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,7 +89,7 @@ class Ensemble(nn.Module):
         into ``out`` when given."""
         parts = hidden.split(self._widths, dim=-1)
         lprobs = torch.stack(
-            [torch.log_softmax(m.project(h).float(), dim=-1) for m, h in zip(self.members, parts, strict=True)]
+            [torch.log_softmax(m.project(h).float(), dim=-1) for m, h in zip(self.models, parts, strict=True)]
         )  # (M, N, V)
         mean = torch.logsumexp(lprobs, dim=0) if out is None else torch.logsumexp(lprobs, dim=0, out=out)
-        return mean.sub_(math.log(len(self.members)))
+        return mean.sub_(math.log(len(self.models)))

@@ -73,7 +73,7 @@ def next_log_probs(
     on a CPU costs page faults on par with the product that fills them.
     """
     tgt_in = tokens[:, -1:] if cache is not None else tokens  # (N, 1) or (N, t+1)
-    hidden = model.decode(tgt_in, memory, memory_mask, cache)[:, -1]  # (N, d)
+    hidden = _decode(model, tgt_in, memory, memory_mask, cache)[:, -1]  # (N, d)
     if buffer is not None and hidden.dtype == buffer.dtype:
         logits = model.project(hidden, out=buffer[: hidden.size(0)])
     else:  # e.g. bf16 under autocast
@@ -81,6 +81,22 @@ def next_log_probs(
     lprobs = torch.log_softmax(logits, dim=-1, out=logits)  # (N, V), in place
     lprobs[:, [model.pad_id, bos_id]] = -math.inf
     return lprobs
+
+
+def _decode(
+    model: Transformer | Ensemble,
+    tgt_in: torch.Tensor,
+    memory: torch.Tensor,
+    memory_mask: torch.Tensor,
+    cache: DecoderCache | EnsembleCache | None,
+) -> torch.Tensor:
+    """``model.decode`` with the cache :func:`new_cache` made for it: an EnsembleCache for an
+    Ensemble, a DecoderCache for a model; another pairing is a one-line TypeError."""
+    if isinstance(model, Ensemble) and not isinstance(cache, DecoderCache):
+        return model.decode(tgt_in, memory, memory_mask, cache)
+    if not isinstance(model, Ensemble) and not isinstance(cache, EnsembleCache):
+        return model.decode(tgt_in, memory, memory_mask, cache)
+    raise TypeError(f"a {type(model).__name__} does not decode with a {type(cache).__name__}")
 
 
 def force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int = 0) -> torch.Tensor:

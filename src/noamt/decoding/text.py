@@ -9,7 +9,7 @@ import torch
 
 from noamt.data import Batch, EncodedSplit, TokenBudgetBatches, Tokenizer
 from noamt.decoding.beam import beam_search
-from noamt.decoding.config import DecodingConfig, check_decoding
+from noamt.decoding.config import DecodingConfig
 from noamt.decoding.ensemble import Ensemble
 from noamt.decoding.search import greedy_search
 from noamt.model import Transformer
@@ -31,7 +31,7 @@ def translate_batches(
     tokenizer: Tokenizer,
     decoding: DecodingConfig,
     *,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> list[str]:
     """Translate every batch with :func:`search_batch` and detokenize.
 
@@ -55,13 +55,12 @@ def translate_texts(
     decoding: DecodingConfig,
     *,
     max_tokens: int = 4096,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> list[str]:
     """One translation per text, in input order (:func:`translate_nonblank`).
 
     Batches hold at most ``max_tokens`` source tokens, padding included.
     """
-    check_decoding(decoding)
 
     def translate(src_ids: list[list[int]]) -> list[str]:
         split = EncodedSplit(src_ids, [[] for _ in src_ids])
@@ -78,7 +77,7 @@ def translate_nonblank(
     max_positions: int | None,
     translate: Callable[[list[list[int]]], list[str]],
     *,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> list[str]:
     """One translation per text, in input order, by ``translate`` (source ids without EOS -> one
     translation each, in order).

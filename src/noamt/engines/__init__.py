@@ -10,14 +10,18 @@ text out with the same search settings (:class:`~noamt.decoding.DecodingConfig`)
 Each module opens its models into an object that meets :class:`Engine`; :data:`OPENERS` names
 the opener of each engine. Adding an engine is one module and its entry in :data:`OPENERS`.
 The optional packages (ctranslate2, transformers) are imported when a model is opened, not here.
+:class:`EngineConfig` holds what the two commands share: the models, the engine, its device,
+compute type and search.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from noamt.bounds import at_least
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.engines.ctranslate2 import open_ctranslate2_engine
@@ -31,8 +35,13 @@ DEFAULT_COMPUTE_TYPE = "float32"
 class Engine(Protocol):
     """Models opened by one engine, ready to translate."""
 
-    compute_type: str | None  # ctranslate2's; None where the device group's precision applies
-    loaded: LoadedModels | None  # the noamt models read from the checkpoints; None for an exported folder
+    @property
+    def compute_type(self) -> str | None:
+        """ctranslate2's; None where the device group's precision applies."""
+
+    @property
+    def loaded(self) -> LoadedModels | None:
+        """The noamt models read from the checkpoints; None for an exported folder."""
 
     def translate(
         self,
@@ -40,7 +49,7 @@ class Engine(Protocol):
         decoding: DecodingConfig,
         *,
         max_tokens: int = 4096,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], object] | None = None,
     ) -> list[str]:
         """One translation per text, in input order; blank texts give "". Batches hold at most
         ``max_tokens`` source tokens; ``on_batch(n)`` is called as n more texts are done."""
@@ -57,26 +66,45 @@ OPENERS: dict[str, Opener] = {
 ENGINES = tuple(OPENERS)
 
 
-def check_engine(engine: str, compute_type: str, n_checkpoints: int) -> None:
-    """Settings the engine cannot honour are a one-line ValueError naming the key."""
-    if engine not in OPENERS:
-        raise ValueError(f"engine={engine}: choose one of {', '.join(ENGINES)}")
-    if engine != "ctranslate2" and compute_type != DEFAULT_COMPUTE_TYPE:
-        raise ValueError(f"compute_type={compute_type}: applies to engine=ctranslate2 only "
-                         f"({engine}: device.precision)")  # fmt: skip
-    if engine != "noamt" and n_checkpoints > 1:
-        raise ValueError(f"engine={engine} decodes one model, checkpoint= names {n_checkpoints}: "
-                         "ensembles decode with engine=noamt")  # fmt: skip
+@dataclass
+class EngineConfig:
+    """The models, the engine that decodes them, where and how: what ``noamt-translate``
+    (:class:`noamt.translation.TranslateConfig`) and ``noamt-evaluate``
+    (:class:`noamt.evaluation.EvaluateConfig`) share. Whether the device supports
+    ``compute_type`` is known once the engine is opened (a check across this config and the
+    device found: :func:`noamt.engines.ctranslate2.check_compute_type`)."""
+
+    checkpoint: Any
+    """A checkpoint file, run directory or release folder, or a list of them (an ensemble, engine=noamt
+    only); ctranslate2 and transformers also read the folder noamt-export wrote for them."""
+    engine: str = "noamt"
+    """noamt, ctranslate2 or transformers."""
+    compute_type: str = DEFAULT_COMPUTE_TYPE
+    """engine=ctranslate2 only: float32, int8, int16, float16, ... as the device supports."""
+    max_tokens: int = 4096
+    """Source tokens per batch, padding included."""
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    """The device/ config group."""
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    """The decoding/ config group."""
+
+    def __post_init__(self) -> None:
+        """Settings the engine cannot honour are a one-line ValueError naming the key."""
+        if self.engine not in OPENERS:
+            raise ValueError(f"engine={self.engine}: choose one of {', '.join(ENGINES)}")
+        if self.engine != "ctranslate2" and self.compute_type != DEFAULT_COMPUTE_TYPE:
+            raise ValueError(f"compute_type={self.compute_type}: applies to engine=ctranslate2 only "
+                             f"({self.engine}: device.precision)")  # fmt: skip
+        n_checkpoints = len(checkpoint_list(self.checkpoint))
+        if self.engine != "noamt" and n_checkpoints > 1:
+            raise ValueError(f"engine={self.engine} decodes one model, checkpoint= names {n_checkpoints}: "
+                             "ensembles decode with engine=noamt")  # fmt: skip
+        at_least("max_tokens", self.max_tokens, 1)
 
 
-def open_engine(
-    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
-    engine: str,
-    device: DeviceConfig,
-    compute_type: str = DEFAULT_COMPUTE_TYPE,
-) -> Engine:
-    """The models of ``checkpoint`` (one path, or a list of them: an ensemble) ready to translate
-    with ``engine``, once :func:`check_engine` accepts the settings.
+def open_engine(cfg: EngineConfig) -> Engine:
+    """The models of ``cfg.checkpoint`` (one path, or a list of them: an ensemble) ready to
+    translate with ``cfg.engine``.
 
     noamt: a checkpoint, run directory or release folder, or a list of them, on the device
     group's device and precision. ctranslate2: one of those, converted on the fly, or a folder
@@ -84,6 +112,4 @@ def open_engine(
     those (a post-norm model) converted in memory, or a folder that ``noamt-export
     format=transformers`` wrote, on the device group's device and precision.
     """
-    paths = checkpoint_list(checkpoint)
-    check_engine(engine, compute_type, len(paths))
-    return OPENERS[engine](paths, device, compute_type)
+    return OPENERS[cfg.engine](checkpoint_list(cfg.checkpoint), cfg.device, cfg.compute_type)

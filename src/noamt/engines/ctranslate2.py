@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from noamt.data import EOS, Tokenizer
-from noamt.decoding import DecodingConfig, check_decoding
+from noamt.decoding import DecodingConfig
 from noamt.decoding.search import output_limits
 from noamt.decoding.text import translate_nonblank
 from noamt.device import DeviceConfig, resolve_device
@@ -76,11 +76,10 @@ class CTranslate2Engine:
         decoding: DecodingConfig,
         *,
         max_tokens: int = 4096,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], object] | None = None,
     ) -> list[str]:
         """One translation per text, in input order, as :func:`noamt.decoding.translate_texts`
         gives them but searched by CTranslate2 (the mapping is in the module's docstring)."""
-        check_decoding(decoding)
         vocabulary = self.tokenizer.vocabulary()
         token_id = {token: i for i, token in enumerate(vocabulary)}
 
@@ -117,7 +116,8 @@ def ctranslate2_device(device: DeviceConfig) -> tuple[str, int]:
 
 def check_compute_type(compute_type: str, device_type: str) -> None:
     """A compute type the device cannot run (``ctranslate2.get_supported_compute_types``) is a
-    one-line ValueError listing those it can."""
+    one-line ValueError listing those it can: a check across two settings, compute_type and the
+    device that device.device opens, made once both are known."""
     ctranslate2 = import_ctranslate2(ENGINE)
     try:
         supported = ctranslate2.get_supported_compute_types(device_type)
@@ -127,7 +127,7 @@ def check_compute_type(compute_type: str, device_type: str) -> None:
         raise ValueError(f"compute_type={compute_type}: {device_type} supports {', '.join(sorted(supported))}")
 
 
-def open_ctranslate2(folder: str | Path, device: DeviceConfig, compute_type: str) -> CTranslate2Engine:
+def open_ctranslate2(folder: str | os.PathLike, device: DeviceConfig, compute_type: str) -> CTranslate2Engine:
     """The CTranslate2 model in ``folder`` (written by ``noamt-export format=ctranslate2``) on the
     device group's device, in ``compute_type``, with ``device.num_threads`` threads (0: CTranslate2's
     default)."""
@@ -163,7 +163,7 @@ def open_ctranslate2_engine(
         log.info("model: CTranslate2 folder %s", Path(path))
     else:
         loaded = load_models([path], "cpu")
-        engine = convert_to_ctranslate2(loaded.model, loaded.tokenizer, device, compute_type)
+        engine = convert_to_ctranslate2(loaded.members[0].model, loaded.tokenizer, device, compute_type)
         engine.loaded = loaded
         log.info("model: %s (step %s) converted to CTranslate2", loaded.paths[0], loaded.members[0].step)
     log.info("engine: ctranslate2 on %s, compute_type=%s", device.device, compute_type)

@@ -34,7 +34,7 @@ class NoamtEngine:
         decoding: DecodingConfig,
         *,
         max_tokens: int = 4096,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], object] | None = None,
     ) -> list[str]:
         """One translation per text, in input order (:func:`noamt.decoding.translate_texts`)."""
         with self.autocast():

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from noamt.data import Tokenizer
-from noamt.decoding import DecodingConfig, check_decoding
+from noamt.decoding import DecodingConfig
 from noamt.decoding.search import output_limits
 from noamt.decoding.text import translate_nonblank
 from noamt.device import DeviceConfig, device_manager
@@ -49,12 +49,12 @@ from noamt.export.check import ExportError
 from noamt.export.marian import marian_model, transformers_module
 from noamt.inference import LoadedModels, load_models
 from noamt.model import Transformer
+from noamt.run_dir import TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
 ENGINE = "engine=transformers"
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass
@@ -74,12 +74,11 @@ class TransformersEngine:
         decoding: DecodingConfig,
         *,
         max_tokens: int = 4096,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], object] | None = None,
     ) -> list[str]:
         """One translation per text, in input order, as :func:`noamt.decoding.translate_texts`
         gives them but searched by ``generate`` under ``autocast`` (the mapping is in the
         module's docstring)."""
-        check_decoding(decoding)
         tok = self.tokenizer
         device = next(self.marian.parameters()).device
 
@@ -117,7 +116,7 @@ class TransformersEngine:
             return translate_nonblank(tok, texts, self.max_positions, translate, on_batch=on_batch)
 
 
-def is_transformers_model(path: str | Path) -> bool:
+def is_transformers_model(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a transformers model: a ``config.json`` naming a
     ``model_type`` (a ``format=release`` folder's ``config.json`` names none)."""
     try:
@@ -126,7 +125,7 @@ def is_transformers_model(path: str | Path) -> bool:
         return False
 
 
-def open_transformers(folder: str | Path, device: torch.device) -> TransformersEngine:
+def open_transformers(folder: str | os.PathLike, device: torch.device) -> TransformersEngine:
     """The model that ``noamt-export format=transformers`` wrote into ``folder``, on ``device``;
     a folder without its tokenizer, or not a Marian model, is a one-line ExportError naming it."""
     folder = Path(folder)
@@ -178,7 +177,7 @@ def open_transformers_engine(
         log.info("model: transformers folder %s", Path(path))
     else:
         loaded = load_models([path], dm.device)
-        engine = convert_to_transformers(loaded.model, loaded.tokenizer, dm.device)
+        engine = convert_to_transformers(loaded.members[0].model, loaded.tokenizer, dm.device)
         engine.loaded = loaded
         log.info("model: %s (step %s) converted to transformers' Marian", loaded.paths[0], loaded.members[0].step)
     log.info("engine: transformers generate on %s", dm.describe())

@@ -32,7 +32,7 @@ def _scores(results: EvaluationResults | None) -> list[str]:
         lines.append(
             f"| {split} | {scores['n_sentences']} | {scores['bleu']:.2f} | {scores['chrf']:.2f} | {scores['ter']:.2f} |"
         )
-    signatures = next(iter(results["splits"].values()), {}).get("signatures", {})
+    signatures = next((scores.get("signatures", {}) for scores in results["splits"].values()), {})
     lines += ["", *(f"- {metric}: `{signature}`" for metric, signature in signatures.items())]
     return lines
 

@@ -36,12 +36,14 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from noamt.data import BOS, EOS, UNK, Tokenizer
 from noamt.export.check import ExportError, GreedyReference
-from noamt.export.release import TOKENIZER_FILE, tied_names
+from noamt.export.release import tied_names
 from noamt.io import write_atomic
 from noamt.model import Transformer
+from noamt.run_dir import TOKENIZER_FILE
 
 QUANTIZATIONS = ("int8", "int16", "float32")
 NOAMT_FILE = "noamt.json"  # what noamt needs beside the model: {"max_positions": P}
@@ -132,7 +134,7 @@ def transformer_spec(model: Transformer, tokenizer: Tokenizer):
     spec.config.bos_token, spec.config.eos_token, spec.config.unk_token = BOS, EOS, UNK
     spec.config.decoder_start_token = BOS
     spec.config.add_source_eos = True
-    spec.config.layer_norm_epsilon = model.encoder[0].attn_block.norm.eps
+    spec.config.layer_norm_epsilon = next(m.eps for m in model.modules() if isinstance(m, nn.LayerNorm))
     spec.validate()
     return spec
 

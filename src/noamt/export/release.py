@@ -31,9 +31,10 @@ from noamt.checkpoint import CheckpointError
 from noamt.data import Tokenizer
 from noamt.io import write_atomic
 from noamt.model import ModelConfig
+from noamt.run_dir import TOKENIZER_FILE
 
 FORMAT, FORMAT_VERSION = "noamt-release", 1
-CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, CARD_FILE = "config.json", "model.safetensors", "tokenizer.json", "README.md"
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 CONFIG_KEYS = ("format", "format_version", "noamt_version", "step", "model", "vocab", "sha256", "run")
 VOCAB_IDS = ("pad_id", "bos_id", "eos_id", "unk_id")
 

@@ -45,12 +45,12 @@ def _losses_and_gradient_(
     target = target[:, None]  # (n, 1)
     top = logits.amax(dim=1, keepdim=True)  # (n, 1)
     target_logits = logits.gather(1, target).sum()
-    smoothing = logits.sum() if epsilon else None
+    smoothing = epsilon / vocab * logits.sum() if epsilon else 0.0
     probs = logits.sub_(top).exp_()  # (n, V), unnormalised
     total = probs.sum(dim=1, keepdim=True)  # (n, 1)
     lse = (top + total.log()).sum()  # sum_i lse_i
     nll = lse - target_logits
-    loss = lse - (1.0 - epsilon) * target_logits - (epsilon / vocab * smoothing if epsilon else 0.0)
+    loss = lse - (1.0 - epsilon) * target_logits - smoothing
     if gradient:
         grad = probs.div_(total)  # softmax
         grad.scatter_add_(1, target, torch.full_like(total, -(1.0 - epsilon)))

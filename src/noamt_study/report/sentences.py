@@ -18,7 +18,7 @@ from datetime import datetime
 import torch
 from scipy.stats import norm
 
-from noamt.checkpoint import LAST
+from noamt.run_dir import CHECKPOINTS, LAST
 from noamt_study.collect import CONVERGENCE_TAIL, CONVERGENCE_TOLERANCE, SettingSummary
 from noamt_study.plan import Study
 from noamt_study.seed_sentence_test import Power, SeedSentenceTest
@@ -325,7 +325,7 @@ def describe(study: Study, cfg: dict, settings: Sequence[SettingSummary], select
         "training": f"experiment={study.experiment} ({cfg['model']['name']} model, {data['name']}), "
         f"{steps} updates per run, seeds {', '.join(map(str, study.seeds))}; runs with the same seed share "
         f"initialisation and batch order{overrides}",
-        "evaluated": f"checkpoints/{LAST} of every run (the model after exactly {steps} updates, no selection), "
+        "evaluated": f"{CHECKPOINTS}/{LAST} of every run (the model after exactly {steps} updates, no selection), "
         f"{decoding}, valid and test sets{limit}; sacreBLEU BLEU and chrF on detokenized, cased text",
         "compared": f"{study.reference} against each other schedule on each test set",
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
