@@ -15,6 +15,7 @@ from helpers.study_runs import synthetic_benchmark
 from helpers.toy_corpus import write_toy_corpus
 
 from noamt import pipeline
+from noamt.data import read_lines
 from noamt.data.corpus import fetched_data_dir
 
 os.environ.setdefault("NOAMT_DATA_DIR", str(fetched_data_dir("multi30k")))
@@ -67,6 +68,18 @@ def benchmark(tmp_path):
     """A study of noam and cosine over seeds 1-3 with known answers (``helpers/study_runs.py``):
     its folder, its collected runs and the test references."""
     return synthetic_benchmark(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def toy_sources(toy_data_dir) -> list[str]:
+    """The source side of the toy corpus's test_2016_flickr: what the engine tests translate."""
+    return read_lines(toy_data_dir / "test_2016_flickr.en")
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_run) -> Path:
+    """The post-norm toy run of seed 3 (``toy_run``), the model the engine tests decode."""
+    return toy_run(3)
 
 
 @pytest.fixture()

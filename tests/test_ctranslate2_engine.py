@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
-def run(toy_run) -> Path:
-    return toy_run(3)
+def run(toy_model) -> Path:
+    return toy_model
 
 
 @pytest.fixture(scope="module")
-def sentences(toy_data_dir) -> list[str]:
-    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+def sentences(toy_sources) -> list[str]:
+    return toy_sources[:N_SENTENCES]
 
 
 def agreement(a: list[str], b: list[str]) -> float:

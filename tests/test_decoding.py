@@ -29,13 +29,7 @@ def sources(seqs: list[list[int]]) -> torch.Tensor:
     return collate(seqs, seqs, list(range(len(seqs))), PAD, BOS, EOS).src
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread avoids oversubscribing a shared CPU (10x slower otherwise)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: one thread avoids oversubscribing a shared CPU
 
 
 @pytest.fixture(scope="module")

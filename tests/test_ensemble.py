@@ -28,8 +28,8 @@ def runs(toy_run) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sentences(toy_data_dir) -> list[str]:
-    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+def sentences(toy_sources) -> list[str]:
+    return toy_sources[:N_SENTENCES]
 
 
 def averaged_log_probs(models, src: torch.Tensor, tokens: list[int], bos_id: int) -> torch.Tensor:

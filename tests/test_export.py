@@ -17,7 +17,6 @@ from helpers.runs import make_checkpoint, small_train_config, train_run
 
 from noamt import schedules
 from noamt.checkpoint import CheckpointError
-from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.export.check import ExportError, check_outputs, greedy_reference
 from noamt.export.ctranslate2_spec import ctranslate2_greedy, transformer_spec, write_ctranslate2
@@ -55,8 +54,8 @@ def pre_norm_run(tmp_path_factory, toy_data_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sentences(toy_data_dir) -> list[str]:
-    return read_lines(toy_data_dir / "test_2016_flickr.en")[:N_SENTENCES]
+def sentences(toy_sources) -> list[str]:
+    return toy_sources[:N_SENTENCES]
 
 
 @pytest.fixture(scope="module")
