@@ -226,3 +226,18 @@ def test_a_target_beyond_100_seeds_says_whether_seeds_or_the_test_set_stand_in_t
     assert "detectable difference at 0.84 BLEU" in shared
     seeds = sentences.power_line("t", "noam", "cosine", power(0.01))  # the floor 0.28 is below 0.5
     assert "would need more than 100 seeds (at the seeds' measured spread; V_f alone allows 0.28)" in seeds
+
+
+def test_the_verdict_names_one_seed_count_when_every_comparison_needs_the_same():
+    from noamt_study.seed_sentence_test import from_variances, power_analysis
+
+    test = from_variances(np.array([0.5, 0.6, 0.7]), v_sent=0.001, v_pair=0.003, n_samples=1000)
+    boot = stats.PairedBootstrap(delta=0.6, ci_low=0.1, ci_high=1.1, p_value=0.03, n_samples=1000, n_seeds=3)
+    record = stats.compare_seeds([0.5, 0.6, 0.7], [0.0] * 3)
+    power = power_analysis(test)
+    assert power.seeds_for_target is not None
+    same = [
+        significance.Comparison(split, "noam", "cosine", test, test.p_value, power, boot, boot.p_value, record)
+        for split in ("test_a", "test_b")
+    ]
+    assert sentences.verdict(same)[2].endswith(f"0.5 BLEU would need {power.seeds_for_target} seeds.")

@@ -75,4 +75,4 @@ def translate(cfg: TranslateConfig) -> None:
     with tqdm(total=len(lines), unit="line", file=sys.stderr, disable=cfg.input == "-") as bar:
         translations = engine.translate(lines, cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update)
     write_output(cfg.output, translations)
-    log.info("translated %d lines", len(lines))
+    log.info("translated %d line%s", len(lines), "" if len(lines) == 1 else "s")

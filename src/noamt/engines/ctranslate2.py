@@ -166,5 +166,5 @@ def open_ctranslate2_engine(
         engine = convert_to_ctranslate2(loaded.members[0].model, loaded.tokenizer, device, compute_type)
         engine.loaded = loaded
         log.info("model: %s (step %s) converted to CTranslate2", loaded.paths[0], loaded.members[0].step)
-    log.info("engine: ctranslate2 on %s, compute_type=%s", device.device, compute_type)
+    log.info("engine: ctranslate2 on %s, compute_type=%s", resolve_device(device.device), compute_type)
     return engine

@@ -276,7 +276,7 @@ def metric_verdict(comparisons: Sequence[Comparison], metric: Metric = BLEU_METR
     low, high = min(c.power.detectable_low for c in tested), max(c.power.detectable_high for c in tested)
     needed = [c.power.seeds_for_target for c in tested]
     counts = sorted(n for n in needed if n is not None)
-    need = f"{counts[0]} to {counts[-1]} seeds" if counts else ""
+    need = (f"{counts[0]} seeds" if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]} seeds") if counts else ""
     if None in needed:
         need = (
             (need + " (and " if need else "")
