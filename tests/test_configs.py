@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from noamt import pipeline, schedules
-from noamt.cli.config import register_configs, settings_help, to_train_config
+from noamt.cli.config import misspelt_key, register_configs, settings_help, to_train_config
 from noamt.data import DataConfig, TokenizerConfig
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
@@ -357,3 +357,48 @@ def test_a_refused_setting_is_one_line_from_each_command(command, message, tmp_p
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == message
     assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]  # no run was written
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.max_steps=3",
+        "trainer.seed=1,2,3",
+        "data.dir=/data",
+        "schedule.cooldown_fraction=0.2",
+        "schedule.peak_lr=1e-3",
+        "optim.r=0.5",
+        "model.pre_norm=true",
+        "device.num_threads=1",
+        "hydra.run.dir=out",
+        "+compare_run=noam-seed1",
+        "run_name=x",
+        "model=tiny",
+        "experiment=quickstart",
+        "-m",
+    ],
+)
+def test_a_declared_key_passes_the_spelling_check(override):
+    assert misspelt_key([override]) is None
+
+
+def test_a_misspelt_key_names_the_nearest_declared_one():
+    assert misspelt_key(["model=tiny", "trainer.max_step=10"]) == (
+        "trainer.max_step: no such key; did you mean trainer.max_steps?"
+    )
+    assert misspelt_key(["schedule.warmup=10"]) == "schedule.warmup: no such key; did you mean schedule.warmup_steps?"
+    assert misspelt_key(["device.zzz=1"]).startswith("device.zzz: no such key; device's keys: device, precision")
+
+
+@pytest.mark.slow
+def test_noamt_train_refuses_a_misspelt_key_before_composing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "noamt.cli.train", "trainer.max_step=10"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "noamt-train: trainer.max_step: no such key; did you mean trainer.max_steps?"
+    assert not any(tmp_path.iterdir())  # nothing composed, nothing written

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import inspect
 import logging
 import sys
 import textwrap
+from collections.abc import Sequence
 from typing import TypeVar
 
 import yaml
@@ -136,3 +138,41 @@ def require(cfg: DictConfig, key: str, program: str, what: str) -> None:
     """Exit with one line when a mandatory key (``???`` in the YAML) was not given."""
     if OmegaConf.is_missing(cfg, key):
         sys.exit(f"{program}: {key}=... is required ({what})")
+
+
+def group_keys() -> dict[str, list[str]]:
+    """Each config group of ``noamt-train`` and the keys its dataclass declares (``schedule``: the
+    keys of every schedule kind)."""
+    defaults = TrainConfig()
+    parts = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    groups = {
+        name: [k.name for k in dataclasses.fields(part)]
+        for name, part in parts.items()
+        if dataclasses.is_dataclass(part)
+    }
+    groups["schedule"] = sorted({k.name for cls in schedules.CONFIGS.values() for k in dataclasses.fields(cls)})
+    return groups
+
+
+def misspelt_key(overrides: Sequence[str]) -> str | None:
+    """The first ``group.key=value`` override whose key its group does not declare, with the
+    nearest declared key (``trainer.max_step: no such key; did you mean trainer.max_steps?``);
+    None when every such key exists. Appended (``+``), deleted (``~``) and Hydra's own keys, and
+    options (``-m``) are left to Hydra."""
+    groups = group_keys()
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        group, _, name = key.partition(".")
+        if (
+            "=" not in override
+            or override.startswith(("+", "~", "-"))
+            or group not in groups
+            or not name
+            or "." in name
+        ):
+            continue
+        if name not in groups[group]:
+            close = difflib.get_close_matches(name, groups[group], n=1)
+            hint = f"did you mean {group}.{close[0]}?" if close else f"{group}'s keys: {', '.join(groups[group])}"
+            return f"{key}: no such key; {hint}"
+    return None

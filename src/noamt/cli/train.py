@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from noamt import pipeline
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import register_configs, resolved_settings, to_train_config
+from noamt.cli.config import misspelt_key, register_configs, resolved_settings, to_train_config
 from noamt.data import DataError
 from noamt.run_lock import RunInUse
 from noamt.trainer import TrainingDiverged
@@ -51,5 +51,14 @@ def main(cfg: DictConfig) -> None:
         sys.exit(128 + signal.Signals(result["interrupted"]).value)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """``noamt-train``: a key its group does not declare is refused in one line naming the nearest
+    one, before Hydra composes anything; then :func:`main`."""
+    problem = misspelt_key(sys.argv[1:])
+    if problem:
+        sys.exit(f"noamt-train: {problem}")
     main()
+
+
+if __name__ == "__main__":
+    entry()
