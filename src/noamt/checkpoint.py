@@ -212,6 +212,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return cast(CheckpointState, state)  # what save_checkpoint wrote, as its checksum shows
 
 
+def require_finite_weights(weights: Mapping[str, Any], source: str | os.PathLike, entry: str = "") -> None:
+    """Every floating-point tensor of ``weights`` is finite; otherwise a one-line CheckpointError
+    ``<source>: <entry> <name> holds NaN or infinite values`` (a model that cannot be right)."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            where = f"{entry} {name}" if entry else name
+            raise CheckpointError(f"{source}: {where} holds NaN or infinite values")
+
+
 def _check_train_weights(path: Path, state: dict) -> None:
     """A schedule-free checkpoint's "train_weights" must hold finite tensors of the same names,
     shapes and dtypes as "model"; otherwise a one-line CheckpointError naming the file."""
@@ -223,8 +232,7 @@ def _check_train_weights(path: Path, state: dict) -> None:
         fits = isinstance(tensor, torch.Tensor) and isinstance(reference, torch.Tensor)
         if not (fits and tensor.shape == reference.shape and tensor.dtype == reference.dtype):
             raise CheckpointError(f"{path}: '{TRAIN_WEIGHTS}' {name} does not match its shape and dtype in 'model'")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: '{TRAIN_WEIGHTS}' {name} holds NaN or infinite values")
+    require_finite_weights(weights, path, f"'{TRAIN_WEIGHTS}'")
 
 
 def _first_line(err: Exception) -> str:
