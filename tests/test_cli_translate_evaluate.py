@@ -2,6 +2,11 @@
 
 import importlib
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,7 @@ from noamt.data import DataConfig, DataError, read_lines
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
 from noamt.evaluation import AS_GIVEN_BLEU_LABEL, EvaluateConfig, evaluate_checkpoint, tokenized_bleu
+from noamt.evaluation_output import output_lock
 from noamt.inference import load_models
 from noamt.likelihood import read_sentence_nll, sentence_nll
 from noamt.results import read_results_json
@@ -237,3 +243,37 @@ def test_a_split_the_hub_copy_lacks_is_one_line_listing_those_it_has(toy_data_di
     assert ok.returncode == 0, ok.stderr.decode()[-2000:]
     scored = json.loads((tmp_path / "eval" / "results.json").read_text())["splits"]
     assert list(scored) == ["test_2016_flickr"] and scored["test_2016_flickr"]["n_sentences"] == 3
+
+
+def test_a_second_evaluation_into_the_same_folder_is_one_line_and_changes_nothing(run_dir, tmp_path):
+    out = tmp_path / "eval"
+    with output_lock(out):
+        result = run_cli("noamt.cli.evaluate", f"checkpoint={run_dir}", f"out_dir={out}", cwd=tmp_path)
+    assert result.returncode == 1
+    stderr = result.stderr.decode().strip()
+    assert "Traceback" not in stderr
+    assert re.fullmatch(
+        rf"noamt-evaluate: out_dir={out} is being written by process \d+ on .+", stderr.splitlines()[-1]
+    )
+    assert sorted(p.name for p in out.iterdir()) == [".evaluate.lock"]
+
+
+def test_ctrl_c_during_an_evaluation_is_one_line_and_keeps_the_previous_results(run_dir, tmp_path):
+    out = tmp_path / "eval"
+    assert run_cli("noamt.cli.evaluate", f"checkpoint={run_dir}", f"out_dir={out}", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".evaluate.lock"}
+    command = [sys.executable, "-m", "noamt.cli.evaluate", f"checkpoint={run_dir}", f"out_dir={out}",
+               "decoding.beam_size=4", "device=cpu", "device.num_threads=1"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert process.stderr is not None
+    for line in process.stderr:  # interrupt once it translates
+        if b"evaluate.lock" in line or b"data:" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 130
+    assert "Traceback" not in rest
+    expected = "noamt-evaluate: interrupted; the previous results in out_dir are as they were"
+    assert rest.strip().splitlines()[-1] == expected
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".evaluate.lock"} == before
+    assert not (out / ".staging").exists()

@@ -41,12 +41,12 @@ from tqdm import tqdm
 from noamt.checkpoint import CheckpointError
 from noamt.data import DataConfig, DataError, Tokenizer, load_corpus, read_lines, resolve_data_dir
 from noamt.decoding import DecodingConfig, Ensemble, translate_texts
-from noamt.engines import EngineConfig, open_engine
+from noamt.engines import Engine, EngineConfig, open_engine
+from noamt.evaluation_output import output_lock, write_evaluation
 from noamt.inference import LoadedModel, checkpoint_list
-from noamt.io import write_atomic
-from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, sentence_nll, write_sentence_nll
+from noamt.likelihood import SentenceNLL, likelihood_summary, nll_file_name, sentence_nll, sentence_nll_text
 from noamt.model import Transformer
-from noamt.results import RESULTS_FILE, CorpusScores, EvaluationResults, SplitResults, TokenizedBleu, write_results_json
+from noamt.results import CorpusScores, EvaluationResults, SplitResults, TokenizedBleu
 from noamt.run_dir import EVAL_DIR, RunDir
 from noamt.validation import bleu_metric, check_lengths
 
@@ -162,16 +162,16 @@ def write_results(
     nll: dict[str, SentenceNLL] | None = None,
 ) -> Path:
     """Write ``<out_dir>/<split>.hyp.<tgt_lang>`` per split, ``<split>.nll.tsv`` per split of
-    ``nll`` (:func:`noamt.likelihood.write_sentence_nll`) and ``results.json``; returns the path
-    of results.json."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, hyps in hypotheses.items():
-        path = out_dir / f"{split}.hyp.{results['tgt_lang']}"
-        write_atomic(path, "".join(as_line(h) + "\n" for h in hyps))
+    ``nll`` (:func:`noamt.likelihood.sentence_nll_text`) and ``results.json``, which lists them
+    with their SHA-256, as one unit that replaces the folder's previous evaluation
+    (:func:`noamt.evaluation_output.write_evaluation`); returns the path of results.json."""
+    files = {
+        f"{split}.hyp.{results['tgt_lang']}": "".join(as_line(h) + "\n" for h in hyps).encode("utf-8")
+        for split, hyps in hypotheses.items()
+    }
     for split, scores in (nll or {}).items():
-        write_sentence_nll(out_dir / nll_file_name(split), scores)
-    return write_results_json(out_dir / RESULTS_FILE, results)
+        files[nll_file_name(split)] = sentence_nll_text(scores).encode("utf-8")
+    return write_evaluation(out_dir, files, results)
 
 
 def format_table(results: dict[str, SplitResults]) -> str:
@@ -290,6 +290,15 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[Path, dict[str, SplitResul
         raise ValueError(f"checkpoint={cfg.checkpoint}: an exported folder records no data config; "
                          "evaluate the checkpoint it was exported from")  # fmt: skip
     first = translator.loaded.members[0]
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(first.path)
+    with output_lock(out):
+        return _evaluate_into(out, translator, cfg)
+
+
+def _evaluate_into(out: Path, translator: Engine, cfg: EvaluateConfig) -> tuple[Path, dict[str, SplitResults]]:
+    """The body of :func:`evaluate_checkpoint`, holding ``out``'s lock."""
+    assert translator.loaded is not None  # checked by the caller
+    first = translator.loaded.members[0]
     data_cfg = stored_data_config(first, cfg.data_dir)
     splits = list(cfg.splits or data_cfg.test_splits)
     known = ["valid", *data_cfg.test_splits]
@@ -325,7 +334,6 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[Path, dict[str, SplitResul
                                       corpus[split]["tgt"], max_tokens=cfg.max_tokens, max_src_len=data_cfg.max_src_len,
                                       max_tgt_len=data_cfg.max_tgt_len)  # fmt: skip
             scores[split]["likelihood"] = likelihood_summary(nll[split], nll_file_name(split))
-    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(first.path)
     checkpoints = [os.path.relpath(path.resolve(), out.resolve()) for path in translator.loaded.paths]
     steps = [member.step for member in translator.loaded.members]
     results = EvaluationResults(

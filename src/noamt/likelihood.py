@@ -155,11 +155,15 @@ def likelihood_summary(scores: SentenceNLL, file: str) -> Likelihood:
     )
 
 
-def write_sentence_nll(path: str | os.PathLike, scores: SentenceNLL) -> Path:
-    """Write ``scores`` to ``path`` atomically (:func:`noamt.io.write_atomic`): the header, then
-    ``repr(nll)<TAB>tokens`` per sentence."""
+def sentence_nll_text(scores: SentenceNLL) -> str:
+    """The text of ``<split>.nll.tsv``: the header, then ``repr(nll)<TAB>tokens`` per sentence."""
     rows = (f"{nll!r}\t{tokens}" for nll, tokens in zip(scores.nll.tolist(), scores.tokens.tolist(), strict=True))
-    return write_atomic(path, "\n".join([NLL_HEADER, *rows]) + "\n")
+    return "\n".join([NLL_HEADER, *rows]) + "\n"
+
+
+def write_sentence_nll(path: str | os.PathLike, scores: SentenceNLL) -> Path:
+    """Write ``scores`` to ``path`` atomically (:func:`noamt.io.write_atomic`, :func:`sentence_nll_text`)."""
+    return write_atomic(path, sentence_nll_text(scores))
 
 
 def read_sentence_nll(path: str | os.PathLike) -> SentenceNLL:

@@ -7,6 +7,7 @@ a run must be evaluated again and to build its report. Both go through this modu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -78,6 +79,7 @@ class EvaluationResults(_Evaluation, total=False):
 
     engine: str
     compute_type: str
+    files: dict[str, str]  # the hypothesis and NLL files it belongs to -> their SHA-256 (absent in older files)
 
 
 class ResultsError(ValueError):
@@ -85,9 +87,14 @@ class ResultsError(ValueError):
     what is needed."""
 
 
+def dump_results(results: EvaluationResults) -> str:
+    """``results`` as the text of results.json."""
+    return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+
+
 def write_results_json(path: str | os.PathLike, results: EvaluationResults) -> Path:
     """Write ``results`` to ``path`` atomically (:func:`noamt.io.write_atomic`)."""
-    return write_atomic(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return write_atomic(path, dump_results(results))
 
 
 def read_results_json(path: str | os.PathLike) -> EvaluationResults:
@@ -98,11 +105,26 @@ def read_results_json(path: str | os.PathLike) -> EvaluationResults:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResultsError(f"cannot read {path}: {err}") from err
     _require(results, EvaluationResults.__required_keys__, path, "")
+    _verify_files(results.get("files", {}), path)
     for split, scores in results["splits"].items():
         _require(scores, SplitResults.__required_keys__, path, f"splits.{split}.")
         if "likelihood" in scores:
             _require(scores["likelihood"], Likelihood.__required_keys__, path, f"splits.{split}.likelihood.")
     return results
+
+
+def _verify_files(files: object, path: Path) -> None:
+    """Each file results.json lists holds what it held when results.json was written."""
+    if not isinstance(files, dict):
+        raise ResultsError(f"{path}: files is not a JSON object")
+    for name, digest in files.items():
+        member = path.parent / name
+        try:
+            data = member.read_bytes()
+        except OSError as err:
+            raise ResultsError(f"{path} lists {name}, which cannot be read: {err.strerror or err}") from err
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ResultsError(f"{member} has changed since {path} was written (its sha256 differs)")
 
 
 def _require(value: object, required: frozenset[str], path: Path, prefix: str) -> None:

@@ -45,12 +45,13 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, check: Callable[[], None] | None = None) -> Iterator[Path]:
-    """Hold ``run_dir``'s lock for the body; :class:`RunInUse` (naming the holder) if it is held,
-    a one-line ValueError if the directory cannot be written. ``check`` runs once the lock is
-    held, before the lock file records this process: a launch it refuses (by raising) leaves
-    every file of the run as it was."""
-    path = RunDir.at(run_dir).lock
+def exclusive_lock(
+    path: Path, in_use: Callable[[str], Exception], check: Callable[[], None] | None = None, folder: str = "the folder"
+) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``path`` (created with its folder) for the body; when
+    another live process holds it, raise ``in_use(holder)`` (holder: e.g. "process 123 on host").
+    A folder that cannot be written is a one-line ValueError calling it ``folder``. ``check`` runs once the lock is
+    held, before the file records this process."""
     if fcntl is None:
         if check is not None:
             check()
@@ -60,11 +61,10 @@ def run_lock(run_dir: str | os.PathLike, check: Callable[[], None] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise ValueError(f"cannot write to the run directory {path.parent}: {err}") from err
+        raise ValueError(f"cannot write to {folder} {path.parent}: {err}") from err
     try:
         if not _try_lock(fd):
-            holder = _holder_text(fd)
-            raise RunInUse(f"{path.parent} is being trained by {holder} (it holds {path}): wait for it or stop it")
+            raise in_use(_holder_text(fd))
         if check is not None:
             check()
         os.ftruncate(fd, 0)
@@ -72,6 +72,21 @@ def run_lock(run_dir: str | os.PathLike, check: Callable[[], None] | None = None
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, check: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Hold ``run_dir``'s lock for the body (:func:`exclusive_lock`); :class:`RunInUse` (naming
+    the holder) if it is held, a one-line ValueError if the directory cannot be written.
+    ``check`` runs once the lock is held, before the lock file records this process: a launch
+    it refuses (by raising) leaves every file of the run as it was."""
+    path = RunDir.at(run_dir).lock
+
+    def in_use(holder: str) -> RunInUse:
+        return RunInUse(f"{path.parent} is being trained by {holder} (it holds {path}): wait for it or stop it")
+
+    with exclusive_lock(path, in_use, check, folder="the run directory") as held:
+        yield held
 
 
 def run_holder(run_dir: str | os.PathLike) -> str | None:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from noamt.data import decode_lines, read_lines
 from noamt.engines import EngineConfig, open_engine
 from noamt.evaluation import as_line
+from noamt.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,20 @@ def write_output(name: str, lines: list[str]) -> None:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         else:
-            Path(name).write_bytes(data)
+            write_output_file(Path(name), data)
     except OSError as err:
         where = "output=- (stdout)" if name == "-" else f"output={name}"
         raise ValueError(f"{where}: cannot write the translations: {err.strerror or err}") from err
+
+
+def write_output_file(path: Path, data: bytes) -> None:
+    """A regular file (or a new one) is replaced atomically (:func:`noamt.io.write_atomic`), so an
+    interrupted run leaves the previous file whole; anything else (a pipe, a device) is written to."""
+    if path.exists() and not path.is_file():
+        with path.open("wb") as stream:
+            stream.write(data)
+    else:
+        write_atomic(path, data)
 
 
 def translate(cfg: TranslateConfig) -> None:

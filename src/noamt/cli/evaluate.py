@@ -39,6 +39,7 @@ from noamt.checkpoint import CheckpointError
 from noamt.cli.config import register_command_help, require, to_dataclass
 from noamt.data import DataError
 from noamt.evaluation import EvaluateConfig, evaluate_checkpoint, format_table
+from noamt.evaluation_output import OutputInUse
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 register_command_help("noamt-evaluate", __doc__)
@@ -56,8 +57,11 @@ def main(cfg: DictConfig) -> None:
     require(cfg, "checkpoint", "noamt-evaluate", "a checkpoint file or a run directory")
     try:
         evaluate(to_dataclass(cfg, EvaluateConfig))
-    except (CheckpointError, DataError, OSError, ValueError) as err:
+    except (CheckpointError, DataError, OSError, OutputInUse, ValueError) as err:
         sys.exit(f"noamt-evaluate: {err}")
+    except KeyboardInterrupt:
+        print("noamt-evaluate: interrupted; the previous results in out_dir are as they were", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ def main(cfg: DictConfig) -> None:
         translate(to_dataclass(cfg, TranslateConfig))
     except (CheckpointError, DataError, OSError, ValueError) as err:
         sys.exit(f"noamt-translate: {err}")
+    except KeyboardInterrupt:
+        print("noamt-translate: interrupted; no output was written", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
