@@ -17,6 +17,7 @@ from noamt.decoding import DecodingConfig, greedy_search
 from noamt.evaluation import (
     AS_GIVEN_BLEU_LABEL,
     TOKENIZED_BLEU_LABEL,
+    empty_hypotheses_warning,
     format_table,
     moses_tokenize,
     score,
@@ -156,3 +157,12 @@ def test_tokenized_text_is_scored_as_given_without_a_second_moses_pass(multi30k_
     assert escaped and tokenized_bleu(escaped, escaped, "de")["score"] < 99.0  # "&apos;" -> "&amp;apos;"
     result = score(official, official, tokenize="none")
     assert result["bleu"] == pytest.approx(100.0) and "tok:none" in result["signatures"]["bleu"]
+
+
+def test_mostly_empty_hypotheses_get_one_warning_line():
+    assert empty_hypotheses_warning("valid", ["Ein Hund.", "", " "]) == (
+        "valid: 2 of 3 hypotheses are empty: the model has not learnt to translate yet (too few updates?), "
+        "so its scores are near 0"
+    )
+    assert empty_hypotheses_warning("valid", ["Ein Hund.", ""]) is None  # half is not most
+    assert empty_hypotheses_warning("valid", []) is None

@@ -174,6 +174,19 @@ def write_results(
     return write_evaluation(out_dir, files, results)
 
 
+EMPTY_SHARE_WARNED = 0.5  # more than this share of empty hypotheses gets a warning
+
+
+def empty_hypotheses_warning(split: str, hyps: Sequence[str]) -> str | None:
+    """One line when more than half of ``hyps`` are empty (a model that has not yet learnt to
+    translate, or a run stopped early): its BLEU is near 0 for that reason, not for a bug in scoring."""
+    empty = sum(1 for h in hyps if not h.strip())
+    if not hyps or empty / len(hyps) <= EMPTY_SHARE_WARNED:
+        return None
+    return (f"{split}: {empty} of {len(hyps)} hypotheses are empty: the model has not learnt to translate yet "
+            "(too few updates?), so its scores are near 0")  # fmt: skip
+
+
 def format_table(results: dict[str, SplitResults]) -> str:
     """A plain-text table (split, n, BLEU, chrF, TER, tok-BLEU, NLL per reference token)
     followed by the signatures."""
@@ -322,6 +335,8 @@ def _evaluate_into(out: Path, translator: Engine, cfg: EvaluateConfig) -> tuple[
             hypotheses[split] = translator.translate(
                 corpus[split]["src"], cfg.decoding, max_tokens=cfg.max_tokens, on_batch=bar.update
             )
+        if (warning := empty_hypotheses_warning(split, hypotheses[split])) is not None:
+            log.warning(warning)
         scores[split] = score_split(
             hypotheses[split],
             corpus[split]["tgt"],
