@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.runs import SCRIPTS, run_cli, run_script
 
+from noamt.checkpoint import CheckpointError
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig
@@ -19,6 +20,7 @@ from noamt.engines.ctranslate2 import check_compute_type, convert_to_ctranslate2
 from noamt.export.check import ExportError
 from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_models
+from noamt.manifest import MANIFEST_FILE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,6 +88,9 @@ def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_pat
     assert outputs[0].stdout.startswith(b"\n") and outputs[0].stdout.count(b"\n") == 21
 
     (folder / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"ct2/tokenizer.json: missing \(listed in noamt-manifest.json\)$"):
+        open_engine(EngineConfig(folder, "ctranslate2", device=CPU))
+    (folder / MANIFEST_FILE).unlink()  # a folder not written by noamt-export
     with pytest.raises(ExportError, match=r"ct2: no readable tokenizer.json and noamt.json beside the CTranslate2"):
         open_engine(EngineConfig(folder, "ctranslate2", device=CPU))
 

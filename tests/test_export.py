@@ -25,6 +25,7 @@ from noamt.export.release import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from noamt.export.transformers_folder import check_position_table
 from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_model
+from noamt.manifest import MANIFEST_FILE, write_manifest
 from noamt.model import build_model
 from noamt.results import write_results_json
 from noamt.run_dir import TOKENIZER_FILE
@@ -80,7 +81,8 @@ def test_a_release_loads_back_to_the_same_weights_and_translations(post_norm_run
     out = tmp_path / "release"
     result = run_export(f"checkpoint={post_norm_run}", "format=release", f"out={out}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted([CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE])
+    files = [CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, MANIFEST_FILE]
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
     for path in out.iterdir():  # no pickle (protocol 2+ starts with 0x80) and no torch zip archive
         assert path.read_bytes()[:2] not in (b"\x80\x02", b"\x80\x04", b"PK")
     card = (out / CARD_FILE).read_text(encoding="utf-8")
@@ -111,10 +113,13 @@ def test_a_release_loads_back_to_the_same_weights_and_translations(post_norm_run
 
 
 def tampered(release: Path, folder: Path, change) -> Path:
+    """A copy of ``release`` with its config changed and its manifest written again (else the
+    manifest would refuse the changed config first)."""
     copy = shutil.copytree(release, folder)
     config = json.loads((copy / CONFIG_FILE).read_text())
     change(config)
     (copy / CONFIG_FILE).write_text(json.dumps(config))
+    write_manifest(copy)
     return copy
 
 

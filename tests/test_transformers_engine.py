@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers.runs import make_checkpoint, run_cli, run_script
 
+from noamt.checkpoint import CheckpointError
 from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig
@@ -17,6 +18,7 @@ from noamt.engines.transformers import convert_to_transformers, is_transformers_
 from noamt.export.check import ExportError
 from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_models
+from noamt.manifest import MANIFEST_FILE
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -75,6 +77,9 @@ def test_translate_from_an_export_folder_or_a_checkpoint(run, sentences, tmp_pat
     assert sum(a == b for a, b in zip(noamt_lines, hf_lines, strict=True)) >= 19
 
     (folder / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"hf/tokenizer.json: missing \(listed in noamt-manifest.json\)$"):
+        open_engine(EngineConfig(folder, "transformers", device=CPU))
+    (folder / MANIFEST_FILE).unlink()  # a folder not written by noamt-export
     with pytest.raises(ExportError, match=r"hf: no readable config.json and tokenizer.json \(write the folder"):
         open_engine(EngineConfig(folder, "transformers", device=CPU))
 

@@ -2,8 +2,10 @@
 ``format=release``, ``format=ctranslate2`` or ``format=transformers`` (the writers of
 :mod:`noamt.export`) and checked as it is written: the export is built in a temporary folder
 beside ``out``, its greedy translations of the check sentences (:mod:`noamt.export.check`) are
-compared with noamt's, and only an export that matches is renamed to ``out``. ``ExportConfig``
-is its config, checked when it is made."""
+compared with noamt's, and only an export that matches is renamed to ``out``. Every folder ends
+with its manifest (:mod:`noamt.manifest`), the SHA-256 of each file, which noamt checks before it
+loads the folder. An error or an interrupt (Ctrl-C) leaves no ``out`` and removes the temporary
+folder. ``ExportConfig`` is its config, checked when it is made."""
 
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def _export_ctranslate2(
         check_outputs(reference, ctranslate2_greedy(folder, tokenizer, reference), "format=ctranslate2")
         return
     with tempfile.TemporaryDirectory(dir=folder.parent) as exact:  # the conversion itself, unquantized
-        write_ctranslate2(model, tokenizer, Path(exact), None)
+        write_ctranslate2(model, tokenizer, Path(exact), None, manifest=False)
         check_outputs(reference, ctranslate2_greedy(Path(exact), tokenizer, reference), "format=ctranslate2")
     write_ctranslate2(model, tokenizer, folder, quantization)
     outputs = ctranslate2_greedy(folder, tokenizer, reference)

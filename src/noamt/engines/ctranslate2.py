@@ -21,7 +21,8 @@ kernels and in ``compute_type`` (float32 by default; int8, int16, float16 ... wh
 supports them), so a near-tie may break the other way.
 
 The model is a folder that ``noamt-export format=ctranslate2`` wrote (model.bin with the
-tokenizer.json and noamt.json it writes beside it), or a noamt model converted on the fly by the
+tokenizer.json and noamt.json it writes beside it), verified against its manifest
+(:mod:`noamt.manifest`) before CTranslate2 reads it, or a noamt model converted on the fly by the
 same writer (:mod:`noamt.export.ctranslate2_spec`) into a temporary folder.
 
 The module bears the name of the package it drives; imports being absolute, ``import
@@ -41,12 +42,14 @@ from typing import Any
 
 import torch
 
+from noamt.checkpoint import CheckpointError
 from noamt.data import EOS, Tokenizer
 from noamt.decoding import DecodingConfig
 from noamt.decoding.search import output_limits
 from noamt.decoding.text import translate_nonblank
 from noamt.device import DeviceConfig, resolve_device
 from noamt.export.ctranslate2_spec import (
+    MODEL_FILE,
     import_ctranslate2,
     is_ctranslate2_model,
     read_ctranslate2_folder,
@@ -130,15 +133,28 @@ def check_compute_type(compute_type: str, device_type: str) -> None:
 def open_ctranslate2(folder: str | os.PathLike, device: DeviceConfig, compute_type: str) -> CTranslate2Engine:
     """The CTranslate2 model in ``folder`` (written by ``noamt-export format=ctranslate2``) on the
     device group's device, in ``compute_type``, with ``device.num_threads`` threads (0: CTranslate2's
-    default)."""
+    default); the folder is verified first (:func:`~noamt.export.ctranslate2_spec.read_ctranslate2_folder`:
+    its manifest, its config, the vocabulary against the tokenizer)."""
     folder = Path(folder)
     tokenizer, max_positions = read_ctranslate2_folder(folder)
+    return _translator(folder, tokenizer, max_positions, device, compute_type)
+
+
+def _translator(
+    folder: Path, tokenizer: Tokenizer, max_positions: int, device: DeviceConfig, compute_type: str
+) -> CTranslate2Engine:
+    """A ``ctranslate2.Translator`` of ``folder``; a model that CTranslate2 cannot load (a damaged
+    ``model.bin``) is a one-line CheckpointError naming the file."""
     device_type, index = ctranslate2_device(device)
     check_compute_type(compute_type, device_type)
-    translator = import_ctranslate2(ENGINE).Translator(
-        str(folder), device=device_type, device_index=index, compute_type=compute_type,
-        intra_threads=device.num_threads,
-    )  # fmt: skip
+    try:
+        translator = import_ctranslate2(ENGINE).Translator(
+            str(folder), device=device_type, device_index=index, compute_type=compute_type,
+            intra_threads=device.num_threads,
+        )  # fmt: skip
+    except RuntimeError as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{folder / MODEL_FILE}: CTranslate2 cannot load it ({reason})") from err
     return CTranslate2Engine(translator, tokenizer, max_positions, compute_type)
 
 
@@ -146,10 +162,10 @@ def convert_to_ctranslate2(
     model: Transformer, tokenizer: Tokenizer, device: DeviceConfig, compute_type: str
 ) -> CTranslate2Engine:
     """``model`` written as a float32 CTranslate2 model into a temporary folder (removed once
-    loaded) and opened as :func:`open_ctranslate2` does."""
+    loaded, so written without a manifest) and opened as :func:`open_ctranslate2` does."""
     with tempfile.TemporaryDirectory(prefix="noamt-ctranslate2-") as folder:
-        write_ctranslate2(model, tokenizer, Path(folder), None)
-        return open_ctranslate2(folder, device, compute_type)
+        write_ctranslate2(model, tokenizer, Path(folder), None, manifest=False)
+        return _translator(Path(folder), tokenizer, model.max_positions, device, compute_type)
 
 
 def open_ctranslate2_engine(

@@ -19,8 +19,9 @@ Greedy output is noamt's exactly (float rounding of near-ties aside). Beam searc
 same candidates and stopping rule but its own bookkeeping, so a near-tie may break the other way.
 
 The model is a post-norm noamt model converted in memory, or a folder that ``noamt-export
-format=transformers`` wrote (``AutoModelForSeq2SeqLM`` loads it; noamt's tokenizer reads its
-``tokenizer.json``).
+format=transformers`` wrote, verified against its manifest (:mod:`noamt.manifest`) and its config
+checked before ``AutoModelForSeq2SeqLM`` loads it from ``model.safetensors`` (never from a pickle
+file); noamt's tokenizer reads its ``tokenizer.json``.
 
 The module bears the name of the package it drives; imports being absolute, ``import
 transformers`` (:func:`noamt.export.marian.transformers_module`) finds that package, and only
@@ -40,21 +41,18 @@ from typing import Any
 
 import torch
 
+from noamt.checkpoint import CheckpointError, require_finite_weights
 from noamt.data import Tokenizer
 from noamt.decoding import DecodingConfig
 from noamt.decoding.search import output_limits
 from noamt.decoding.text import translate_nonblank
 from noamt.device import DeviceConfig, device_manager
-from noamt.export.check import ExportError
 from noamt.export.marian import marian_model, transformers_module
+from noamt.export.transformers_folder import CONFIG_FILE, WEIGHTS_FILE, read_transformers_folder
 from noamt.inference import LoadedModels, load_models
 from noamt.model import Transformer
-from noamt.run_dir import TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
-
-ENGINE = "engine=transformers"
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -126,22 +124,21 @@ def is_transformers_model(path: str | os.PathLike) -> bool:
 
 
 def open_transformers(folder: str | os.PathLike, device: torch.device) -> TransformersEngine:
-    """The model that ``noamt-export format=transformers`` wrote into ``folder``, on ``device``;
-    a folder without its tokenizer, or not a Marian model, is a one-line ExportError naming it."""
+    """The model that ``noamt-export format=transformers`` wrote into ``folder``, on ``device``.
+    The folder is verified first (:func:`~noamt.export.transformers_folder.read_transformers_folder`:
+    its manifest, no pickle weights, the config's sizes and vocabulary); transformers then reads
+    ``model.safetensors`` only, and every weight must be finite. A model transformers cannot load
+    is a one-line CheckpointError naming the folder."""
     folder = Path(folder)
+    config, tokenizer = read_transformers_folder(folder)
+    auto = transformers_module().AutoModelForSeq2SeqLM
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE)
-    except Exception as err:  # OSError, bad JSON; tokenizers raises a bare Exception
-        raise ExportError(
-            f"{folder}: no readable {CONFIG_FILE} and {TOKENIZER_FILE} (write the folder with "
-            f"noamt-export format=transformers): {err}"
-        ) from err
-    if config.get("model_type") != "marian":
-        raise ExportError(f"{folder / CONFIG_FILE}: model_type {config.get('model_type')!r}; {ENGINE} reads "
-                          "the Marian models that noamt-export format=transformers writes")  # fmt: skip
-    marian = transformers_module().AutoModelForSeq2SeqLM.from_pretrained(folder).eval().to(device)
-    return TransformersEngine(marian, tokenizer, int(config["max_position_embeddings"]))
+        marian = auto.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).eval()
+    except (OSError, RuntimeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{folder}: transformers cannot load the model ({reason})") from err
+    require_finite_weights(marian.state_dict(), folder / WEIGHTS_FILE)
+    return TransformersEngine(marian.to(device), tokenizer, int(config["max_position_embeddings"]))
 
 
 def convert_to_transformers(model: Transformer, tokenizer: Tokenizer, device: torch.device) -> TransformersEngine:

@@ -25,7 +25,9 @@ bans <pad> and <s> from the output, as noamt's search does. The config: tokens `
 and ``<unk>`` as in noamt's vocabulary (ids 1-3; ``<pad>`` is id 0 of both vocabularies),
 decoding starts from ``<s>`` (noamt's BOS), ``add_source_eos`` appends ``</s>`` to every source as
 noamt's batches do, and ``layer_norm_epsilon`` is the model's LayerNorm eps. Beside the model,
-``tokenizer.json`` and ``noamt.json`` (max_positions) let ``engine=ctranslate2`` translate text with it.
+``tokenizer.json`` and ``noamt.json`` (max_positions) let ``engine=ctranslate2`` translate text with it,
+and ``noamt-manifest.json`` (:mod:`noamt.manifest`) lists the SHA-256 of every file, checked
+before the folder is read.
 """
 
 from __future__ import annotations
@@ -34,19 +36,31 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
 
+from noamt.checkpoint import CheckpointError
 from noamt.data import BOS, EOS, UNK, Tokenizer
 from noamt.export.check import ExportError, GreedyReference
+from noamt.export.limits import positions
 from noamt.export.release import tied_names
 from noamt.io import write_atomic
+from noamt.manifest import verify_folder, write_manifest
 from noamt.model import Transformer
 from noamt.run_dir import TOKENIZER_FILE
 
 QUANTIZATIONS = ("int8", "int16", "float32")
 NOAMT_FILE = "noamt.json"  # what noamt needs beside the model: {"max_positions": P}
+MODEL_FILE, CONFIG_FILE, VOCABULARY_FILE = "model.bin", "config.json", "shared_vocabulary.json"  # CTranslate2's
+NOAMT_CONFIG = {  # CTranslate2's config.json as noamt's search needs it
+    "add_source_eos": True,
+    "bos_token": BOS,
+    "eos_token": EOS,
+    "unk_token": UNK,
+    "decoder_start_token": BOS,
+}
 
 
 def import_ctranslate2(what: str = "format=ctranslate2"):
@@ -131,42 +145,103 @@ def transformer_spec(model: Transformer, tokenizer: Tokenizer):
     vocabulary = tokenizer.vocabulary()
     spec.register_source_vocabulary(vocabulary)
     spec.register_target_vocabulary(vocabulary)
-    spec.config.bos_token, spec.config.eos_token, spec.config.unk_token = BOS, EOS, UNK
-    spec.config.decoder_start_token = BOS
-    spec.config.add_source_eos = True
+    for key, value in NOAMT_CONFIG.items():  # noamt's special tokens; decode from <s>; </s> after each source
+        setattr(spec.config, key, value)
     spec.config.layer_norm_epsilon = next(m.eps for m in model.modules() if isinstance(m, nn.LayerNorm))
     spec.validate()
     return spec
 
 
-def write_ctranslate2(model: Transformer, tokenizer: Tokenizer, folder: Path, quantization: str | None) -> None:
+def write_ctranslate2(
+    model: Transformer, tokenizer: Tokenizer, folder: Path, quantization: str | None, *, manifest: bool = True
+) -> None:
     """Write the CTranslate2 model (``model.bin``, ``config.json``, ``shared_vocabulary.json``)
     into the existing ``folder``, its weights stored as ``quantization`` (one of
-    :data:`QUANTIZATIONS`; None: float32), the tokenizer as ``tokenizer.json`` beside it, and
-    ``noamt.json``: {"max_positions": the longest sequence the model accepts}."""
+    :data:`QUANTIZATIONS`; None: float32), the tokenizer as ``tokenizer.json`` beside it,
+    ``noamt.json``: {"max_positions": the longest sequence the model accepts}, and last (unless
+    ``manifest`` is false: a folder opened at once and removed) the folder's manifest
+    (:func:`noamt.manifest.write_manifest`)."""
     spec = transformer_spec(model, tokenizer)
     spec.optimize(quantization=quantization)
     spec.save(str(folder))
     tokenizer.save(folder / TOKENIZER_FILE)
     write_atomic(folder / NOAMT_FILE, json.dumps({"max_positions": model.max_positions}) + "\n")
+    if manifest:
+        write_manifest(folder)
 
 
 def is_ctranslate2_model(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a CTranslate2 model (``model.bin``)."""
-    return (Path(path) / "model.bin").is_file()
+    return (Path(path) / MODEL_FILE).is_file()
+
+
+def _read_json(path: Path) -> object:
+    """The JSON in ``path``; unreadable or malformed (a truncated file) is a one-line CheckpointError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+
+
+def check_ctranslate2_config(path: Path, config: object) -> None:
+    """CTranslate2's ``config.json`` must hold the settings :func:`transformer_spec` gives, those
+    that make its search noamt's (:data:`NOAMT_CONFIG`: ``</s>`` appended to every source, decoding
+    from ``<s>``, noamt's special tokens) and no ``add_source_bos``; else a one-line
+    CheckpointError naming the file and the key."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: must be a JSON object")
+    expected = {**NOAMT_CONFIG, "add_source_bos": False}
+    stated = {"add_source_bos": False, **config}  # absent: CTranslate2's default, false
+    for key, value in expected.items():
+        if stated.get(key) != value or type(stated.get(key)) is not type(value):
+            raise CheckpointError(f"{path}: {key}={json.dumps(stated.get(key))}: must be {json.dumps(value)}, "
+                                  "as noamt-export format=ctranslate2 writes it")  # fmt: skip
+
+
+def _max_positions(path: Path) -> int:
+    """``noamt.json``'s max_positions: an integer in [1, :data:`~noamt.export.limits.MAX_POSITIONS`]."""
+    stated = _read_json(path)
+    value = stated.get("max_positions") if isinstance(stated, dict) else None
+    try:
+        positions("max_positions", value)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    return cast(int, value)
+
+
+def _check_vocabulary(folder: Path, tokenizer: Tokenizer) -> None:
+    """``shared_vocabulary.json`` lists the tokenizer's tokens, in its id order."""
+    path = folder / VOCABULARY_FILE
+    vocabulary, expected = _read_json(path), tokenizer.vocabulary()
+    if not isinstance(vocabulary, list) or len(vocabulary) != len(expected):
+        count = len(vocabulary) if isinstance(vocabulary, list) else "no list of"
+        raise CheckpointError(f"{path}: {count} tokens but {TOKENIZER_FILE} has {len(expected)}")
+    differing = next((i for i, (a, b) in enumerate(zip(vocabulary, expected, strict=True)) if a != b), None)
+    if differing is not None:
+        raise CheckpointError(f"{path}: token {differing} is {vocabulary[differing]!r} but {TOKENIZER_FILE} "
+                              f"has {expected[differing]!r}")  # fmt: skip
 
 
 def read_ctranslate2_folder(folder: Path) -> tuple[Tokenizer, int]:
-    """The tokenizer and max_positions that :func:`write_ctranslate2` stored beside the model; a
-    missing or unreadable file is a one-line ExportError naming it."""
+    """The tokenizer and max_positions that :func:`write_ctranslate2` stored beside the model,
+    the folder verified first: its manifest (:func:`noamt.manifest.verify_folder`; a folder without
+    one is read with a warning), CTranslate2's ``config.json`` (:func:`check_ctranslate2_config`),
+    ``noamt.json``'s max_positions within bounds, and ``shared_vocabulary.json`` against the
+    tokenizer. A folder without a readable tokenizer is a one-line ExportError naming it, anything
+    else a one-line CheckpointError naming the file and the key. The weights in ``model.bin``
+    are CTranslate2's own format, which it reads without a check of its values: the manifest is
+    their guard (an export's weights were finite when written)."""
+    verify_folder(folder)
     try:
         tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE)
-        max_positions = int(json.loads((folder / NOAMT_FILE).read_text(encoding="utf-8"))["max_positions"])
-    except Exception as err:  # OSError, bad JSON, a missing key; tokenizers raises a bare Exception
+    except Exception as err:  # tokenizers raises a bare Exception
         raise ExportError(
             f"{folder}: no readable {TOKENIZER_FILE} and {NOAMT_FILE} beside the CTranslate2 model "
             f"(write it with noamt-export format=ctranslate2): {err}"
         ) from err
+    check_ctranslate2_config(folder / CONFIG_FILE, _read_json(folder / CONFIG_FILE))
+    max_positions = _max_positions(folder / NOAMT_FILE)
+    _check_vocabulary(folder, tokenizer)
     return tokenizer, max_positions
 
 
