@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from noamt.checkpoint import CheckpointError, config_differences, load_checkpoint, run_checkpoints
-from noamt.cli.config import resolved_settings, saved_train_config
+from noamt.cli.config import YamlRefused, read_yaml_config, resolved_settings, saved_train_config
 from noamt.data import read_lines
 from noamt.likelihood import read_sentence_nll
 from noamt.metrics import read_metrics
@@ -112,14 +112,21 @@ def run_state(run_dir: Path, max_steps: int) -> RunState:
 
 
 def read_run_config(path: Path) -> dict:
-    """A run's ``.hydra/config.yaml`` as its settings after resolution, read with OmegaConf's safe
-    YAML loader; a file it cannot read or resolve (a broken line, a ``!!python`` tag) is a
-    one-line CompareError naming it. Configs saved with the peak as ``${noam_peak:d_model,
+    """A run's ``.hydra/config.yaml`` as its settings after resolution, read within the bounds of
+    :func:`noamt.cli.config.read_yaml_config` (size, aliases, OmegaConf's safe loader); a file it
+    refuses (too large, an alias bomb, a ``!!python`` tag) or cannot resolve is a one-line
+    CompareError naming it. Configs saved with the peak as ``${noam_peak:d_model,
     warmup_steps[,factor]}`` resolve it to ``noamt.schedules.noam_peak``."""
     if not OmegaConf.has_resolver("noam_peak"):
         OmegaConf.register_new_resolver("noam_peak", noam_peak)
     try:
-        return resolved_settings(saved_train_config(OmegaConf.load(path)))
+        config = read_yaml_config(path)
+    except YamlRefused as err:
+        raise CompareError(f"{path}: cannot read the run's config ({err.reason})") from err
+    except OSError as err:
+        raise CompareError(f"{path}: cannot read the run's config ({err.strerror or err})") from err
+    try:
+        return resolved_settings(saved_train_config(config))
     except (OSError, ValueError, KeyError, yaml.YAMLError, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CompareError(f"{path}: cannot read the run's config ({first})") from err

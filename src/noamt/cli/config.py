@@ -5,6 +5,14 @@ The schemas are the components' own dataclasses, so a misspelt key or a wrong ty
 file or an override fails at composition with the key's name, instead of being ignored. A
 group option states only what differs from its dataclass; derived defaults (a schedule's
 d_model, total_steps, peak_lr left at None) are filled in by ``TrainConfig.resolved``.
+
+YAML that a run or a user supplies is read with bounds (:func:`read_yaml_config`): at most
+``MAX_YAML_BYTES`` (1 MiB; a run's config.yaml has about 3 KB), ``MAX_YAML_ALIASES`` (100) aliases
+and ``MAX_YAML_NODES`` (100,000) nodes once its aliases are expanded (a "billion laughs" of a
+few KB would otherwise grow to 10^9 nodes), with OmegaConf's safe loader, which builds no Python
+object from a tag. :func:`refuse_unsafe_options` runs before Hydra parses a command line: it
+refuses ``--experimental-rerun`` (Hydra would unpickle the file) and checks the YAML files of a
+``--config-dir`` / ``--config-path`` so, each in one line.
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ import logging
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf._utils import get_yaml_loader
 
 from noamt import schedules
 from noamt.pipeline import TrainConfig
@@ -31,6 +41,132 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 HELP_CONFIG = "noamt_train"
+MAX_YAML_BYTES = 1 << 20  # a YAML config larger than this is refused
+MAX_YAML_ALIASES = 100  # ... and one with more aliases (OmegaConf and Hydra write none)
+MAX_YAML_NODES = 100_000  # ... and one that has more nodes once its aliases are expanded
+MAX_CONFIG_DIR_FILES = 1000  # the YAML files of a --config-dir checked before Hydra reads any
+RERUN_OPTION = "--experimental-rerun"
+
+
+class YamlRefused(ValueError):
+    """A YAML file refused: too large, too many aliases, or not loadable; one line,
+    ``<origin>: <reason>``."""
+
+    def __init__(self, origin: str, reason: str):
+        super().__init__(f"{origin}: {reason}")
+        self.reason = reason
+
+
+def check_yaml_text(text: str, origin: str) -> None:
+    """Refuse (:class:`YamlRefused`, naming ``origin`` and the line) YAML with more than
+    ``MAX_YAML_ALIASES`` aliases, more than ``MAX_YAML_NODES`` nodes once its aliases are expanded,
+    or an alias inside the node it names; read as parser events, so nothing is built."""
+    anchors: dict[str, int] = {}  # anchor -> the expanded nodes of the node it names
+    open_nodes: list[tuple[str | None, int]] = []  # collections being read: (anchor, nodes before)
+    nodes = aliases = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark else 0
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise YamlRefused(origin, f"more than {MAX_YAML_ALIASES} aliases (line {line}); refused")
+                if event.anchor in {anchor for anchor, _ in open_nodes}:
+                    raise YamlRefused(origin, f"the alias *{event.anchor} is inside its anchor (line {line}); refused")
+                nodes += anchors.get(event.anchor or "", 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if event.anchor:
+                    anchors[event.anchor] = 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                open_nodes.append((event.anchor, nodes))
+                nodes += 1
+            elif isinstance(event, yaml.CollectionEndEvent) and open_nodes:
+                anchor, before = open_nodes.pop()
+                if anchor:
+                    anchors[anchor] = nodes - before
+            if nodes > MAX_YAML_NODES:
+                expanded = f"more than {MAX_YAML_NODES} nodes once its aliases are expanded (line {line})"
+                raise YamlRefused(origin, f"{expanded}; refused")
+    except yaml.YAMLError as err:
+        raise YamlRefused(origin, _yaml_error(err)) from err
+
+
+def _yaml_error(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and at which line."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        where = f"line {err.problem_mark.line + 1}: " if err.problem_mark else ""
+        return f"{where}{err.problem}"
+    return " ".join(str(err).split())
+
+
+def read_yaml_text(path: Path) -> str:
+    """The text of a YAML file of at most ``MAX_YAML_BYTES``, checked by :func:`check_yaml_text`;
+    :class:`YamlRefused` (or OSError) naming it otherwise."""
+    with path.open("rb") as f:
+        data = f.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise YamlRefused(str(path), f"more than {MAX_YAML_BYTES} bytes, more than a config has; refused")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise YamlRefused(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+    check_yaml_text(text, str(path))
+    return text
+
+
+def read_yaml_config(path: Path) -> DictConfig | ListConfig:
+    """A YAML config file (a run's ``.hydra/config.yaml``) as OmegaConf reads it, within the bounds
+    of :func:`read_yaml_text`; a file that OmegaConf's safe loader refuses (a ``!!python`` tag, a
+    duplicate key) is a :class:`YamlRefused` naming it and the line."""
+    text = read_yaml_text(path)
+    try:
+        obj = yaml.load(text, Loader=get_yaml_loader())  # what OmegaConf.load reads, a safe loader
+    except yaml.YAMLError as err:
+        raise YamlRefused(str(path), _yaml_error(err)) from err
+    if obj is None:
+        return OmegaConf.create()
+    if not isinstance(obj, dict | list):  # OmegaConf would parse a string again, unchecked
+        raise YamlRefused(str(path), f"holds a {type(obj).__name__}, not a mapping or a list of settings")
+    return OmegaConf.create(obj)
+
+
+def _option_values(argv: Sequence[str], long: str, short: str) -> list[str | None]:
+    """The values given to a Hydra option in ``argv`` as argparse reads them: ``--long value``,
+    ``--long=value``, ``-short value``, or a long form cut short to a prefix that is still only its
+    own (``--experimental`` for ``--experimental-rerun``); None for an option without its value."""
+    unique = {"--experimental-rerun": "--e", "--config-dir": "--config-d", "--config-path": "--config-p"}[long]
+    values: list[str | None] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        name, eq, value = arg.partition("=")
+        if name == short or (name.startswith(unique) and long.startswith(name)):
+            values.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else None))
+    return values
+
+
+def refuse_unsafe_options(program: str, argv: Sequence[str] | None = None) -> None:
+    """Exit with one line, before Hydra parses ``argv`` (default: the command line), when it asks
+    Hydra to unpickle a file (``--experimental-rerun``), or names a ``--config-dir`` or
+    ``--config-path`` whose YAML files :func:`read_yaml_config` refuses (a ``!!python`` tag, an
+    alias bomb, a file too large): Hydra would print a traceback, or never end."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _option_values(args, RERUN_OPTION, ""):
+        sys.exit(
+            f"{program}: {RERUN_OPTION} is not supported: it would load a pickle, which can run code; give the "
+            "settings as overrides instead (a training run's are in its .hydra/overrides.yaml)"
+        )
+    for option, short in (("--config-dir", "-cd"), ("--config-path", "-cp")):
+        for value in _option_values(args, option, short):
+            folder = Path(value.removeprefix("file://")) if value and not value.startswith("pkg://") else None
+            if folder is None or not folder.is_dir():
+                continue  # Hydra says what is wrong with it
+            for path in sorted(folder.rglob("*.yaml"))[:MAX_CONFIG_DIR_FILES]:
+                try:
+                    read_yaml_config(path)
+                except (OSError, YamlRefused) as err:
+                    sys.exit(f"{program}: {option} {value}: {err}")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -176,3 +312,74 @@ def misspelt_key(overrides: Sequence[str]) -> str | None:
             hint = f"did you mean {group}.{close[0]}?" if close else f"{group}'s keys: {', '.join(groups[group])}"
             return f"{key}: no such key; {hint}"
     return None
+
+
+def _group_field_types() -> dict[str, dict[str, str]]:
+    """Each group of ``noamt-train`` -> its keys -> the type its dataclass declares, as written
+    (``"int"``, ``"float | None"``; ``schedule``: the keys of every schedule kind)."""
+    defaults = TrainConfig()
+    kinds: dict[str, list[type]] = {
+        f.name: [type(getattr(defaults, f.name))]
+        for f in dataclasses.fields(defaults)
+        if dataclasses.is_dataclass(getattr(defaults, f.name))
+    }
+    kinds["schedule"] = list(schedules.CONFIGS.values())
+    types: dict[str, dict[str, str]] = {}
+    for group, classes in kinds.items():
+        for cls in classes:
+            for f in dataclasses.fields(cls):
+                types.setdefault(group, {}).setdefault(f.name, str(f.type))
+    return types
+
+
+def _numeric_kind(declared: str) -> tuple[str, bool] | None:
+    """("int" or "float", whether null is allowed) for a declared type of a number, else None."""
+    names = {part.strip() for part in declared.replace("Optional[", "").rstrip("]").split("|")}
+    for kind in ("int", "float"):
+        if names in ({kind}, {kind, "None"}):
+            return kind, "None" in names
+    return None
+
+
+def mistyped_value(overrides: Sequence[str]) -> str | None:
+    """The first ``group.key=value`` override that gives a number key a value OmegaConf cannot
+    convert to its type (``tokenizer.vocab_size=nan: must be an integer``), in one line; None when
+    there is none. Values Hydra cannot parse, sweeps and interpolations are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    types = _group_field_types()
+    parser = OverridesParser.create()
+    for override in overrides:
+        key, eq, text = override.partition("=")
+        group, _, name = key.partition(".")
+        kind = _numeric_kind(types.get(group, {}).get(name, ""))
+        if kind is None or not eq or override.startswith(("+", "~", "-")):
+            continue
+        try:
+            parsed = parser.parse_override(override)
+        except Exception:  # Hydra's grammar: Hydra says what is wrong
+            continue
+        if parsed.is_sweep_override():
+            continue
+        value = parsed.value()
+        if not _converts(value, *kind):
+            expected = ("an integer" if kind[0] == "int" else "a number") + (" or null" if kind[1] else "")
+            return f"{key}={text}: must be {expected}"
+    return None
+
+
+def _converts(value: object, kind: str, nullable: bool) -> bool:
+    """Whether OmegaConf turns ``value`` (as Hydra parsed it) into a number of ``kind``."""
+    if value is None:
+        return nullable
+    if isinstance(value, str):
+        if "${" in value:
+            return True  # an interpolation, resolved later
+        try:
+            int(value) if kind == "int" else float(value)
+        except ValueError:
+            return False
+        return True
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (kind == "float" and isinstance(value, float))

@@ -7,7 +7,11 @@
 
 The folder is ``--dir``, else $NOAMT_DATA_DIR, else $NOAMT_CACHE_DIR/data/<corpus>, else
 ~/.cache/noamt/data/<corpus>: where ``noamt-train`` looks for the data when ``data.dir`` is not
-set. Files already present and right are skipped; an interrupted download resumes.
+set. Files already present and right are skipped; an interrupted download resumes. A download
+gives up after $NOAMT_FETCH_STALL_S seconds without a byte (default 60) or past its deadline
+($NOAMT_FETCH_DEADLINE_S, default 60 s plus 1 s per 16 KiB of the file); a second fetch into a
+folder that one is writing stops in one line; Ctrl-C stops with status 130, what came kept for the
+next run to resume.
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[noamt-data] {counts['downloaded']} downloaded, {counts['present']} already present and verified")
     except FetchError as err:
         sys.exit(f"noamt-data: {err}")
+    except KeyboardInterrupt:
+        interrupted = "interrupted; a file cut short is kept as <file>.part and resumes when the command runs again"
+        print(f"noamt-data: {interrupted}", file=sys.stderr)
+        return 130
     return 0
 
 

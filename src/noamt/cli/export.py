@@ -11,12 +11,15 @@ and a model card, which noamt-translate and noamt-evaluate load as they load a c
 ``ctranslate2`` (a CTranslate2 model directory with the tokenizer) or ``transformers`` (a
 post-norm model as a Hugging Face transformers Marian model with its tokenizer); ``out`` is a
 folder that must not exist yet. ``quantization`` (ctranslate2 only: int8, int16, float32) stores the weights so.
+Each folder holds ``noamt-manifest.json``, the SHA-256 of its files, which noamt checks when it
+loads the folder. Ctrl-C stops the export with nothing written (exit status 130).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -37,11 +40,27 @@ def main(cfg: DictConfig) -> None:
     require(cfg, "checkpoint", "noamt-export", "a checkpoint file or a run directory")
     require(cfg, "format", "noamt-export", "release, ctranslate2 or transformers")
     require(cfg, "out", "noamt-export", "the folder to write")
+    out = Path(str(cfg.out))
+    existed = out.exists()  # then export_model refuses it
     try:
         export_model(to_dataclass(cfg, ExportConfig))
     except (CheckpointError, DataError, OSError, ValueError) as err:
         sys.exit(f"noamt-export: {err}")
+    except KeyboardInterrupt:  # export_model has removed its temporary folder
+        written = out.is_dir() and not existed  # the interrupt came after the final rename
+        done = f"{out} was written before the interrupt" if written else f"nothing was written to {out}"
+        print(f"noamt-export: interrupted; {done}", file=sys.stderr)
+        sys.exit(130)
+
+
+def entry() -> None:
+    """``noamt-export``: options Hydra must not act on are refused in one line before it parses the
+    command line (:func:`noamt.cli.config.refuse_unsafe_options`); then :func:`main`."""
+    from noamt.cli.config import refuse_unsafe_options
+
+    refuse_unsafe_options("noamt-export")
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    entry()

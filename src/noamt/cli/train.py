@@ -52,9 +52,14 @@ def main(cfg: DictConfig) -> None:
 
 
 def entry() -> None:
-    """``noamt-train``: a key its group does not declare is refused in one line naming the nearest
-    one, before Hydra composes anything; then :func:`main`."""
-    problem = misspelt_key(sys.argv[1:])
+    """``noamt-train``: before Hydra parses anything, the options it must not act on are refused
+    (:func:`noamt.cli.config.refuse_unsafe_options`), and so are a key its group does not declare
+    (naming the nearest one) and a number key given a value of another type, each in one line;
+    then :func:`main`."""
+    from noamt.cli.config import mistyped_value, refuse_unsafe_options
+
+    refuse_unsafe_options("noamt-train")
+    problem = misspelt_key(sys.argv[1:]) or mistyped_value(sys.argv[1:])
     if problem:
         sys.exit(f"noamt-train: {problem}")
     main()

@@ -54,5 +54,14 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """``noamt-translate``: options Hydra must not act on are refused in one line before it parses the
+    command line (:func:`noamt.cli.config.refuse_unsafe_options`); then :func:`main`."""
+    from noamt.cli.config import refuse_unsafe_options
+
+    refuse_unsafe_options("noamt-translate")
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -10,6 +10,13 @@ round-trips (in NFC form) and `<unk>` is never produced.
 Vocabulary layout: ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`, ids 4-259 the byte
 tokens, then the learned pieces. None of these are registered as "added tokens", so a
 literal "<s>" in the input is ordinary text and never becomes a control id.
+
+A trained tokenizer is cached as `<key>.json`, the key a SHA-256 of the training text and the
+settings. The file records its key and the SHA-256 of the tokenizer it holds; a cached file whose
+recorded key is not the one asked for, whose content does not match its checksum, or that cannot
+be read (cut short, not JSON) or loaded is not used: a one-line warning names it, and the
+tokenizer is trained again and cached over it. (The checks catch a file made for other data,
+renamed or damaged; like the code, the cache folder must be one that only its user writes.)
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-from noamt.bounds import at_least
+from noamt.bounds import at_least, require
 from noamt.io import write_atomic
 
 log = logging.getLogger(__name__)
@@ -35,7 +42,11 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 SPECIAL_IDS = (0, 1, 2, 3)
 BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
 CACHE_DIR_ENV = "NOAMT_CACHE_DIR"
-FORMAT_VERSION = 1  # part of the cache key; bump when the pipeline below changes
+FORMAT_VERSION = 2  # part of the cache key; bump when the pipeline below or the cache file changes
+CACHE_FORMAT = "noamt-tokenizer-cache"  # the "format" of a cache file: {format, key, sha256, tokenizer}
+MAX_CACHE_BYTES = 1 << 30  # a cache file larger than this is not read
+MAX_VOCAB_SIZE = 1 << 20  # tokenizer.vocab_size: an embedding row per token; MT vocabularies have 8k-64k
+MAX_MIN_FREQUENCY = 10**9  # tokenizer.min_frequency: beyond any corpus's pair counts
 _SPACE = "▁"
 
 
@@ -57,7 +68,10 @@ class TokenizerConfig:
         """Check every field that has bounds; one-line ValueErrors naming the key."""
         reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
         at_least("tokenizer.vocab_size", self.vocab_size, reserved + 1, " (4 specials, 256 byte tokens, 1 piece)")
+        require("tokenizer.vocab_size", self.vocab_size, self.vocab_size <= MAX_VOCAB_SIZE, f"at most {MAX_VOCAB_SIZE}")
         at_least("tokenizer.min_frequency", self.min_frequency, 0)
+        frequency = self.min_frequency
+        require("tokenizer.min_frequency", frequency, frequency <= MAX_MIN_FREQUENCY, f"at most {MAX_MIN_FREQUENCY}")
 
 
 class Tokenizer:
@@ -153,16 +167,66 @@ def load_or_train_tokenizer(train_src: Sequence[str], train_tgt: Sequence[str], 
     """Load the cached tokenizer for this training text and settings, or train and cache it.
 
     The cache key is a sha256 over the format version, the settings and the text, so a
-    different corpus, slice or vocabulary size trains a new tokenizer.
+    different corpus, slice or vocabulary size trains a new tokenizer. A cached file is used only
+    when it records this key and its content matches the checksum it records
+    (:func:`read_cached_tokenizer`); else a one-line warning names it and it is trained again.
     """
-    path = cache_dir(cfg) / f"{_cache_key(train_src, train_tgt, cfg)}.json"
-    if path.is_file():
-        log.info("loaded tokenizer from cache %s", path)
-        return Tokenizer.from_file(path)
+    key = _cache_key(train_src, train_tgt, cfg)
+    path = cache_dir(cfg) / f"{key}.json"
+    if path.exists():
+        tokenizer, problem = read_cached_tokenizer(path, key)
+        if tokenizer is not None:
+            log.info("loaded tokenizer from cache %s", path)
+            return tokenizer
+        log.warning("cached tokenizer %s not used (%s): training it again", path, problem)
     tokenizer = train_tokenizer([*train_src, *train_tgt], cfg)
-    tokenizer.save(path)
+    try:
+        write_cached_tokenizer(path, key, tokenizer)
+    except OSError as err:  # a cache that cannot be written costs a retraining next time, nothing else
+        log.warning("trained tokenizer (vocab %d), not cached: cannot write %s (%s)", tokenizer.vocab_size, path, err)
+        return tokenizer
     log.info("trained tokenizer (vocab %d) and cached it at %s", tokenizer.vocab_size, path)
     return tokenizer
+
+
+def write_cached_tokenizer(path: Path, key: str, tokenizer: Tokenizer) -> None:
+    """Cache ``tokenizer`` at ``path`` (atomically) with its ``key`` and the SHA-256 of its JSON."""
+    text = tokenizer.to_str()
+    record = {"format": CACHE_FORMAT, "key": key, "sha256": _sha256(text), "tokenizer": text}
+    write_atomic(path, json.dumps(record, ensure_ascii=False))
+
+
+def read_cached_tokenizer(path: Path, key: str) -> tuple[Tokenizer | None, str]:
+    """The tokenizer cached at ``path`` if the file records ``key`` and its content matches the
+    SHA-256 it records; else None and why not (a few words, one line)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CACHE_BYTES:
+            return None, f"{size} bytes, more than a cache file has"
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8 or not JSON (e.g. cut short)
+        return None, f"unreadable: {_first_line(err)}"
+    if not isinstance(record, dict) or record.get("format") != CACHE_FORMAT:
+        return None, "not a noamt tokenizer cache file"
+    if record.get("key") != key:
+        return None, "it records another key: made from other text or settings"
+    text = record.get("tokenizer")
+    if not isinstance(text, str) or record.get("sha256") != _sha256(text):
+        return None, "its content does not match the checksum it records"
+    try:
+        tokenizer = Tokenizer.from_str(text)
+    except Exception as err:  # the tokenizers library raises plain Exceptions
+        return None, f"not a tokenizer: {_first_line(err)}"
+    return tokenizer, ""
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def cache_dir(cfg: TokenizerConfig) -> Path:
