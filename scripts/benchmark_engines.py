@@ -47,10 +47,12 @@ import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
+from noamt.bounds import int_type, positive_int
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import DataConfig, EncodedSplit, TokenBudgetBatches
 from noamt.decoding import DecodingConfig, beam_search, max_output_lengths
-from noamt.device import DeviceManager
+from noamt.decoding.config import MAX_BEAM_SIZE, MAX_OUTPUT_LENGTH
+from noamt.device import MAX_THREADS, DeviceManager
 from noamt.export.ctranslate2_spec import write_ctranslate2
 from noamt.export.marian import marian_model
 from noamt.inference import load_model
@@ -63,21 +65,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train (model=small, ...)")
     parser.add_argument("--checkpoint", help="weights to load instead of the random initialisation")
-    parser.add_argument("--sentences", type=int, default=200, help="validation sentences to translate")
-    parser.add_argument("--length", type=int, default=30, help="tokens every hypothesis is forced to")
-    parser.add_argument("--beam", type=int, default=5, help="beam size of the timed search")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch, padding included")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of every engine")
+    parser.add_argument("--sentences", type=positive_int, default=200, help="validation sentences to translate")
+    parser.add_argument(
+        "--length", type=int_type(1, MAX_OUTPUT_LENGTH), default=30, help="tokens every hypothesis is forced to"
+    )
+    parser.add_argument("--beam", type=int_type(1, MAX_BEAM_SIZE), default=5, help="beam size of the timed search")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="timed rounds after one warm-up round")
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=4096, help="source tokens per batch, padding included"
+    )
+    parser.add_argument(
+        "--threads", type=int_type(1, MAX_THREADS), default=torch.get_num_threads(), help="CPU threads of every engine"
+    )
     parser.add_argument(
         "--compute-types",
         help="CTranslate2's, comma-separated (default: float32,int8 on the CPU, float32,float16,int8_float16 on CUDA)",
     )
     parser.add_argument("--out", type=Path, help="folder for results.json")
-    args = parser.parse_args(argv)
-    if min(args.sentences, args.length, args.beam, args.rounds, args.threads) < 1:
-        parser.error("--sentences, --length, --beam, --rounds and --threads must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 class Engines:

@@ -32,9 +32,11 @@ import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
+from noamt.bounds import int_type, non_negative_int, positive_int
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import EncodedSplit, TokenBudgetBatches, endless_batches
 from noamt.decoding import DecodingConfig, beam_search
+from noamt.decoding.config import MAX_BEAM_SIZE, MAX_OUTPUT_LENGTH
 from noamt.device import DeviceManager
 from noamt.optim import build_optimizer
 from noamt.trainer import Trainer
@@ -44,16 +46,17 @@ from noamt_study.peers import marian_model, marian_train_step, trainable_paramet
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (noamt block, then Marian block)")
-    parser.add_argument("--block", type=int, default=10, help="updates per block")
-    parser.add_argument("--decode-sentences", type=int, default=200, help="sentences to beam-search (0: skip)")
-    parser.add_argument("--decode-length", type=int, default=30, help="tokens every hypothesis is forced to")
-    parser.add_argument("--beam", type=int, default=5, help="beam size for decoding")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="timed rounds (noamt block, then Marian block)")
+    parser.add_argument("--block", type=positive_int, default=10, help="updates per block")
+    parser.add_argument(
+        "--decode-sentences", type=non_negative_int, default=200, help="sentences to beam-search (0: skip)"
+    )
+    parser.add_argument(
+        "--decode-length", type=int_type(1, MAX_OUTPUT_LENGTH), default=30, help="tokens every hypothesis is forced to"
+    )
+    parser.add_argument("--beam", type=int_type(1, MAX_BEAM_SIZE), default=5, help="beam size for decoding")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.block < 1:
-        parser.error("--rounds and --block must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def timed(step, batches, sync) -> float:

@@ -31,6 +31,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
+from noamt.bounds import non_negative_int, positive_int
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import endless_batches
 from noamt.device import DeviceManager
@@ -91,8 +92,10 @@ def print_profile(trainer: Trainer, batches, updates: int) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for noamt-train")
-    parser.add_argument("--updates", type=int, help="timed updates (default 30 on a CPU, 100 on CUDA)")
-    parser.add_argument("--warmup", type=int, help="untimed updates first (default 5 on a CPU, 50 on CUDA)")
+    parser.add_argument("--updates", type=positive_int, help="timed updates (default 30 on a CPU, 100 on CUDA)")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, help="untimed updates first (default 5 on a CPU, 50 on CUDA)"
+    )
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = to_train_config(compose(config_name="train", overrides=args.overrides))
     dm = DeviceManager(cfg.device)
     cuda = dm.device.type == "cuda"
-    updates = args.updates or (100 if cuda else 30)
+    updates = args.updates if args.updates is not None else (100 if cuda else 30)
     warmup = args.warmup if args.warmup is not None else (50 if cuda else 5)
     dm.seed(cfg.trainer.seed)
     data = pipeline.prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm)

@@ -25,20 +25,21 @@ from pathlib import Path
 import numpy as np
 from sacrebleu.metrics import BLEU
 
+from noamt.bounds import finite_float, non_negative_int, open_fraction, resample_count
 from noamt.data import read_lines
 from noamt_study.stats import MAX_NGRAM_ORDER, bleu_from_statistic_rows, bleu_statistics
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hyps", type=Path, required=True, help="hypothesis file, one sentence per line")
     parser.add_argument("--refs", type=Path, required=True, help="reference file, one sentence per line")
     parser.add_argument("--tokenize", default="none", help="sacreBLEU tokenizer: none (tokenized text) or 13a")
-    parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=12345, help="numpy default_rng seed of the draws")
-    parser.add_argument("--threshold", type=float, help="also report the share of resamples scoring >= this")
-    parser.add_argument("--confidence", type=float, default=0.95)
-    args = parser.parse_args()
+    parser.add_argument("--resamples", type=resample_count, default=1000, help="2 to 100000 (default 1000)")
+    parser.add_argument("--seed", type=non_negative_int, default=12345, help="numpy default_rng seed of the draws")
+    parser.add_argument("--threshold", type=finite_float, help="also report the share of resamples scoring >= this")
+    parser.add_argument("--confidence", type=open_fraction, default=0.95, help="of the interval, in (0, 1)")
+    args = parser.parse_args(argv)
 
     hyps, refs = read_lines(args.hyps), read_lines(args.refs)
     stats = bleu_statistics(hyps, refs, args.tokenize)  # (N, 10)

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
+from noamt.bounds import positive_int, resample_count
 from noamt_study.seed_sentence_test import seed_sentence_test_from
 from noamt_study.simulate import Scenario, rejection_rates
 from noamt_study.stats import compare_seeds, paired_bootstrap_from, t_two_sided_mass
@@ -46,12 +47,12 @@ SCENARIOS = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--replicates", type=int, default=1000)
-    parser.add_argument("--resamples", type=int, default=200, help="sentence resamples per comparison")
+    parser.add_argument("--replicates", type=positive_int, default=1000)
+    parser.add_argument("--resamples", type=resample_count, default=200, help="sentence resamples per comparison")
     parser.add_argument("--out", type=Path, help="folder for results.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for name, scenario in SCENARIOS.items():
         start = time.monotonic()

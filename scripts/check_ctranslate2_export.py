@@ -28,9 +28,27 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 PAD = "<pad>"  # noamt's padding token: id 0, never in an output
+MAX_BEAM_SIZE, MAX_LENGTH_PENALTY, MAX_OUTPUT_LENGTH, MAX_THREADS = 1024, 10.0, 65536, 1024  # noamt's bounds
+
+
+def bounded(kind: type[int] | type[float], least: float, most: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite ``kind`` from ``least`` to ``most``, noamt's bounds of the same
+    setting (written out here: this script imports no noamt)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: must be {'an integer' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and least <= value <= most):
+            raise argparse.ArgumentTypeError(f"{text}: must be in [{least:g}, {most:g}]")
+        return value
+
+    return convert
 
 
 def read_lines(path: Path) -> list[str]:
@@ -101,13 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", type=Path, required=True, help="source sentences, one per line (.gz read too)")
     parser.add_argument("--noamt", type=Path, help="noamt's hypotheses of the same sources, to compare with")
     parser.add_argument("--reference", type=Path, help="references, to score the output (and noamt's) with sacreBLEU")
-    parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--length-penalty", type=float, default=1.0)
-    parser.add_argument("--max-len-a", type=float, default=1.2)
-    parser.add_argument("--max-len-b", type=float, default=10.0)
-    parser.add_argument("--min-len", type=int, default=0, help="tokens before </s> may end a hypothesis")
+    parser.add_argument("--beam", type=bounded(int, 1, MAX_BEAM_SIZE), default=5)
+    parser.add_argument("--length-penalty", type=bounded(float, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY), default=1.0)
+    parser.add_argument("--max-len-a", type=bounded(float, 0, MAX_OUTPUT_LENGTH), default=1.2)
+    parser.add_argument("--max-len-b", type=bounded(float, 0, MAX_OUTPUT_LENGTH), default=10.0)
+    parser.add_argument(
+        "--min-len", type=bounded(int, 0, MAX_OUTPUT_LENGTH), default=0, help="tokens before </s> may end a hypothesis"
+    )
     parser.add_argument("--compute-type", default="float32", help="float32, int8, ... as the CPU supports")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), default=1)
     parser.add_argument("--out", type=Path, help="write the hypotheses here")
     args = parser.parse_args(argv)
     for name in ("config.json", "noamt.json", "tokenizer.json"):

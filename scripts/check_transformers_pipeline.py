@@ -20,7 +20,26 @@ import gzip
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+MAX_BEAM_SIZE, MAX_OUTPUT_LENGTH = 1024, 65536  # noamt's bounds of decoding.beam_size and max_len_a, max_len_b
+
+
+def bounded(kind: type[int] | type[float], least: float, most: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite ``kind`` from ``least`` to ``most``, noamt's bounds of the same
+    setting (written out here: this script imports no noamt)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: must be {'an integer' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and least <= value <= most):
+            raise argparse.ArgumentTypeError(f"{text}: must be in [{least:g}, {most:g}]")
+        return value
+
+    return convert
 
 
 def read_lines(path: Path) -> list[str]:
@@ -34,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", type=Path, required=True, help="source sentences, one per line (.gz read too)")
     parser.add_argument("--noamt", type=Path, required=True, help="noamt's hypotheses of the same sources")
     parser.add_argument("--reference", type=Path, help="references, to score both sides with sacreBLEU")
-    parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--max-len-a", type=float, default=1.2)
-    parser.add_argument("--max-len-b", type=float, default=10.0)
+    parser.add_argument("--beam", type=bounded(int, 1, MAX_BEAM_SIZE), default=5)
+    parser.add_argument("--max-len-a", type=bounded(float, 0, MAX_OUTPUT_LENGTH), default=1.2)
+    parser.add_argument("--max-len-b", type=bounded(float, 0, MAX_OUTPUT_LENGTH), default=10.0)
     parser.add_argument("--out", type=Path, help="write the pipeline's hypotheses here")
     args = parser.parse_args(argv)
 

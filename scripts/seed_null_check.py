@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noamt.bounds import resample_count
 from noamt.data import read_lines
 from noamt_study.seed_sentence_test import seed_sentence_test_from
 from noamt_study.stats import bleu_from_statistics, bleu_statistics, bootstrap_differences, paired_bootstrap_from
@@ -52,14 +53,14 @@ def splits(stats: list[np.ndarray], names: list[str], resamples: int) -> list[di
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--refs", type=Path, required=True, help="reference file, one sentence per line")
     parser.add_argument("--hyps", type=Path, nargs="+", required=True, help="one hypothesis file per run (2 or more)")
     parser.add_argument("--tokenize", default="13a", help="sacreBLEU tokenizer: 13a, or none for tokenized text")
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--resamples", type=resample_count, default=1000, help="2 to 100000 (default 1000)")
     parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if len(args.hyps) < 2:
         parser.error("--hyps: give 2 runs or more")
     refs = read_lines(args.refs)

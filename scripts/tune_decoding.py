@@ -18,34 +18,43 @@ import json
 import sys
 from pathlib import Path
 
+from noamt.bounds import argument, comma_separated, in_interval, int_type, positive_int
 from noamt.checkpoint import CheckpointError
 from noamt.data import DataError, load_corpus
 from noamt.decoding import DecodingConfig
+from noamt.decoding.config import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
 from noamt.device import DeviceConfig, DeviceManager
 from noamt.evaluation import evaluate_split, stored_data_config, tokenized_references
 from noamt.inference import load_model
 from noamt_study.length_analysis import diagnose_lengths
+
+BEAMS = comma_separated(int_type(1, MAX_BEAM_SIZE))
+"""``--beams``: comma-separated decoding.beam_size values."""
+LENGTH_PENALTIES = comma_separated(
+    argument(float, lambda key, alpha: in_interval(key, alpha, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY), "alpha")
+)
+"""``--length-penalties``: comma-separated decoding.length_penalty values."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     parser.add_argument("--data-dir", help="replaces the data folder stored in the checkpoint")
-    parser.add_argument("--beams", default="5", help="comma-separated beam sizes (default 5)")
-    parser.add_argument("--length-penalties", default="0.6,0.8,1.0,1.2,1.4,1.6,2.0", help="comma-separated alphas")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
+    parser.add_argument("--beams", type=BEAMS, default=[5], help="comma-separated beam sizes (default 5)")
+    parser.add_argument(
+        "--length-penalties",
+        type=LENGTH_PENALTIES,
+        default=[0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 2.0],
+        help="comma-separated alphas, each in [-10, 10] (default 0.6,0.8,1.0,1.2,1.4,1.6,2.0)",
+    )
+    parser.add_argument("--max-tokens", type=positive_int, default=4096, help="source tokens per batch")
     parser.add_argument("--diagnose", action="store_true", help="search errors against model errors")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (autocast on CUDA)")
     parser.add_argument("--out", type=Path, help="write the grid and the choice as JSON")
     args = parser.parse_args(argv)
-    try:
-        args.beams = [int(b) for b in args.beams.split(",")]
-        args.length_penalties = [float(a) for a in args.length_penalties.split(",")]
-    except ValueError as err:
-        parser.error(f"--beams and --length-penalties take comma-separated numbers ({err})")
-    if min(args.beams) < 1:
-        parser.error(f"--beams must be at least 1, got {args.beams}")
+    if not args.beams or not args.length_penalties:
+        parser.error("--beams and --length-penalties: give one value or more")
     return args
 
 
@@ -64,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         loaded = load_model(args.checkpoint, dm.device)
         data_cfg = stored_data_config(loaded, args.data_dir)
         valid = load_corpus(data_cfg, splits=["valid"])["valid"]
-    except (CheckpointError, DataError, OSError, RuntimeError) as err:
+    except (CheckpointError, DataError, OSError, RuntimeError, ValueError) as err:
         sys.exit(f"tune_decoding: {err}")
     sources, references = list(valid["src"]), list(valid["tgt"])
     tok_refs = tokenized_references(data_cfg, "valid")

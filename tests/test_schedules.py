@@ -546,12 +546,12 @@ def test_the_cooldown_is_set_on_the_command_line():
 # ---------------------------------------------------------------------------
 
 INVALID = [
-    ("noam", dict(d_model=512, warmup_steps=0), r"^noam: warmup_steps must be an integer >= 1"),
-    ("noam", dict(d_model=0, warmup_steps=4000), r"^noam: d_model must be a positive"),
+    ("noam", dict(d_model=512, warmup_steps=0), r"^schedule.warmup_steps=0: must be at least 1 with schedule=noam$"),
+    ("noam", dict(d_model=0, warmup_steps=4000), r"^schedule.d_model=0: must be at least 1 or null"),
     (
         "noam",
         dict(d_model=512, warmup_steps=4000, factor=-1.0),
-        r"^noam: factor must be a positive",
+        r"^schedule.factor=-1.0: must be a finite number > 0$",
     ),
     (
         "noam",
@@ -562,66 +562,67 @@ INVALID = [
     (
         "noam",
         dict(NOAM, total_steps=1000, cooldown_fraction=1.0),
-        r"^noam: cooldown_fraction must be in \[0, 1\), got 1.0$",
+        r"^schedule.cooldown_fraction=1.0: must be in \[0, 1\)$",
     ),
-    ("noam", dict(NOAM, cooldown_fraction=-0.1), r"^noam: cooldown_fraction must be in \[0, 1\)"),
-    ("noam", dict(NOAM, cooldown_fraction=float("inf")), r"^noam: cooldown_fraction must be in \[0, 1\)"),
-    ("inverse_sqrt", dict(INV, cooldown_fraction=True), r"^inverse_sqrt: cooldown_fraction must be in \[0, 1\)"),
+    ("noam", dict(NOAM, cooldown_fraction=-0.1), r"^schedule.cooldown_fraction=-0.1: must be in \[0, 1\)"),
+    ("noam", dict(NOAM, cooldown_fraction=float("inf")), r"^schedule.cooldown_fraction=inf: must be in \[0, 1\)"),
+    ("inverse_sqrt", dict(INV, cooldown_fraction=True), r"^schedule.cooldown_fraction=True: must be in \[0, 1\)"),
     (
         "inverse_sqrt",
         dict(INV, cooldown_shape="exp"),
-        r"^inverse_sqrt: cooldown_shape must be one of '1-sqrt', 'linear', 'cosine', got 'exp'$",
+        r"^schedule.cooldown_shape='exp': must be one of 1-sqrt, linear, cosine$",
     ),
     (
         "noam",
         dict(NOAM, total_steps=4000, cooldown_fraction=0.2),
-        r"^noam: total_steps must be an integer > warmup_steps and >= 2 \(here >= 4001\), got 4000$",
+        r"^schedule.total_steps=4000: must be an integer > schedule.warmup_steps=4000 and >= 2, so at least 4001 "
+        r"\(null takes trainer.max_steps\)$",
     ),
     (
         "noam_cooldown",
         dict(NOAM, total_steps=1e5),
-        r"^noam_cooldown: total_steps must be an integer > warmup_steps",
+        r"^schedule.total_steps=100000.0: must be an integer > schedule.warmup_steps",
     ),
-    ("inverse_sqrt", dict(peak_lr=0.0, warmup_steps=10), r"^inverse_sqrt: peak_lr must be a pos"),
+    ("inverse_sqrt", dict(peak_lr=0.0, warmup_steps=10), r"^schedule.peak_lr=0.0: must be a finite number > 0$"),
     (
         "inverse_sqrt",
         dict(peak_lr=1e-3, warmup_steps=-1),
-        r"^inverse_sqrt: warmup_steps must be an integer >= 0, got -1$",
+        r"^schedule.warmup_steps=-1: must be at least 0$",
     ),
     (
         "inverse_sqrt",
         dict(peak_lr=1e-3, warmup_steps=10, warmup_init_lr=-1e-7),
-        r"^inverse_sqrt: warmup_init_lr must be in \[0, peak_lr\]",
+        r"^schedule.warmup_init_lr=-1e-07: must be in \[0, schedule.peak_lr=0.001\]$",
     ),
     (
         "inverse_sqrt",
         dict(peak_lr=1e-3, warmup_steps=10, warmup_init_lr=2e-3),
-        r"^inverse_sqrt: warmup_init_lr must be in \[0, peak_lr\]",
+        r"^schedule.warmup_init_lr=0.002: must be in \[0, schedule.peak_lr=0.001\]$",
     ),
-    ("constant", dict(peak_lr=1e-3, warmup_steps=2.5), r"^constant: warmup_steps must be an int"),
-    ("constant", dict(peak_lr=float("nan")), r"^constant: peak_lr must be a positive finite"),
-    ("constant", dict(peak_lr=True), r"^constant: peak_lr must be a positive finite"),
+    ("constant", dict(peak_lr=1e-3, warmup_steps=2.5), r"^schedule.warmup_steps=2.5: must be an integer$"),
+    ("constant", dict(peak_lr=float("nan")), r"^schedule.peak_lr=nan: must be a finite number > 0$"),
+    ("constant", dict(peak_lr=True), r"^schedule.peak_lr=True: must be a finite number > 0$"),
     (
         "cosine",
         dict(peak_lr=1e-3, warmup_steps=100, total_steps=100),
-        r"^cosine: total_steps must be an integer > warmup_steps",
+        r"^schedule.total_steps=100: must be an integer > schedule.warmup_steps=100",
     ),
     (
         "linear",
         dict(peak_lr=1e-3, warmup_steps=0, total_steps=1),
-        r"^linear: total_steps must be an integer > warmup_steps and >= 2",
+        r"^schedule.total_steps=1: must be an integer > schedule.warmup_steps=0 and >= 2, so at least 2 ",
     ),
     (
         "cosine",
         dict(DECAY, min_lr=2e-3),
-        r"^cosine: min_lr must be in \[0, peak_lr\]",
+        r"^schedule.min_lr=0.002: must be in \[0, schedule.peak_lr=0.001\]$",
     ),
-    ("wsd", dict(WSD, decay_fraction=0.0), r"^wsd: decay_fraction must be in \(0, 1\], got 0.0$"),
-    ("wsd", dict(WSD, decay_fraction=1.5), r"^wsd: decay_fraction must be in \(0, 1\]"),
+    ("wsd", dict(WSD, decay_fraction=0.0), r"^schedule.decay_fraction=0.0: must be in \(0, 1\]$"),
+    ("wsd", dict(WSD, decay_fraction=1.5), r"^schedule.decay_fraction=1.5: must be in \(0, 1\]$"),
     (
         "wsd",
         dict(WSD, decay_shape="exp"),
-        r"^wsd: decay_shape must be one of '1-sqrt', 'linear', 'cosine', got 'exp'$",
+        r"^schedule.decay_shape='exp': must be one of 1-sqrt, linear, cosine$",
     ),
     (
         "warmup_cosine",
@@ -662,7 +663,7 @@ def test_a_config_is_named_by_its_kind_and_every_parameter_is_documented(name):
     config = S.CONFIGS[name]()
     assert config.name == name and dataclasses.fields(config)[0].name == "name"
     assert set(field_docs(S.CONFIGS[name])) == {f.name for f in dataclasses.fields(config)}
-    with pytest.raises(ValueError, match=rf"^{name}: name must be '{name}'"):
+    with pytest.raises(ValueError, match=rf"^schedule.name='other': must be '{name}' \(choose the kind with schedule="):
         S.CONFIGS[name](name="other")
 
 
@@ -675,12 +676,14 @@ def test_run_defaults_fill_only_what_is_unset():
     noam = S.NoamConfig(factor=2.0).with_run_defaults(d_model=256, max_steps=1000)
     assert noam.d_model == 256 and noam.peak_lr == pytest.approx(2.0 * (256 * 4000) ** -0.5, rel=REL)
     assert S.NoamConfig(d_model=512).with_run_defaults(d_model=256, max_steps=1000).d_model == 512
-    with pytest.raises(ValueError, match=r"^cosine: total_steps must be an integer > warmup_steps"):
+    with pytest.raises(
+        ValueError, match=r"^schedule.total_steps=4000: must be an integer > schedule.warmup_steps=4000"
+    ):
         S.CosineConfig().with_run_defaults(d_model=512, max_steps=4000)
     assert S.NoamConfig(total_steps=500).with_run_defaults(d_model=256, max_steps=1000).total_steps == 500
     cooled = S.InverseSqrtConfig(cooldown_fraction=0.2).with_run_defaults(d_model=512, max_steps=10_000)
     assert cooled.total_steps == 10_000 and cooled.peak_lr == (512 * 4000) ** -0.5
-    with pytest.raises(ValueError, match=r"^noam_cooldown: total_steps must be an integer > warmup_steps.*, got 0$"):
+    with pytest.raises(ValueError, match=r"^schedule.total_steps=0: must be an integer > schedule.warmup_steps=4000"):
         S.NoamCooldownConfig().with_run_defaults(d_model=512, max_steps=0)  # 0: no limit, so no end to cool down to
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from noamt.bounds import at_least, one_of, require
+from noamt.bounds import at_least, at_most, one_of, require
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 DEVICE_NAME = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?")  # what device.device may be
 SLURM_PORT_BASE = 15000  # a SLURM job without MASTER_PORT meets on 15000 + job id % 15000,
 SLURM_PORT_SPAN = 15000  # below Linux's ephemeral ports (32768 and up)
+
+
+MAX_THREADS = 1024
+"""The most CPU threads device.num_threads may ask for: more than the largest machines have
+cores; each thread is started (and holds its stack) at the first parallel operation."""
 
 
 @dataclass
@@ -41,7 +46,7 @@ class DeviceConfig:
     precision: str = "fp32"
     """fp32, bf16 or fp16 (autocast on CUDA)."""
     num_threads: int = 0
-    """CPU threads for torch (0: torch's default, one per core)."""
+    """CPU threads for torch (0: torch's default, one per core; at most 1024)."""
     compile: bool = False
     """torch.compile the model."""
     compile_mode: str = "default"
@@ -58,6 +63,7 @@ class DeviceConfig:
         require("device.device", self.device, named, "auto, cpu, cuda, cuda:N or mps")
         one_of("device.precision", self.precision, PRECISIONS)
         at_least("device.num_threads", self.num_threads, 0, " (0 keeps torch's default)")
+        at_most("device.num_threads", self.num_threads, MAX_THREADS)
         one_of("device.compile_mode", self.compile_mode, COMPILE_MODES)
 
 

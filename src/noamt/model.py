@@ -28,11 +28,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noamt.bounds import at_least, fraction, require
+from noamt.bounds import at_least, between, fraction, require
 from noamt.ops import Dropout, projected_token_losses
 
 if TYPE_CHECKING:
     from noamt.data import Tokenizer
+
+
+MAX_LAYERS = 1024
+"""The most layers of the encoder or of the decoder: about twice the deepest trained for
+translation (DeepNet, Wang et al. 2022: 500 + 500); a larger count only builds layers for minutes
+before memory runs out."""
+MAX_WIDTH = 65_536
+"""The largest d_model and max_positions: a layer holds 4 * d_model^2 attention weights (17
+billion at this bound) and the position table max_positions * d_model numbers, both made before
+the first batch."""
+MAX_FF = 4 * MAX_WIDTH
+"""The largest d_ff: the usual d_ff = 4 * d_model at the largest d_model."""
 
 
 @dataclass
@@ -42,15 +54,15 @@ class ModelConfig:
     name: str = "small"
     """A label for the size (tiny, small, base, big); it names runs, the model ignores it."""
     encoder_layers: int = 3
-    """N of the encoder: its stacked self-attention + feed-forward layers."""
+    """N of the encoder: its stacked self-attention + feed-forward layers (1 to 1024)."""
     decoder_layers: int = 3
-    """N of the decoder: its stacked self-attention + cross-attention + feed-forward layers."""
+    """N of the decoder: its stacked self-attention + cross-attention + feed-forward layers (1 to 1024)."""
     d_model: int = 256
-    """Width of every embedding and sub-layer output."""
+    """Width of every embedding and sub-layer output (1 to 65536)."""
     n_heads: int = 4
     """h, the attention heads per layer; d_model must be a multiple of it (d_k = d_model / h)."""
     d_ff: int = 1024
-    """Inner width of the position-wise feed-forward network."""
+    """Inner width of the position-wise feed-forward network (1 to 262144)."""
     dropout: float = 0.1
     """P_drop on the embeddings + positions and on each sub-layer's output before the residual sum."""
     attention_dropout: float = 0.0
@@ -64,12 +76,17 @@ class ModelConfig:
     the source has its own, and the target embedding is still the output projection (fairseq's
     --share-decoder-input-output-embed)."""
     max_positions: int = 1024
-    """Rows of the sinusoidal position table: the longest sequence the model accepts."""
+    """Rows of the sinusoidal position table: the longest sequence the model accepts (1 to 65536)."""
 
     def __post_init__(self) -> None:
-        """Check every field that has bounds; one-line ValueErrors naming the key."""
-        for key in ("encoder_layers", "decoder_layers", "d_model", "n_heads", "d_ff", "max_positions"):
-            at_least(f"model.{key}", getattr(self, key), 1)
+        """Check every field that has bounds; one-line ValueErrors naming the key. The upper
+        bounds (MAX_LAYERS, MAX_WIDTH, MAX_FF) refuse sizes whose weights no machine holds
+        before a model is built."""
+        limits = {"encoder_layers": MAX_LAYERS, "decoder_layers": MAX_LAYERS, "d_model": MAX_WIDTH,
+                  "d_ff": MAX_FF, "max_positions": MAX_WIDTH}  # fmt: skip
+        for key, most in limits.items():
+            between(f"model.{key}", getattr(self, key), 1, most)
+        at_least("model.n_heads", self.n_heads, 1)  # before the modulo below
         require("model.d_model", self.d_model, self.d_model % self.n_heads == 0,
                 f"a multiple of model.n_heads={self.n_heads}")  # fmt: skip
         for key in ("dropout", "attention_dropout", "activation_dropout"):

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -31,10 +29,14 @@ import schedulefree
 import torch
 from torch import nn
 
+from noamt.bounds import in_interval, is_finite, non_negative, positive
 from noamt.checkpoint import TRAIN_WEIGHTS
 
 SCHEDULE_FREE = "adamw_schedulefree"
 OPTIMIZERS = ("adam", "adamw", SCHEDULE_FREE)
+MAX_AVERAGING_POWER = 10.0
+"""The largest optim.r and optim.weight_lr_power: k^r and lr^weight_lr_power stay within float64
+over 10^7 updates (a larger power overflows, or makes every weight 0 and freezes the average x)."""
 
 
 @dataclass
@@ -48,35 +50,31 @@ class OptimConfig:
     """Decay rates of the first and second moment estimates; adamw_schedulefree has no first moment:
     its beta1 is the interpolation y = (1 - beta1) z + beta1 x (0 < beta1 < 1)."""
     eps: float = 1e-9
-    """Added to the root of the second moment estimate."""
+    """Added to the root of the second moment estimate (> 0: a weight whose gradient is 0 would divide 0 by 0)."""
     weight_decay: float = 0.0
     """L2 penalty (adam) or decoupled weight decay (adamw; adamw_schedulefree applies it at y)."""
     r: float = 0.0
     """adamw_schedulefree: x_k averages z_1..z_k with weights w_k = k^r * (max_{i<=k} lr_i)^weight_lr_power;
-    r > 0 weights later iterates polynomially more (0: uniform once the lr stops growing)."""
+    r > 0 weights later iterates polynomially more (0: uniform once the lr stops growing; at most 10)."""
     weight_lr_power: float = 2.0
     """adamw_schedulefree: the power of the largest lr so far in the averaging weights w_k (0: none;
-    2: the warmup's small steps count little)."""
+    2: the warmup's small steps count little; at most 10)."""
 
     def __post_init__(self) -> None:
         """Check every field; one-line ValueErrors naming the key."""
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name={self.name!r}: expected one of {', '.join(OPTIMIZERS)}")
         betas = list(self.betas)
-        if len(betas) != 2 or not all(_is_finite(b) and 0 <= b < 1 for b in betas):
+        if len(betas) != 2 or not all(is_finite(b) and 0 <= b < 1 for b in betas):
             raise ValueError(f"optim.betas={betas!r}: must be two numbers in [0, 1)")
         if self.name == SCHEDULE_FREE and betas[0] == 0:
             raise ValueError(
                 f"optim.betas={betas!r}: {SCHEDULE_FREE} needs beta1 > 0 (x = (y - (1 - beta1) z) / beta1)"
             )
-        for key in ("eps", "weight_decay", "r", "weight_lr_power"):
-            value = getattr(self, key)
-            if not (_is_finite(value) and value >= 0):
-                raise ValueError(f"optim.{key}={value!r}: must be a finite number >= 0")
-
-
-def _is_finite(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        positive("optim.eps", self.eps)
+        non_negative("optim.weight_decay", self.weight_decay)
+        for key in ("r", "weight_lr_power"):
+            in_interval(f"optim.{key}", getattr(self, key), 0, MAX_AVERAGING_POWER)
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
+
+from noamt.bounds import at_least, fraction, is_finite, is_integer, one_of, positive, require
 
 __all__ = [
     "CONFIGS",
@@ -146,14 +147,6 @@ def _cooled_down(
     return base(cooldown_start) * shape((step - cooldown_start) / (total_steps - cooldown_start))
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 _T = TypeVar("_T")
 
 
@@ -170,45 +163,39 @@ class Schedule:
     least_warmup = 0  # the smallest warmup_steps the formula accepts
 
     def __post_init__(self) -> None:
-        """Check every parameter that is set; one-line ValueErrors naming the schedule and the key."""
+        """Check every parameter that is set; one-line ValueErrors naming the key as the command
+        line writes it, ``schedule.<key>=<value>: must be ...``."""
         kind = dataclasses.fields(self)[0].default
-        if self.name != kind:
-            raise ValueError(f"{kind}: name must be {kind!r} (pick the kind with schedule=<name>), got {self.name!r}")
+        require("schedule.name", self.name, self.name == kind, f"{kind!r} (choose the kind with schedule=<name>)")
         params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("d_model", "factor", "peak_lr"):
+        if params.get("d_model") is not None:
+            at_least("schedule.d_model", params["d_model"], 1, " or null (null: model.d_model)")
+        for key in ("factor", "peak_lr"):
             if params.get(key) is not None:
-                self._require(key, _is_real(params[key]) and params[key] > 0, "a positive finite number")
+                positive(f"schedule.{key}", params[key])
         warmup = self.warmup_steps
-        self._require(
-            "warmup_steps", _is_int(warmup) and warmup >= self.least_warmup, f"an integer >= {self.least_warmup}"
+        at_least(
+            "schedule.warmup_steps", warmup, self.least_warmup, f" with schedule={kind}" if self.least_warmup else ""
         )
         peak = params.get("peak_lr")
         for key in ("warmup_init_lr", "min_lr"):
             if key in params:
-                bound = "[0, peak_lr]" if peak is None else f"[0, peak_lr] = [0, {peak!r}]"
-                fits = _is_real(params[key]) and 0 <= params[key] <= (math.inf if peak is None else peak)
-                self._require(key, fits, f"in {bound}")
+                value, most = params[key], math.inf if peak is None else peak
+                bound = "schedule.peak_lr" if peak is None else f"schedule.peak_lr={peak!r}"
+                require(f"schedule.{key}", value, is_finite(value) and 0 <= value <= most, f"in [0, {bound}]")
         if "cooldown_fraction" in params:
-            fraction = params["cooldown_fraction"]
-            self._require("cooldown_fraction", _is_real(fraction) and 0 <= fraction < 1, "in [0, 1)")
+            fraction("schedule.cooldown_fraction", params["cooldown_fraction"])
         if params.get("total_steps") is not None and "total_steps" not in self._unused():
             total, least_total = params["total_steps"], max(warmup, 1) + 1
-            self._require(
-                "total_steps",
-                _is_int(total) and total >= least_total,
-                f"an integer > warmup_steps and >= 2 (here >= {least_total})",
-            )
+            require("schedule.total_steps", total, is_integer(total) and total >= least_total,
+                    f"an integer > schedule.warmup_steps={warmup} and >= 2, so at least {least_total} "
+                    "(null takes trainer.max_steps)")  # fmt: skip
         if "decay_fraction" in params:
-            fraction = params["decay_fraction"]
-            self._require("decay_fraction", _is_real(fraction) and 0 < fraction <= 1, "in (0, 1]")
+            value = params["decay_fraction"]
+            require("schedule.decay_fraction", value, is_finite(value) and 0 < value <= 1, "in (0, 1]")
         for key in ("decay_shape", "cooldown_shape"):
             if key in params:
-                known = ", ".join(repr(s) for s in DECAY_SHAPES)
-                self._require(key, params[key] in DECAY_SHAPES, f"one of {known}")
-
-    def _require(self, key: str, holds: bool, expected: str) -> None:
-        if not holds:
-            raise ValueError(f"{self.name}: {key} must be {expected}, got {getattr(self, key)!r}")
+                one_of(f"schedule.{key}", params[key], DECAY_SHAPES)
 
     def _unused(self) -> set[str]:
         """The parameters that lr(k) does not read, so neither checked nor required: none."""

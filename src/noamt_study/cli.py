@@ -44,11 +44,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
+from noamt.bounds import comma_separated, int_type, positive_float, positive_int
 from noamt.checkpoint import CheckpointError
 from noamt.cli.config import register_configs, resolved_settings, to_train_config
 from noamt.data import DataError
+from noamt.decoding.config import MAX_BEAM_SIZE
 from noamt.metrics import MetricsError
 from noamt.run_lock import RunInUse
+from noamt.trainer import MAX_SEED
 from noamt_study import orchestrate
 from noamt_study.collect import TUNING_CRITERIA, CompareError
 from noamt_study.orchestrate import EXIT_UNFINISHED, Execution
@@ -84,18 +87,10 @@ RESERVED_OVERRIDES = (
 SWEPT_OVERRIDES = ("schedule.peak_lr", "schedule.factor")
 
 
-def comma_list(kind):
-    return lambda text: [kind(x) for x in text.split(",") if x.strip()]
-
-
-def seed_list(text: str) -> list[int]:
-    """``--seeds``: comma-separated non-negative integers."""
-    seeds = []
-    for item in (x.strip() for x in text.split(",")):
-        if item and not item.isdigit():
-            raise argparse.ArgumentTypeError(f"{text!r}: {item!r} is not a seed (a non-negative integer)")
-        seeds += [int(item)] if item else []
-    return seeds
+seed_list = comma_separated(int_type(0, MAX_SEED))
+"""``--seeds``, ``--tune-seeds``: comma-separated trainer seeds (trainer.seed: 0 to 2^32 - 1)."""
+beam_size_arg = int_type(1, MAX_BEAM_SIZE)
+"""``--beam-size``: decoding.beam_size's bounds (1 to 1024)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", required=True, choices=profile_names())
     parser.add_argument(
         "--schedules",
-        type=comma_list(str),
+        type=comma_separated(str),
         default=list(DEFAULT_SCHEDULES),
         help="comma-separated schedule configs, or schedulefree (schedule-free AdamW after a constant warmup) "
         "(default: noam,constant,cosine)",
@@ -123,7 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lr-scales",
-        type=comma_list(float),
+        type=comma_separated(positive_float),
         help="peak multipliers of the Noam peak for --lr-sweep (default: 0.5,1,2) and --tune (default: 0.5,1,2,4)",
     )
     parser.add_argument(
@@ -136,7 +131,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what --tune chooses the peak on: mean validation BLEU of the last checkpoint (default) or mean "
         "validation loss at the budget",
     )
-    parser.add_argument("--beam-size", type=int, help="evaluation beam (default: the profile's; 1 is greedy)")
+    parser.add_argument(
+        "--beam-size",
+        type=beam_size_arg,
+        help=f"evaluation beam (default: the profile's; 1 is greedy; at most {MAX_BEAM_SIZE})",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -144,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         help="runs trained (and then evaluated) at once, e.g. several small models sharing one GPU (each process "
         "trains its share of the runs one after another; on a CPU give each device.num_threads)",
@@ -156,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--time-limit",
-        type=float,
+        type=positive_float,
         help="minutes after which the runs are stopped (they save a checkpoint) and the command exits with "
         f"status {EXIT_UNFINISHED}; run it again to go on. Leave a margin for the last update and validation",
     )
@@ -175,10 +174,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     clashes = [o for o in args.overrides if o.lstrip("+~").split("=")[0] in reserved]
     if clashes:
         parser.error(f"{clashes}: set by the benchmark (use --schedules, --seeds, --lr-sweep, --lr-scales, --out)")
-    if args.jobs < 1:
-        parser.error(f"--jobs {args.jobs}: must be at least 1")
-    if args.time_limit is not None and args.time_limit <= 0:
-        parser.error(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
     if args.time_limit is not None and args.launcher:
         parser.error("--time-limit: not with --launcher, whose jobs have their own limit (hydra.launcher.timeout_min)")
     suffix = "_lr_sweep" if args.lr_sweep else "_tuned" if args.tune else ""
@@ -201,7 +196,7 @@ def study_of(args: argparse.Namespace) -> Study:
         schedules=args.schedules,
         seeds=seeds,
         lr_scales=args.lr_scales if args.lr_sweep or args.tune else None,
-        beam_size=args.beam_size or profile.beam_size,
+        beam_size=profile.beam_size if args.beam_size is None else args.beam_size,
         out=args.out,
         overrides=args.overrides,
         tuning=tuning,

@@ -23,7 +23,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from noamt.bounds import between, is_finite
+from noamt.decoding.config import MAX_BEAM_SIZE
 from noamt.schedules import CONFIGS
+from noamt.trainer import MAX_SEED
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 JOB_GROUP = "compare_run"
@@ -60,15 +63,27 @@ class Profile:
     seeds: list[int] = field(default_factory=list)  # the default trainer seeds
     beam_size: int = 1  # the evaluation beam; 1: greedy search
 
+    def __post_init__(self) -> None:
+        """A seed no run takes (trainer.seed) or a beam no evaluation takes (decoding.beam_size)
+        is a one-line ValueError naming the key, before anything trains."""
+        between("beam_size", self.beam_size, 1, MAX_BEAM_SIZE)
+        for seed in self.seeds:
+            between("seeds", seed, 0, MAX_SEED)
+
 
 def profile_names() -> list[str]:
     return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
 
 
 def load_profile(name: str) -> Profile:
-    """``profiles/<name>.yaml`` checked against :class:`Profile` (a misspelt key is an error)."""
-    stored = OmegaConf.load(PROFILES_DIR / f"{name}.yaml")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Profile), stored))
+    """``profiles/<name>.yaml`` checked against :class:`Profile` (a misspelt key is an error, a
+    value out of bounds a one-line ValueError naming the file and the key)."""
+    path = PROFILES_DIR / f"{name}.yaml"
+    stored = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Profile), stored))
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -142,8 +157,8 @@ def plan_jobs(schedules: Sequence[str], seeds: Sequence[int], lr_scales: Sequenc
     for name, values in (("schedules", schedules), ("seeds", seeds), ("lr scales", lr_scales or [None])):
         if not values or len(set(values)) != len(values):
             raise ValueError(f"{name} must be a non-empty list without repeats, got {list(values)}")
-    if lr_scales is not None and any(s <= 0 for s in lr_scales):
-        raise ValueError(f"lr scales must be positive, got {list(lr_scales)}")
+    if lr_scales is not None and not all(is_finite(s) and s > 0 for s in lr_scales):
+        raise ValueError(f"lr scales must be finite numbers > 0, got {list(lr_scales)}")
     scales = list(lr_scales) if lr_scales is not None else [None]
     return [Job(name, seed, scale) for seed in seeds for scale in scales for name in schedules]
 
