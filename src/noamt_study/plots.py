@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from noamt.bounds import non_negative_int, positive_int
 from noamt.schedules import CONFIGS, make_schedule
 from noamt_study.collect import SettingSummary
 
@@ -210,10 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SPEC",
         help="name[:key=value,...] (default: noam constant cosine)",
     )
-    parser.add_argument("--steps", type=int, default=100_000, help="x range and default total_steps")
+    parser.add_argument("--steps", type=positive_int, default=100_000, help="x range and default total_steps")
     parser.add_argument("--log", action="store_true", help="log-scale y axis")
-    parser.add_argument("--d-model", type=int, default=512)
-    parser.add_argument("--warmup-steps", type=int, default=4000)
+    parser.add_argument("--d-model", type=positive_int, default=512)
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=4000)
     parser.add_argument("--out", default="schedules", help="output prefix")
     args = parser.parse_args(argv)
     try:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from noamt.bounds import is_integer, require
-from noamt.model import ModelConfig
+from noamt.model import MAX_WIDTH, ModelConfig
 
-MAX_POSITIONS = 1 << 16
+MAX_POSITIONS = MAX_WIDTH  # the bound ModelConfig sets on max_positions
 
 
 def size(key: str, value: Any) -> None:
