@@ -8,8 +8,13 @@ With ``--run-dir`` the last N numbered checkpoints (``checkpoints/checkpoint_<st
 step) are averaged; with ``--epochs`` the last N epoch checkpoints
 (``checkpoints/checkpoint_epoch<E>.pt``, written with ``trainer.save_every_epoch=true``), as
 fairseq's ``--num-epoch-checkpoints``. The output defaults to ``checkpoint_avg.pt`` in the inputs' folder
-(``<run>/checkpoints/`` for a run). The result keeps the config and tokenizer of the last
-input, so ``noamt-translate`` and ``noamt-evaluate`` accept it.
+(``<run>/checkpoints/`` for a run). The result keeps the config, tokenizer and identity of the
+last input, so ``noamt-translate`` and ``noamt-evaluate`` accept it.
+
+Refused in one line, with nothing written: an output named as a training checkpoint
+(checkpoint_last.pt, checkpoint_best.pt, checkpoint_<N>.pt, checkpoint_epoch<N>.pt, in any
+folder) or that is one of the inputs; inputs whose weights hold NaN or infinite values; inputs
+of another model (config.model, tokenizer, tensor names or shapes) than the first.
 """
 
 import argparse
@@ -19,6 +24,7 @@ from pathlib import Path
 from noamt.checkpoint import (
     CheckpointError,
     average_checkpoints,
+    check_average_output,
     numbered_checkpoints,
     save_checkpoint,
 )
@@ -44,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
-    """The checkpoints to average and the output path."""
+    """The checkpoints to average and the output path (:func:`check_average_output`)."""
     if args.inputs:
         inputs = list(args.inputs)
     else:
@@ -53,7 +59,9 @@ def select_inputs(args: argparse.Namespace) -> tuple[list[Path], Path]:
         inputs = numbered_checkpoints(folder, kind)[-args.last :]
         if len(inputs) < args.last:
             raise CheckpointError(f"--last {args.last}: {folder} has only {len(inputs)} {pattern} files")
-    return inputs, args.output or inputs[-1].parent / AVERAGE
+    output = args.output or inputs[-1].parent / AVERAGE
+    check_average_output(output, inputs)
+    return inputs, output
 
 
 def main(argv: list[str] | None = None) -> None:

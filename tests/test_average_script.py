@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers.runs import make_checkpoint, run_cli, run_script
 
-from noamt.checkpoint import load_checkpoint
+from noamt.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs the commands in subprocesses
 
@@ -76,3 +76,25 @@ def test_epochs_flag_averages_the_last_epoch_checkpoints(tmp_path, toy_data_dir)
     assert averaged["averaged_from"] == [str(folder / "checkpoint_epoch2.pt"), str(folder / "checkpoint_epoch10.pt")]
     error = average_error("--run-dir", str(tmp_path), "--last", "4", "--epochs")
     assert re.search(r"--last 4: .* has only 3 checkpoint_epoch<E>.pt files", error), error
+
+
+def test_refusals_are_one_line_and_write_nothing(run_dir, tmp_path):
+    """An output over a training checkpoint, and inputs of another shape (once a traceback)."""
+    folder = run_dir / "checkpoints"
+    before = sorted(folder.iterdir())
+    error = average_error("--run-dir", str(run_dir), "--last", "2", "--output", str(folder / "checkpoint_last.pt"))
+    assert error.startswith(
+        f"average_checkpoints: output {folder / 'checkpoint_last.pt'}: checkpoint_last.pt is the name of a "
+        "training checkpoint"
+    )
+    state = dict(load_checkpoint(folder / "checkpoint_10.pt"))
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name][:, :8].clone()
+    reshaped = save_checkpoint(state, tmp_path / "reshaped.pt")
+    error = average_error(
+        "--inputs", str(folder / "checkpoint_20.pt"), str(reshaped), "--output", str(tmp_path / "a.pt")
+    )
+    assert re.fullmatch(
+        rf"average_checkpoints: {reshaped}: 'model' {name} is \[\d+, 8\] float32, in .* float32: .*", error
+    )
+    assert sorted(folder.iterdir()) == before and not (tmp_path / "a.pt").exists()

@@ -9,12 +9,19 @@ flipped bit, a bad copy) fails the checksum when it is loaded.
 
 Loading never runs code from the file: ``torch.load(weights_only=True)`` unpickles tensors and
 plain values (dict, list, tuple, str, numbers, None) only, and refuses anything else.
+
+A checkpoint of ``noamt-train`` names the run that wrote it: ``identity`` (:func:`run_identity`)
+holds the run's name, the SHA-256 of its settings less those a resumed launch may change
+(:data:`RESUME_MAY_CHANGE`) and the SHA-256 of its tokenizer. :func:`run_differences` tells
+whether a checkpoint is a state of a given run; the trainer, ``noamt-evaluate`` and
+``noamt-translate`` ask it before they take a checkpoint of a run directory for that run's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -52,11 +59,20 @@ class _TrainingState(TypedDict):
     rng: dict  # every generator's state (noamt.device.rng_state)
 
 
+class Identity(TypedDict):
+    """The ``identity`` entry of a checkpoint (:func:`run_identity`)."""
+
+    run_name: str
+    config_sha256: str  # of the settings that identify the run (:func:`identity_settings`)
+    tokenizer_sha256: str  # of the tokenizer's JSON
+
+
 class RunIdentity(TypedDict, total=False):
-    """What ties a checkpoint to its run; ``noamt-train`` always writes both."""
+    """What ties a checkpoint to its run; ``noamt-train`` always writes all three."""
 
     config: dict  # the resolved run config
     tokenizer: str  # the tokenizer as JSON
+    identity: Identity  # computed from the two (run_identity); absent from checkpoints of older noamt
 
 
 class CheckpointState(_TrainingState, RunIdentity, total=False):
@@ -266,39 +282,267 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     """Checkpoint whose model weights are the element-wise mean of those in ``paths``.
 
     theta = (1/n) sum_i theta_i, accumulated in float64; everything else (config, tokenizer,
-    step) is taken from the last checkpoint, and the training state (optimizer, schedule-free
-    train_weights, RNG, data position) is dropped.
+    identity, step) is taken from the last checkpoint, and the training state (optimizer,
+    schedule-free train_weights, RNG, data position) is dropped.
+
+    Refused in one line naming the file (:class:`CheckpointError`): weights that hold NaN or
+    infinite values (:func:`require_finite_weights`; the mean of finite values lies between
+    them, so the average is finite too), other tensor names, shapes or dtypes than
+    the first checkpoint's, and another ``config.model`` or tokenizer than the first
+    checkpoint's (checkpoints of several runs average when they share both, as the seeds of one
+    setting do).
     """
     if not paths:
         raise ValueError("no checkpoints to average")
+    first = Path(paths[0])
     total: dict[str, torch.Tensor] = {}
+    reference: CheckpointState | None = None
+    last: CheckpointState | None = None
     for path in paths:
-        model = load_checkpoint(path)["model"]
-        if total and model.keys() != total.keys():
-            raise CheckpointError(f"{path} has different parameters from {paths[0]}")
+        last = load_checkpoint(path)
+        model = last["model"]
+        require_finite_weights(model, path, "'model'")
+        if reference is None:
+            reference = last
+        else:
+            _check_same_model(Path(path), last, first, reference)
         for name, tensor in model.items():
             total[name] = total.get(name, 0) + tensor.to(torch.float64)
-    last = load_checkpoint(paths[-1])
-    reference = last["model"]
-    averaged = {name: (t / len(paths)).to(reference[name].dtype) for name, t in total.items()}
+    assert last is not None
+    weights = last["model"]
+    averaged = {name: (t / len(paths)).to(weights[name].dtype) for name, t in total.items()}
     keep = {k: v for k, v in last.items() if k not in {"model", TRAIN_WEIGHTS, "optimizer", "rng", "data"}}
     return {**keep, "model": averaged, "averaged_from": [str(p) for p in paths]}
 
 
+def _check_same_model(path: Path, state: CheckpointState, first: Path, reference: CheckpointState) -> None:
+    """``state`` (of ``path``) holds the same model as ``reference`` (of ``first``): the same
+    config.model and tokenizer (where both record them) and tensors of the same names, shapes
+    and dtypes; otherwise a one-line CheckpointError naming both files and what differs."""
+    model_cfg, reference_cfg = _model_config(state), _model_config(reference)
+    if model_cfg != reference_cfg:
+        changes = config_differences({"model": reference_cfg or {}}, {"model": model_cfg or {}})
+        raise CheckpointError(
+            f"{path} is another model than {first} (config.model: {'; '.join(changes) or 'one of them has none'})"
+        )
+    tokenizer, reference_tokenizer = state.get("tokenizer"), reference.get("tokenizer")
+    if tokenizer != reference_tokenizer:
+        raise CheckpointError(
+            f"{path} has another tokenizer than {first} (sha256 {_short_sha256(tokenizer)} vs "
+            f"{_short_sha256(reference_tokenizer)})"
+        )
+    weights, reference_weights = state["model"], reference["model"]
+    if weights.keys() != reference_weights.keys():
+        extra = sorted(weights.keys() - reference_weights.keys())
+        missing = sorted(reference_weights.keys() - weights.keys())
+        named = f"'model' {extra[0]} is not in it" if extra else f"it has no 'model' {missing[0]}"
+        raise CheckpointError(f"{path} has other tensors than {first}: {named}")
+    for name, tensor in weights.items():
+        other = reference_weights[name]
+        if tensor.shape != other.shape or tensor.dtype != other.dtype:
+            raise CheckpointError(
+                f"{path}: 'model' {name} is {_describe(tensor)}, in {first} {_describe(other)}: "
+                "they are not checkpoints of one model"
+            )
+
+
+def _model_config(state: Mapping[str, Any]) -> Any:
+    config = state.get("config")
+    return config.get("model") if isinstance(config, dict) else None
+
+
+def _describe(tensor: torch.Tensor) -> str:
+    return f"{list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def is_training_checkpoint_name(name: str) -> bool:
+    """``name`` is that of a file a run's training writes: checkpoint_last.pt,
+    checkpoint_best.pt, checkpoint_<update>.pt or checkpoint_epoch<epoch>.pt."""
+    return name in (LAST, BEST) or any(pattern.fullmatch(name) for pattern in _NUMBERED.values())
+
+
+def check_average_output(output: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> None:
+    """Where an average may be written: not over a run's training checkpoints (whatever folder
+    they are in: :func:`is_training_checkpoint_name`), where resuming, evaluating a run or
+    another average would take it for a state of training, and not over one of ``inputs``; a
+    one-line CheckpointError naming the output otherwise."""
+    output = Path(output)
+    if is_training_checkpoint_name(output.name):
+        raise CheckpointError(
+            f"output {output}: {output.name} is the name of a training checkpoint, which an average must "
+            "not replace or pass for; write it to another name (default: checkpoint_avg.pt)"
+        )
+    for path in map(Path, inputs):
+        if output.resolve() == path.resolve():
+            raise CheckpointError(f"output {output}: it is one of the checkpoints averaged; write to another file")
+
+
+# ----------------------------------------------------------------------------- run identity
+# Settings that may differ between two launches of one run without changing what it computes:
+# where things are, how progress is shown, which device trains. A study compares a stored run's
+# config with the one asked for now without them (noamt_study.collect).
+RERUN_MAY_CHANGE: tuple[str, ...] = (
+    "trainer.resume",
+    "trainer.progress",
+    "trainer.tensorboard",
+    "trainer.log_interval",
+    "device",
+    "data.dir",
+    "data.source",
+    "data.release",
+    "data.hub_split_names",
+    "tokenizer.cache_dir",
+)
+# Settings a resumed launch may change besides those: the run's directory name, how long it
+# trains (and so a decaying schedule's total_steps), how many batches one update accumulates
+# (kept constant across a change of GPUs), when it validates and saves, what it validates and
+# evaluates. Everything else (model, optimizer, schedule, seed, data, tokenizer, batch size)
+# identifies the run.
+RESUME_MAY_CHANGE: tuple[str, ...] = RERUN_MAY_CHANGE + (
+    "run_name",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "schedule.total_steps",
+    "trainer.update_freq",
+    "trainer.max_nonfinite_updates",
+    "trainer.val_interval",
+    "trainer.val_every_epoch",
+    "trainer.validate_at_start",
+    "trainer.val_bleu",
+    "trainer.val_bleu_max_examples",
+    "trainer.best_metric",
+    "trainer.patience",
+    "trainer.save_interval",
+    "trainer.keep_last",
+    "trainer.save_every_epoch",
+    "trainer.keep_last_epochs",
+    "data.valid_split",
+    "data.max_eval_examples",
+    "data.test_splits",
+)
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of a nested config; tuples become lists (as in YAML and JSON)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_config(value, path + "."))
+        else:
+            out[path] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _under(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def config_differences(stored: dict, wanted: dict, ignore: Sequence[str] = ()) -> list[str]:
     """``key: stored -> wanted`` for each dotted key whose value differs (keys under ``ignore`` skipped)."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out: dict[str, object] = {}
-        for key, value in d.items():
-            path = f"{prefix}{key}"
-            out.update(flat(value, path + ".") if isinstance(value, dict) else {path: value})
-        return out
-
-    a, b = flat(stored), flat(wanted)
-    skip = tuple(ignore)
-    keys = sorted(k for k in a.keys() | b.keys() if not any(k == i or k.startswith(i + ".") for i in skip))
+    a, b = flatten_config(stored), flatten_config(wanted)
+    keys = sorted(k for k in a.keys() | b.keys() if not _under(k, ignore))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def identity_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that identify a run: its resolved config, flattened, without the keys under
+    :data:`RESUME_MAY_CHANGE`."""
+    return {k: v for k, v in flatten_config(config).items() if not _under(k, RESUME_MAY_CHANGE)}
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _short_sha256(text: str | None) -> str:
+    return "none" if text is None else text_sha256(text)[:12]
+
+
+def run_identity(config: Mapping[str, Any], tokenizer: str) -> Identity:
+    """The ``identity`` entry ``noamt-train`` writes in each checkpoint of a run with resolved
+    ``config`` and ``tokenizer`` (JSON): the run's name, the SHA-256 of its
+    :func:`identity_settings` as canonical JSON (sorted keys) and that of the tokenizer."""
+    settings = json.dumps(identity_settings(config), sort_keys=True, separators=(",", ":"), default=repr)
+    return {
+        "run_name": str(config.get("run_name", "")),
+        "config_sha256": text_sha256(settings),
+        "tokenizer_sha256": text_sha256(tokenizer),
+    }
+
+
+def checkpoint_identity(state: Mapping[str, Any], path: str | os.PathLike) -> Identity | None:
+    """The checkpoint's ``identity``; for one written before noamt recorded it, computed from its
+    ``config`` and ``tokenizer`` (a notice says so); None when it has neither."""
+    identity = _identity(state)
+    if identity is not None and "identity" not in state:
+        log.info("%s has no 'identity' entry (an older checkpoint): its run is told by its config and tokenizer", path)
+    return identity
+
+
+def _identity(entries: Mapping[str, Any]) -> Identity | None:
+    """``entries``' own ``identity``, else the one their ``config`` and ``tokenizer`` give."""
+    stored = entries.get("identity")
+    if isinstance(stored, dict):
+        return cast(Identity, stored)
+    config, tokenizer = entries.get("config"), entries.get("tokenizer")
+    return run_identity(config, tokenizer) if isinstance(config, dict) and isinstance(tokenizer, str) else None
+
+
+def run_differences(state: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
+    """Why the checkpoint ``state`` is not a state of the run whose ``config`` and
+    ``tokenizer`` (and ``identity``) are ``run``: ``key: checkpoint -> run`` for each identifying
+    setting (:func:`identity_settings`) both configs hold and that differs, and ``tokenizer:
+    sha256 a -> b`` when the tokenizers differ; empty when it is that run's, or when either
+    lacks a config (nothing to tell them apart by).
+
+    Equal identities settle it at once; otherwise the configs are compared key by key, so a
+    setting that only one of them knows (added to noamt since the checkpoint was written) is
+    no difference. A checkpoint without an ``identity`` entry is told by its config and tokenizer
+    (:func:`checkpoint_identity` gives the notice)."""
+    stored, current = _identity(state), _identity(run)
+    same = ("config_sha256", "tokenizer_sha256")
+    if stored is not None and current is not None and all(stored.get(k) == current.get(k) for k in same):
+        return []
+    changes = []
+    if isinstance(state.get("config"), dict) and isinstance(run.get("config"), dict):
+        a, b = identity_settings(state["config"]), identity_settings(run["config"])
+        changes = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
+    tokenizers = (_tokenizer_sha256(state, stored), _tokenizer_sha256(run, current))
+    if None not in tokenizers and tokenizers[0] != tokenizers[1]:
+        changes.append(f"tokenizer: sha256 {str(tokenizers[0])[:12]} -> {str(tokenizers[1])[:12]}")
+    return changes
+
+
+def _tokenizer_sha256(entries: Mapping[str, Any], identity: Identity | None) -> str | None:
+    """The SHA-256 of the tokenizer that ``entries`` record (in their identity, or as JSON)."""
+    if identity is not None:
+        return identity["tokenizer_sha256"]
+    tokenizer = entries.get("tokenizer")
+    return text_sha256(tokenizer) if isinstance(tokenizer, str) else None
+
+
+def run_label(state: Mapping[str, Any]) -> str:
+    """``run '<run_name>' (seed <seed>)`` of a checkpoint or a run's entries (``config``)."""
+    config = _dict(state.get("config"))
+    return f"run {config.get('run_name', '?')!r} (seed {_dict(config.get('trainer')).get('seed', '?')})"
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def peek_run_entries(path: str | os.PathLike) -> RunIdentity | None:
+    """The ``config``, ``tokenizer`` and ``identity`` of the checkpoint at ``path``, read without
+    its tensors (memory-mapped) and without verifying its checksum: a reference to compare with,
+    not a state to use. None when the file cannot be read that way."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable, damaged, not a zip-format torch file: no reference
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        return None
+    return cast(RunIdentity, {k: state[k] for k in ("config", "tokenizer", "identity") if k in state})
 
 
 class Checkpointer:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from noamt import schedules
-from noamt.checkpoint import check_new_run, remove_stale_temporaries
+from noamt.checkpoint import RunIdentity, check_new_run, remove_stale_temporaries, run_identity
 from noamt.data import (
     Batch,
     DataConfig,
@@ -163,6 +163,13 @@ def load_run_tokenizer(path: Path) -> Tokenizer:
         raise DataError(f"{path}: cannot read the run's tokenizer ({err})") from err
 
 
+def run_entries(resolved_config: dict, tokenizer: Tokenizer) -> RunIdentity:
+    """What each checkpoint of the run records about it: the resolved config, the tokenizer's
+    JSON and their ``identity`` (:func:`noamt.checkpoint.run_identity`)."""
+    text = tokenizer.to_str()
+    return {"config": resolved_config, "tokenizer": text, "identity": run_identity(resolved_config, text)}
+
+
 def write_run_files(run_dir: Path, files: Mapping[str, str]) -> None:
     """Write each ``{relative path: text}`` of ``files`` under ``run_dir``, atomically; a one-line ValueError
     naming the directory when it is not writable."""
@@ -245,7 +252,7 @@ def _train_locked(
         data.valid,
         dm,
         run.path,
-        extra_state={"config": resolved_config, "tokenizer": data.tokenizer.to_str()},
+        extra_state=run_entries(resolved_config, data.tokenizer),
         run_info=info,
         bleu=validation_bleu_fn(data, cfg.trainer) if cfg.trainer.val_bleu else None,
     )

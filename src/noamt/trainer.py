@@ -30,14 +30,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from noamt.bounds import at_least, at_least_or_none, fraction, is_finite, one_of, require
+from noamt.bounds import at_least, at_least_or_none, between, fraction, non_negative, one_of
 from noamt.checkpoint import (
     Checkpointer,
     CheckpointError,
     CheckpointState,
     RunIdentity,
+    checkpoint_identity,
     config_differences,
     load_checkpoint,
+    run_differences,
+    run_label,
     save_checkpoint,
 )
 from noamt.data import Batch, TokenBudgetBatches
@@ -49,6 +52,13 @@ from noamt.progress import BEST_METRICS, PACE_UPDATES, BestTracker, LogWindow, P
 from noamt.run_dir import TOKENIZER_FILE, RunDir
 
 log = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1
+"""The largest trainer.seed: the 32-bit range seeds are usually given in; torch refuses a seed
+(seed + rank) of 2^64 or more."""
+MAX_PAD_MULTIPLE = 1024
+"""The largest trainer.pad_to_multiple: hardware gains nothing past 128, and every batch padded
+to a larger multiple is wider than most models' position table (model.max_positions)."""
 
 
 @dataclass
@@ -75,7 +85,7 @@ class Batching:
     max_sentences: int | None = None
     """At most this many sentence pairs per batch (null: no limit)."""
     pad_to_multiple: int = 1
-    """Pad batch widths to a multiple of this (8 suits GPUs and device.compile)."""
+    """Pad batch widths to a multiple of this (8 suits GPUs and device.compile; at most 1024)."""
     update_freq: int = 1
     """Batches accumulated into one update."""
 
@@ -83,7 +93,7 @@ class Batching:
         """Check every field; one-line ValueErrors naming the key."""
         at_least("trainer.max_tokens", self.max_tokens, 1)
         at_least_or_none("trainer.max_sentences", self.max_sentences, 1)
-        at_least("trainer.pad_to_multiple", self.pad_to_multiple, 1)
+        between("trainer.pad_to_multiple", self.pad_to_multiple, 1, MAX_PAD_MULTIPLE)
         at_least("trainer.update_freq", self.update_freq, 1)
 
 
@@ -149,7 +159,7 @@ class TrainerConfig(Checkpointing, Validation, Batching, Duration):
     label_smoothing: float = 0.1
     """Label smoothing of the cross-entropy, in [0, 1)."""
     seed: int = 1
-    """Seeds the initialisation, dropout and the batch order."""
+    """Seeds the initialisation, dropout and the batch order (0 to 2^32 - 1)."""
     log_interval: int = 20
     """Log the training loss every N updates."""
     max_nonfinite_updates: int = 10
@@ -163,10 +173,9 @@ class TrainerConfig(Checkpointing, Validation, Batching, Duration):
         """Check every field, the parts' first; one-line ValueErrors naming the key."""
         for part in (Duration, Batching, Validation, Checkpointing):
             part.__post_init__(self)
-        require("trainer.clip_norm", self.clip_norm, is_finite(self.clip_norm) and self.clip_norm >= 0,
-                "a finite number >= 0")  # fmt: skip
+        non_negative("trainer.clip_norm", self.clip_norm)
         fraction("trainer.label_smoothing", self.label_smoothing)
-        at_least("trainer.seed", self.seed, 0)
+        between("trainer.seed", self.seed, 0, MAX_SEED)
         at_least("trainer.log_interval", self.log_interval, 1)
         at_least("trainer.max_nonfinite_updates", self.max_nonfinite_updates, 1)
 
@@ -264,9 +273,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the checkpoint ``trainer.resume`` names (see ``Checkpointer.resume_state``), check
-        that it belongs to this run and repair checkpoint_best.pt if it lags; False when starting
-        fresh. metrics.jsonl keeps only the records up to the resumed update (none on a fresh
-        start: those of a launch killed before its first checkpoint)."""
+        that it fits this run (its tokenizer, its tensors) and belongs to it (:meth:`_check_run`),
+        and repair checkpoint_best.pt if it lags; False when starting fresh. metrics.jsonl keeps
+        only the records up to the resumed update (none on a fresh start: those of a launch
+        killed before its first checkpoint)."""
         found = self.checkpointer.resume_state(self.cfg.resume)
         self.resumed = found is not None
         if found is None:
@@ -287,6 +297,7 @@ class Trainer:
             except (RuntimeError, KeyError, ValueError) as err:
                 reason = _mismatch(state, self.extra_state, err)
                 raise CheckpointError(f"{path} does not fit this run: {reason}") from err
+            self._check_run(path, state)
             log.info("resumed from %s at update %d (epoch %d)", path, self.step, self.epoch)
             if self.dm.is_main:
                 self._check_best_checkpoint(state)
@@ -299,19 +310,39 @@ class Trainer:
                 log.warning("%s: %d damaged lines moved to %s%s", name, damaged, name, DAMAGED_SUFFIX)
         return self.resumed
 
+    def _check_run(self, path: Path, state: CheckpointState) -> None:
+        """The resumed checkpoint must be a state of this run: its identifying settings (its
+        config less :data:`~noamt.checkpoint.RESUME_MAY_CHANGE`, e.g. the seed) must be this
+        launch's (:func:`~noamt.checkpoint.run_differences`).
+
+        ``trainer.resume=auto`` continues the run in its directory, so a checkpoint of another
+        run found there (a checkpoint_last.pt copied from the run of another seed) is refused in
+        one line naming the file and the settings that differ. A checkpoint named in
+        ``trainer.resume=<path>`` is taken as it is, as fairseq's ``--restore-file`` is: training
+        goes on from its state as this run (fine-tuning, a warm start), and one line says that
+        it is another run's state. A checkpoint of older noamt without an ``identity`` entry is
+        told by its config (a notice says so)."""
+        checkpoint_identity(state, path)  # the notice, for a checkpoint of older noamt
+        differences = run_differences(state, self.extra_state)
+        if not differences:
+            return
+        owner, changes = run_label(state), "; ".join(differences)
+        if self.cfg.resume == "auto":
+            raise CheckpointError(
+                f"{path} belongs to {owner}, not this {run_label(self.extra_state)}: {changes} (checkpoint -> now); "
+                f"move it away, or pass trainer.resume={path} to train on from its state"
+            )
+        log.warning("trainer.resume=%s: the state of another %s, trained on as this run (%s)", path, owner, changes)
+
     def _check_best_checkpoint(self, state: CheckpointState) -> None:
         """checkpoint_best.pt must hold the best validation that the resumed state records: when it
-        is missing, damaged or lags, it is rewritten from the resumed state if that is the best
-        model, and a warning says which validation it cannot restore otherwise."""
+        is missing, damaged, another run's or lags, it is rewritten from the resumed state if that
+        is the best model, and a warning says which validation it cannot restore otherwise."""
         recorded = state["best"][self.tracker.metric]
         if not math.isfinite(recorded):
             return
         path = self.run.best
-        try:
-            held = load_checkpoint(path)["best"][self.tracker.metric] if path.exists() else None
-            problem = "is missing" if held is None else None
-        except CheckpointError as err:
-            held, problem = None, f"cannot be used ({err})"
+        held, problem = self._held_best(path)
         if held is not None:
             lags = held > recorded if self.tracker.metric == "loss" else held < recorded
             if not lags:
@@ -324,6 +355,20 @@ class Trainer:
         else:
             step = self.tracker.best_step
             log.warning("%s %s, and the model of update %d is not in any checkpoint", path, problem, step)
+
+    def _held_best(self, path: Path) -> tuple[float | None, str | None]:
+        """The best score checkpoint_best.pt holds, or None and why it cannot count: missing,
+        unreadable or damaged, or a state of another run (:func:`~noamt.checkpoint.run_differences`)."""
+        if not path.exists():
+            return None, "is missing"
+        try:
+            best = load_checkpoint(path)
+        except CheckpointError as err:
+            return None, f"cannot be used ({err})"
+        foreign = run_differences(best, self.extra_state)
+        if foreign:
+            return None, f"belongs to {run_label(best)} ({'; '.join(foreign)})"
+        return best["best"][self.tracker.metric], None
 
     def finished(self) -> bool:
         """The run has nothing left to do: out of patience, or max_steps or max_epochs reached
