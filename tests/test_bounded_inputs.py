@@ -27,12 +27,13 @@ import pytest
 from helpers.checkpoints import Payload
 from helpers.mirror import Mirror
 
-from noamt.cli import config as cli_config
-from noamt.cli.config import YamlRefused, mistyped_value, read_yaml_config, refuse_unsafe_options
+from noamt import yaml_files
+from noamt.cli.config import mistyped_value, read_yaml_config, refuse_unsafe_options
 from noamt.data import DataConfig, DataError, TokenizerConfig, load_corpus, load_or_train_tokenizer, read_lines
 from noamt.data import corpus as corpus_module
 from noamt.data.fetch import LOCK_NAME, RELEASES, FetchError, fetch
 from noamt.data.tokenizer import train_tokenizer
+from noamt.yaml_files import YamlRefused
 from noamt_study.collect import CompareError, read_run_config
 
 MULTI30K = RELEASES["multi30k"]
@@ -331,7 +332,7 @@ def test_an_alias_bomb_as_a_run_config_is_one_line(tmp_path):
         read_run_config(path)
     assert time.monotonic() - started < 2
     assert one_line(str(err.value)) == (
-        f"{path}: cannot read the run's config (more than {cli_config.MAX_YAML_NODES} nodes once its aliases "
+        f"{path}: cannot read the run's config (more than {yaml_files.MAX_YAML_NODES} nodes once its aliases "
         "are expanded (line 6); refused)"
     )
 
@@ -344,7 +345,7 @@ def test_an_alias_bomb_as_a_run_config_is_one_line(tmp_path):
         ("a: !!python/object/apply:os.system ['true']\n", "line 1: could not determine a constructor for the tag"),
         ("a: 1\na: 2\n", "line 2: found duplicate key a"),
         ("'b: [1, 2]'\n", "holds a str, not a mapping or a list of settings"),
-        ("a: " + "x" * cli_config.MAX_YAML_BYTES + "\n", "more than 1048576 bytes, more than a config has; refused"),
+        ("a: " + "x" * yaml_files.MAX_YAML_BYTES + "\n", "more than 1048576 bytes, more than a config has; refused"),
     ],
     ids=["aliases", "recursive", "python tag", "duplicate key", "a string", "too large"],
 )
@@ -376,7 +377,7 @@ def test_compare_dry_run_on_an_alias_bomb_ends_in_one_line(toy_data_dir, tmp_pat
     assert result.returncode == 1, result.stderr[-2000:]
     assert one_line(result.stderr.strip().splitlines()[-1]) == (
         f"noamt-compare: {run_dir}/.hydra/config.yaml: cannot read the run's config (more than "
-        f"{cli_config.MAX_YAML_NODES} nodes once its aliases are expanded (line 6); refused)"
+        f"{yaml_files.MAX_YAML_NODES} nodes once its aliases are expanded (line 6); refused)"
     )
     assert snapshot(run_dir) == before
 

@@ -72,4 +72,4 @@ def test_plot_writes_png_and_svg(plot_script, tmp_path, specs):
 def test_plot_rejects_bad_spec(plot_script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         plot_script.main(["cosine:total_steps=10", "--out", str(tmp_path / "x")])
-    assert "cosine: total_steps" in capsys.readouterr().err
+    assert "schedule.total_steps=10: must be an integer > schedule.warmup_steps=4000" in capsys.readouterr().err

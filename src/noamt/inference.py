@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from noamt.checkpoint import (
     CheckpointError,
@@ -31,6 +30,7 @@ from noamt.decoding import Ensemble
 from noamt.export.release import is_release, read_release, tied_names
 from noamt.model import ModelConfig, Transformer, build_model
 from noamt.run_dir import BEST, CHECKPOINTS, LAST, RunDir
+from noamt.yaml_files import YamlRefused, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,13 @@ def run_references(run: RunDir, chosen: Path) -> Iterator[tuple[Path, RunIdentit
 
 def saved_run_settings(path: Path) -> dict | None:
     """The settings a run's ``.hydra/config.yaml`` states, as flat ``{dotted key: value}``
-    (read with PyYAML's safe loader): every plain value, leaving out nulls (defaults the launch
+    (read with bounds and a safe loader): every plain value, leaving out nulls (defaults the launch
     derived, such as the schedule's d_model) and ``${...}`` interpolations, which the checkpoints
-    hold resolved. None (no reference) when the file cannot be read as a mapping."""
+    hold resolved. None (no reference) when the file cannot be read as a mapping within the bounds
+    of :func:`noamt.yaml_files.load_yaml`."""
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        saved = load_yaml(path)
+    except (OSError, YamlRefused) as err:
         log.debug("%s: not read as the run's settings (%s)", path, err)
         return None
     if not isinstance(saved, dict):

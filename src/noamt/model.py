@@ -91,6 +91,9 @@ class ModelConfig:
                 f"a multiple of model.n_heads={self.n_heads}")  # fmt: skip
         for key in ("dropout", "attention_dropout", "activation_dropout"):
             fraction(f"model.{key}", getattr(self, key))
+        require("model.name", self.name, isinstance(self.name, str), "a string")
+        for key in ("pre_norm", "share_embeddings"):
+            require(f"model.{key}", getattr(self, key), isinstance(getattr(self, key), bool), "true or false")
 
 
 def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:

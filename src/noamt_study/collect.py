@@ -18,14 +18,15 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from noamt.checkpoint import CheckpointError, config_differences, load_checkpoint, run_checkpoints
-from noamt.cli.config import YamlRefused, read_yaml_config, resolved_settings, saved_train_config
+from noamt.checkpoint import RERUN_MAY_CHANGE, CheckpointError, config_differences, load_checkpoint, run_checkpoints
+from noamt.cli.config import read_yaml_config, resolved_settings, saved_train_config
 from noamt.data import read_lines
 from noamt.likelihood import read_sentence_nll
 from noamt.metrics import read_metrics
 from noamt.results import RESULTS_FILE, EvaluationResults, SplitResults, read_results_json
 from noamt.run_dir import LAST, RunDir
 from noamt.schedules import noam_peak
+from noamt.yaml_files import YamlRefused
 from noamt_study.plan import Job
 from noamt_study.stats import Summary, summarize
 
@@ -34,19 +35,7 @@ log = logging.getLogger(__name__)
 SCORED_METRICS = ("bleu", "chrf", "nll")  # nll: the references' likelihood per token, where evaluated
 CONVERGENCE_TAIL = 0.2  # the last fifth of the budget: was validation loss still falling there?
 CONVERGENCE_TOLERANCE = 0.002  # a relative drop above 0.2% counts as still falling
-# may differ between a stored run and a re-run without changing what the run computes
-IGNORED_CHANGES = (
-    "trainer.resume",
-    "trainer.progress",
-    "trainer.tensorboard",
-    "trainer.log_interval",
-    "device",
-    "data.dir",
-    "data.source",
-    "data.release",
-    "data.hub_split_names",
-    "tokenizer.cache_dir",
-)
+IGNORED_CHANGES = RERUN_MAY_CHANGE  # may differ between a stored run and a re-run without changing what it computes
 
 
 class CompareError(Exception):

@@ -32,17 +32,6 @@ def positions(key: str, value: Any) -> None:
     require(key, value, value <= MAX_POSITIONS, f"at most {MAX_POSITIONS}")
 
 
-def check_model_config(cfg: ModelConfig) -> None:
-    """The checks a ModelConfig read from a file adds to its own (integers >= 1 and their bounds,
-    dropouts in [0, 1), d_model a multiple of n_heads): ``max_positions`` at most
-    :data:`MAX_POSITIONS`, ``name`` a string, ``pre_norm`` and ``share_embeddings`` booleans.
-    Each refusal is a ValueError ``model.<key>=<value>: must be ...``."""
-    positions("model.max_positions", cfg.max_positions)
-    require("model.name", cfg.name, isinstance(cfg.name, str), "a string")
-    for key in ("pre_norm", "share_embeddings"):
-        require(f"model.{key}", getattr(cfg, key), isinstance(getattr(cfg, key), bool), "true or false")
-
-
 def least_weights(
     vocab_size: int, d_model: int, layers: tuple[int, int], d_ff: tuple[int, int], embeddings: int = 1
 ) -> int:

@@ -33,7 +33,7 @@ from noamt import __version__
 from noamt.bounds import is_integer
 from noamt.checkpoint import CheckpointError, require_finite_weights
 from noamt.data import Tokenizer
-from noamt.export.limits import check_model_config, least_model_weights
+from noamt.export.limits import least_model_weights
 from noamt.io import write_atomic
 from noamt.manifest import VerifiedFiles, sha256_bytes, verify_folder, write_manifest
 from noamt.model import ModelConfig
@@ -158,16 +158,12 @@ def _check_config(path: Path, config: object) -> dict:
 
 
 def _model_config(path: Path, model: dict) -> ModelConfig:
-    """``model`` as a ModelConfig, checked (:func:`noamt.export.limits.check_model_config`); an
-    unknown key or a value of the wrong type or out of bounds is a one-line CheckpointError naming the key."""
+    """``model`` as a ModelConfig, which checks its values; an unknown key or a value of the
+    wrong type or out of bounds is a one-line CheckpointError naming the key."""
     try:
         model_cfg = ModelConfig(**model)
     except TypeError as err:
         raise CheckpointError(f"{path}: model is not a ModelConfig ({err})") from err
-    except ValueError as err:
-        raise CheckpointError(f"{path}: {err}") from err
-    try:
-        check_model_config(model_cfg)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
     return model_cfg
