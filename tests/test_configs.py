@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from noamt import pipeline, schedules
-from noamt.cli.config import misspelt_key, register_configs, settings_help, to_train_config
+from noamt.cli.config import check_command_line, misspelt_key, register_configs, settings_help, to_train_config
 from noamt.data import DataConfig, TokenizerConfig
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig
@@ -23,6 +23,7 @@ from noamt.evaluation import EvaluateConfig
 from noamt.exporter import ExportConfig
 from noamt.model import ModelConfig, Transformer
 from noamt.optim import OptimConfig
+from noamt.pipeline import TrainConfig
 from noamt.trainer import TrainerConfig
 from noamt.translation import TranslateConfig
 
@@ -406,3 +407,30 @@ def test_noamt_train_refuses_a_misspelt_key_before_composing(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == "noamt-train: trainer.max_step: no such key; did you mean trainer.max_steps?"
     assert not any(tmp_path.iterdir())  # nothing composed, nothing written
+
+
+@pytest.mark.parametrize(
+    ("program", "schema", "argv", "line"),
+    [
+        ("noamt-translate", TranslateConfig, ["decoding.beam_size=abc"], "decoding.beam_size=abc: must be an integer"),
+        (
+            "noamt-evaluate",
+            EvaluateConfig,
+            ["decoding.beam_sise=3"],
+            "decoding.beam_sise: no such key; did you mean decoding.beam_size?",
+        ),  # fmt: skip
+        (
+            "noamt-evaluate",
+            EvaluateConfig,
+            ["device.num_thread=2"],
+            "device.num_thread: no such key; did you mean device.num_threads?",
+        ),  # fmt: skip
+        ("noamt-export", ExportConfig, ["--experimental-rerun", "f.pickle"], "--experimental-rerun is not supported"),
+        ("noamt-train", TrainConfig, ["trainer.max_step=3"], "trainer.max_step: no such key; did you mean"),
+    ],
+)
+def test_every_command_refuses_a_bad_key_or_value_in_one_line_before_hydra(program, schema, argv, line, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(program, schema, argv)
+    assert str(exit_.value).startswith(f"{program}: {line}") and "\n" not in str(exit_.value)
+    check_command_line(program, schema, ["decoding.beam_size=5"] if schema is not TrainConfig else ["model=tiny"])

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from noamt.checkpoint import load_checkpoint
-from noamt.cli.config import register_configs
+from noamt.cli.config import SUBMITIT_PLUGIN, missing_launcher, register_configs
 
 submitit_config = pytest.importorskip(
     "hydra_plugins.hydra_submitit_launcher.config",
@@ -70,3 +70,13 @@ def test_a_two_run_sweep_trains_through_submitit_local(toy_data_dir, tmp_path):
     for seed in (1, 2):
         last = load_checkpoint(tmp_path / "multirun" / f"sweep-seed{seed}" / "checkpoints" / "checkpoint_last.pt")
         assert last["step"] == 2 and last["config"]["trainer"]["seed"] == seed
+
+
+@pytest.mark.parametrize("launcher", sorted(SCHEMAS))
+def test_a_launcher_without_its_plugin_names_the_extra_in_one_line(launcher, monkeypatch):
+    assert missing_launcher([f"hydra/launcher={launcher}"]) is None  # installed here
+    monkeypatch.setitem(sys.modules, SUBMITIT_PLUGIN, None)  # what Python does when it is absent
+    assert missing_launcher(["model=tiny", f"hydra/launcher={launcher}"]) == (
+        f"hydra/launcher={launcher} needs Hydra's submitit launcher: pip install 'noamt[slurm]'"
+    )
+    assert missing_launcher(["hydra/launcher=basic"]) is None

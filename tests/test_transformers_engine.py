@@ -4,6 +4,7 @@ from an export folder; what it cannot do is refused in one line."""
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ from noamt.data import read_lines
 from noamt.decoding import DecodingConfig, translate_texts
 from noamt.device import DeviceConfig
 from noamt.engines import EngineConfig, open_engine
-from noamt.engines.transformers import convert_to_transformers, is_transformers_model, token_budget_chunks
+from noamt.engines.transformers import (
+    PRE_NORM_REFUSAL,
+    convert_to_transformers,
+    is_transformers_model,
+    token_budget_chunks,
+)
 from noamt.export.check import ExportError
 from noamt.exporter import ExportConfig, export_model
 from noamt.inference import load_models
@@ -115,10 +121,19 @@ def test_settings_the_engine_cannot_honour_are_refused_in_one_line(checkpoint, c
         EngineConfig(checkpoint, "transformers", compute_type)
 
 
-def test_a_pre_norm_checkpoint_is_refused_in_one_line(toy_data_dir, tmp_path):
+def test_a_pre_norm_checkpoint_is_refused_in_one_line_in_the_words_of_the_engine(toy_data_dir, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ck.pt", toy_data_dir, pre_norm=True)
-    with pytest.raises(ExportError, match=r"^format=transformers: a pre-norm model \(model.pre_norm=true\) has no"):
+    with pytest.raises(ValueError) as err:
         open_engine(EngineConfig(checkpoint, "transformers", device=CPU))
+    assert str(err.value) == PRE_NORM_REFUSAL and str(err.value).startswith("engine=transformers: ")
+    assert "engine=noamt" in str(err.value) and "format=" not in str(err.value)
+
+
+def test_a_missing_transformers_package_names_the_extra_in_the_words_of_the_engine(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what Python does when a package is absent
+    with pytest.raises(ExportError) as err:
+        open_engine(EngineConfig(str(tmp_path / "ck.pt"), "transformers", device=CPU))
+    assert str(err.value) == "engine=transformers needs the transformers package: pip install 'noamt[transformers]'"
 
 
 def test_token_budget_chunks_sort_by_length_and_keep_the_padded_size_within_the_budget():

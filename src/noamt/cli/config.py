@@ -17,10 +17,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib.util
 import inspect
 import logging
 import sys
 import textwrap
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +53,34 @@ def read_yaml_config(path: Path) -> DictConfig | ListConfig:
     if not isinstance(obj, dict | list):  # OmegaConf would parse a string again, unchecked
         raise YamlRefused(str(path), f"holds a {type(obj).__name__}, not a mapping or a list of settings")
     return OmegaConf.create(obj)
+
+
+SUBMITIT_LAUNCHERS = ("slurm", "local")  # configs/hydra/launcher/: both need Hydra's submitit plugin
+SUBMITIT_PLUGIN = "hydra_plugins.hydra_submitit_launcher"
+
+
+def missing_launcher(overrides: Sequence[str]) -> str | None:
+    """One line when ``hydra/launcher=slurm`` (or ``local``) is asked for but Hydra's submitit
+    plugin, the ``slurm`` extra, is not installed; None otherwise."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") == "hydra/launcher" and value in SUBMITIT_LAUNCHERS:
+            if importlib.util.find_spec(SUBMITIT_PLUGIN) is None:
+                return f"{override} needs Hydra's submitit launcher: pip install 'noamt[slurm]'"
+    return None
+
+
+def check_command_line(program: str, schema: type, argv: Sequence[str] | None = None) -> None:
+    """What every command refuses before Hydra parses its command line, each in one line
+    ``<program>: <problem>`` (SystemExit): the options Hydra must not act on
+    (:func:`refuse_unsafe_options`), a key its group does not declare (:func:`misspelt_key`), a
+    number key given a value of another type (:func:`mistyped_value`) and a launcher whose extra
+    is not installed (:func:`missing_launcher`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    refuse_unsafe_options(program, args)
+    problem = misspelt_key(args, schema) or mistyped_value(args, schema) or missing_launcher(args)
+    if problem:
+        sys.exit(f"{program}: {problem}")
 
 
 def _option_values(argv: Sequence[str], long: str, short: str) -> list[str | None]:
@@ -198,26 +228,35 @@ def require(cfg: DictConfig, key: str, program: str, what: str) -> None:
         sys.exit(f"{program}: {key}=... is required ({what})")
 
 
-def group_keys() -> dict[str, list[str]]:
-    """Each config group of ``noamt-train`` and the keys its dataclass declares (``schedule``: the
-    keys of every schedule kind)."""
-    defaults = TrainConfig()
-    parts = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
-    groups = {
-        name: [k.name for k in dataclasses.fields(part)]
-        for name, part in parts.items()
-        if dataclasses.is_dataclass(part)
+def group_classes(schema: type = TrainConfig) -> dict[str, list[type]]:
+    """Each config group of a command's schema (``noamt-train``'s: TrainConfig) -> the dataclasses
+    its keys come from (``schedule``: every schedule kind)."""
+    hints = typing.get_type_hints(schema)
+    groups: dict[str, list[type]] = {
+        name: [kind] for name, kind in hints.items() if isinstance(kind, type) and dataclasses.is_dataclass(kind)
     }
-    groups["schedule"] = sorted({k.name for cls in schedules.CONFIGS.values() for k in dataclasses.fields(cls)})
+    if schema is TrainConfig:
+        groups["schedule"] = list(schedules.CONFIGS.values())
     return groups
 
 
-def misspelt_key(overrides: Sequence[str]) -> str | None:
+def group_keys(schema: type = TrainConfig) -> dict[str, list[str]]:
+    """Each config group of ``schema`` and the keys its dataclass declares, in their order (a group
+    of several kinds, ``schedule``: the keys of them all, sorted)."""
+    return {
+        group: [f.name for f in dataclasses.fields(classes[0])]
+        if len(classes) == 1
+        else sorted({f.name for cls in classes for f in dataclasses.fields(cls)})
+        for group, classes in group_classes(schema).items()
+    }
+
+
+def misspelt_key(overrides: Sequence[str], schema: type = TrainConfig) -> str | None:
     """The first ``group.key=value`` override whose key its group does not declare, with the
     nearest declared key (``trainer.max_step: no such key; did you mean trainer.max_steps?``);
     None when every such key exists. Appended (``+``), deleted (``~``) and Hydra's own keys, and
     options (``-m``) are left to Hydra."""
-    groups = group_keys()
+    groups = group_keys(schema)
     for override in overrides:
         key = override.split("=", 1)[0]
         group, _, name = key.partition(".")
@@ -236,18 +275,11 @@ def misspelt_key(overrides: Sequence[str]) -> str | None:
     return None
 
 
-def _group_field_types() -> dict[str, dict[str, str]]:
-    """Each group of ``noamt-train`` -> its keys -> the type its dataclass declares, as written
-    (``"int"``, ``"float | None"``; ``schedule``: the keys of every schedule kind)."""
-    defaults = TrainConfig()
-    kinds: dict[str, list[type]] = {
-        f.name: [type(getattr(defaults, f.name))]
-        for f in dataclasses.fields(defaults)
-        if dataclasses.is_dataclass(getattr(defaults, f.name))
-    }
-    kinds["schedule"] = list(schedules.CONFIGS.values())
+def _group_field_types(schema: type) -> dict[str, dict[str, str]]:
+    """Each group of ``schema`` -> its keys -> the type its dataclass declares, as written
+    (``"int"``, ``"float | None"``)."""
     types: dict[str, dict[str, str]] = {}
-    for group, classes in kinds.items():
+    for group, classes in group_classes(schema).items():
         for cls in classes:
             for f in dataclasses.fields(cls):
                 types.setdefault(group, {}).setdefault(f.name, str(f.type))
@@ -263,13 +295,13 @@ def _numeric_kind(declared: str) -> tuple[str, bool] | None:
     return None
 
 
-def mistyped_value(overrides: Sequence[str]) -> str | None:
+def mistyped_value(overrides: Sequence[str], schema: type = TrainConfig) -> str | None:
     """The first ``group.key=value`` override that gives a number key a value OmegaConf cannot
     convert to its type (``tokenizer.vocab_size=nan: must be an integer``), in one line; None when
     there is none. Values Hydra cannot parse, sweeps and interpolations are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    types = _group_field_types()
+    types = _group_field_types(schema)
     parser = OverridesParser.create()
     for override in overrides:
         key, eq, text = override.partition("=")

@@ -26,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import register_command_help, require, to_dataclass
+from noamt.cli.config import check_command_line, register_command_help, require, to_dataclass
 from noamt.data import DataError
 from noamt.exporter import ExportConfig, export_model
 
@@ -54,11 +54,9 @@ def main(cfg: DictConfig) -> None:
 
 
 def entry() -> None:
-    """``noamt-export``: options Hydra must not act on are refused in one line before it parses the
-    command line (:func:`noamt.cli.config.refuse_unsafe_options`); then :func:`main`."""
-    from noamt.cli.config import refuse_unsafe_options
-
-    refuse_unsafe_options("noamt-export")
+    """``noamt-export``: what no command takes is refused in one line before Hydra parses the
+    command line (:func:`noamt.cli.config.check_command_line`); then :func:`main`."""
+    check_command_line("noamt-export", ExportConfig)
     main()
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from noamt import pipeline
 from noamt.checkpoint import CheckpointError
-from noamt.cli.config import misspelt_key, register_configs, resolved_settings, to_train_config
+from noamt.cli.config import check_command_line, register_configs, resolved_settings, to_train_config
 from noamt.data import DataError
 from noamt.run_lock import RunInUse
 from noamt.trainer import TrainingDiverged
@@ -54,14 +54,9 @@ def main(cfg: DictConfig) -> None:
 def entry() -> None:
     """``noamt-train``: before Hydra parses anything, the options it must not act on are refused
     (:func:`noamt.cli.config.refuse_unsafe_options`), and so are a key its group does not declare
-    (naming the nearest one) and a number key given a value of another type, each in one line;
-    then :func:`main`."""
-    from noamt.cli.config import mistyped_value, refuse_unsafe_options
-
-    refuse_unsafe_options("noamt-train")
-    problem = misspelt_key(sys.argv[1:]) or mistyped_value(sys.argv[1:])
-    if problem:
-        sys.exit(f"noamt-train: {problem}")
+    (naming the nearest one), a number key given a value of another type and a launcher whose
+    extra is not installed, each in one line; then :func:`main`."""
+    check_command_line("noamt-train", pipeline.TrainConfig)
     main()
 
 

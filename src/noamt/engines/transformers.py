@@ -141,9 +141,17 @@ def open_transformers(folder: str | os.PathLike, device: torch.device) -> Transf
     return TransformersEngine(marian.to(device), tokenizer, int(config["max_position_embeddings"]))
 
 
+PRE_NORM_REFUSAL = (
+    "engine=transformers: this model is pre-norm (model.pre_norm=true), which no transformers architecture "
+    "matches; decode it with engine=noamt (the default) or engine=ctranslate2"
+)
+
+
 def convert_to_transformers(model: Transformer, tokenizer: Tokenizer, device: torch.device) -> TransformersEngine:
     """``model`` as a ``MarianMTModel`` on ``device``, in memory; a pre-norm model is refused in
-    one line (:data:`noamt.export.marian.PRE_NORM_REFUSAL`)."""
+    one line (:data:`PRE_NORM_REFUSAL`)."""
+    if model.cfg.pre_norm:
+        raise ValueError(PRE_NORM_REFUSAL)
     marian = marian_model(model, tokenizer).to(device)
     return TransformersEngine(marian, tokenizer, model.cfg.max_positions)
 
@@ -168,6 +176,7 @@ def open_transformers_engine(
     folder opened as it is, or a checkpoint, run directory or release folder of a post-norm model
     converted in memory (:func:`convert_to_transformers`)."""
     (path,) = paths
+    transformers_module("engine=transformers")  # its absence: one line naming the extra
     dm = device_manager(device)
     if is_transformers_model(path):
         engine = open_transformers(path, dm.device)

@@ -51,14 +51,13 @@ PRE_NORM_REFUSAL = (
 )
 
 
-def transformers_module():
-    """The ``transformers`` package, or a one-line ExportError naming the extra to install."""
+def transformers_module(what: str = "format=transformers"):
+    """The ``transformers`` package; its absence is a one-line ExportError saying that ``what``
+    (the option the user typed) needs it and naming the extra to install."""
     try:
         import transformers
     except ImportError as err:
-        raise ExportError(
-            "format=transformers needs the transformers package: pip install 'noamt[transformers]'"
-        ) from err
+        raise ExportError(f"{what} needs the transformers package: pip install 'noamt[transformers]'") from err
     return transformers
 
 
