@@ -187,3 +187,13 @@ def test_the_optional_engines_are_imported_only_to_open_a_model():
     loaded = imported_modules("noamt.cli.translate", "noamt.cli.evaluate", "noamt.cli.export")
     assert {"noamt.engines.ctranslate2", "noamt.engines.transformers", "noamt.exporter"} <= loaded
     assert not {m.split(".")[0] for m in loaded} & {"ctranslate2", "transformers"}
+
+
+def test_a_folder_named_noamt_in_the_working_directory_does_not_shadow_the_package(tmp_path):
+    """Run from the folder that holds a clone (itself named noamt), ``python -c``/``-m`` put that
+    folder first on sys.path; the installed package must still be the one imported."""
+    (tmp_path / "noamt").mkdir()
+    code = "import noamt, noamt.configs; print(noamt.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
