@@ -2,15 +2,20 @@
 
     python scripts/benchmark_throughput.py model=small --updates 30
     python scripts/benchmark_throughput.py model=tiny device=cuda trainer.max_tokens=8192
+    python scripts/benchmark_throughput.py model=base device=cuda device.precision=bf16 \
+        device.cuda_graphs=true data.max_src_len=63 data.max_tgt_len=63 --pad-to-buckets 16,24,32,48,64
 
 Builds the run exactly as ``noamt-train`` would (same configs and overrides, real Multi30k
 batches, real tokenizer), times ``Trainer.train_step`` over ``--updates`` updates after
 ``--warmup`` untimed ones (the batches go on epoch after epoch), and prints target tokens/s,
 source+target tokens/s, the median and spread of the per-update times, the model's matmul FLOP
-rate, its MFU against the peak of a large matrix product timed in the same process (and
-against the datasheet peak when the device is known), and peak memory. On CUDA the first
-updates pay for new shapes and allocator growth: the defaults warm up for 50 updates and time
-100.
+rate, its MFU against the peak of a large matrix product timed in the same process (in bf16
+under ``device.precision=bf16``; also against the datasheet peak when the device is known),
+peak memory, the warm-up's seconds (where ``device.compile`` / ``device.cuda_graphs`` compile
+and record) and the batch shapes the timed updates met. On CUDA the first updates pay for new
+shapes and allocator growth: the defaults warm up for 50 updates and time 100.
+``--pad-to-buckets`` pads the training batches to length buckets (TokenBudgetBatches'
+``pad_to_buckets``), which bounds the shapes a compiled step meets.
 
 FLOPs per update are counted as 6 * (parameters touched per token) * tokens, split into the
 encoder (source tokens), the decoder (target tokens) and the output projection (target tokens),
@@ -31,9 +36,9 @@ import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
-from noamt.bounds import non_negative_int, positive_int
+from noamt.bounds import comma_separated, non_negative_int, positive_int
 from noamt.cli.config import register_configs, to_train_config
-from noamt.data import endless_batches
+from noamt.data import TokenBudgetBatches, endless_batches
 from noamt.device import DeviceManager
 from noamt.optim import build_optimizer
 from noamt.trainer import Trainer
@@ -96,6 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--warmup", type=non_negative_int, help="untimed updates first (default 5 on a CPU, 50 on CUDA)"
     )
+    parser.add_argument(
+        "--pad-to-buckets",
+        type=comma_separated(positive_int),
+        help="pad training batches to these widths, e.g. 16,24,32,48,64 (each pair must fit the largest)",
+    )
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
@@ -109,6 +119,11 @@ def main(argv: list[str] | None = None) -> dict:
     warmup = args.warmup if args.warmup is not None else (50 if cuda else 5)
     dm.seed(cfg.trainer.seed)
     data = pipeline.prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, dm)
+    if args.pad_to_buckets:
+        tok = data.tokenizer
+        data.train = TokenBudgetBatches(data.train.split, cfg.trainer.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id,
+                                        seed=cfg.trainer.seed, max_sentences=cfg.trainer.max_sentences,
+                                        pad_to_buckets=args.pad_to_buckets)  # fmt: skip
     model = pipeline.build_model(cfg.model, data.tokenizer).to(dm.device)
     vocab = data.tokenizer.vocab_size
     with tempfile.TemporaryDirectory() as run_dir:
@@ -123,13 +138,17 @@ def main(argv: list[str] | None = None) -> dict:
             run_dir,
         )
         batches = endless_batches(data.train)
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        start = time.perf_counter()
         for _ in range(warmup):
             trainer.train_step([next(batches)])
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        sync()
+        warmup_seconds = time.perf_counter() - start
         tokens = all_tokens = flops = 0
-        times = []
+        times, shapes = [], set()
         for _ in range(updates):
             batch = next(batches)
+            shapes.add((*batch.src.shape, batch.tgt_in.size(1)))
             sync()
             start = time.perf_counter()
             trainer.train_step([batch])
@@ -140,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
             tokens += real_tgt
             all_tokens += real_tgt + int((batch.src != model.pad_id).sum())
         elapsed = sum(times)
+        peak_cuda = torch.cuda.max_memory_allocated() / 2**20 if cuda else None  # before the matmul peak's
         if args.profile:
             print_profile(trainer, batches, min(updates, 10))
     bf16 = cuda and cfg.device.precision == "bf16"
@@ -148,11 +168,16 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "model": cfg.model.name,
         "device": dm.describe(),
+        "compile": cfg.device.compile,
+        "cuda_graphs": cfg.device.cuda_graphs,
+        "pad_to_buckets": args.pad_to_buckets,
         "max_tokens": cfg.trainer.max_tokens,
         "parameters": sum(p.numel() for p in model.parameters()),
         "batches_per_epoch": len(data.train),
         "warmup_updates": warmup,
+        "warmup_seconds": round(warmup_seconds, 2),
         "updates": updates,
+        "batch_shapes": len(shapes),
         "seconds": round(elapsed, 2),
         "target_tokens_per_update": round(tokens / updates, 1),
         "target_tokens_per_s": round(tokens / elapsed, 1),
@@ -161,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         "p10_p90_ms_per_update": [round(1000 * q, 2) for q in statistics.quantiles(times, n=10)[::8]],
         "gflop_per_s": round(achieved / 1e9, 1),
         "matmul_peak_gflop_per_s": round(peak / 1e9, 1),
+        "matmul_peak_dtype": "bf16" if bf16 else "fp32",
         "mfu_vs_measured_peak": round(achieved / peak, 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -169,8 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
         known = [peaks for key, peaks in DATASHEET_PEAKS.items() if key in name]
         if known:
             result["mfu_vs_datasheet"] = round(achieved / (known[0][1 if bf16 else 0] * 1e12), 4)
-    if dm.device.type == "cuda":
-        result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if peak_cuda is not None:
+        result["peak_cuda_mib"] = round(peak_cuda, 1)
     if args.json:
         print(json.dumps(result))
     else:

@@ -2,14 +2,19 @@
 
 import copy
 import math
+import warnings
+from collections import Counter
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from noamt.data import collate
 from noamt.decoding import DecodingConfig, beam_search, greedy_search, max_output_lengths
+from noamt.decoding.beam import _next_beams, _top_candidates
+from noamt.decoding.search import inference, next_log_probs
 from noamt.model import ModelConfig, Transformer
 
 PAD, BOS, EOS = 0, 1, 2
@@ -202,3 +207,144 @@ def test_min_len_bans_eos_until_then_and_equal_limits_fix_the_length(reverse_mod
     exactly = DecodingConfig(beam_size=beam_size, min_len=17, max_len_a=0.0, max_len_b=17)
     exact = search(model, sources(seqs), exactly, **IDS)
     assert [len(o) for o in exact] == [17] * len(seqs)
+
+
+def reference_beam_search(model, src, decoding, *, bos_id, eos_id):
+    """Beam search as :func:`beam_search` defines it, its bookkeeping in Python lists, without
+    cache: the 2K best candidates of each live sentence; EOS ones among the best K become finished
+    (the first K found), scored sum log p / (step + 1)^alpha; the best K others stay live; a
+    sentence stops at K finished or at its limit, where EOS is forced."""
+    k = decoding.beam_size
+    finished = [[] for _ in range(src.size(0))]
+    with inference(model):
+        memory, memory_mask = model.encode(src)
+        limits = max_output_lengths(src, model.pad_id, model.max_positions, decoding).tolist()
+        live, tokens, scores = (
+            list(range(src.size(0))),
+            src.new_full((src.size(0), 1), bos_id),
+            torch.zeros(src.size(0), 1),
+        )
+        for step in range(max(limits) + 1):
+            beams = scores.size(1)
+            lprobs = next_log_probs(model, tokens, memory, memory_mask, None, bos_id).view(len(live), beams, -1)
+            for n, sentence in enumerate(live):
+                eos = lprobs[n, :, eos_id].clone()
+                if step < decoding.min_len:
+                    lprobs[n, :, eos_id] = -math.inf
+                if step >= limits[sentence]:
+                    lprobs[n] = -math.inf
+                    lprobs[n, :, eos_id] = eos
+            candidates = _top_candidates(scores, lprobs, 2 * k)
+            for n, sentence in enumerate(live):
+                for j in range(k):
+                    score, beam, token = (float(c[n, j]) for c in candidates)
+                    if token == eos_id and math.isfinite(score) and len(finished[sentence]) < k:
+                        ids = tokens[n * beams + int(beam), 1:].tolist()
+                        finished[sentence].append((score / (step + 1) ** decoding.length_penalty, ids))
+            keep = [n for n, s in enumerate(live) if len(finished[s]) < k and step < limits[s]]
+            if not keep:
+                break
+            keep_t = torch.tensor(keep)
+            scores, rows, next_tokens = _next_beams(candidates, keep_t, k, beams, eos_id)
+            tokens = torch.cat([tokens[rows], next_tokens], dim=1)
+            memory, memory_mask = memory[keep_t], memory_mask[keep_t]
+            live = [live[n] for n in keep]
+    return [max(hypotheses, key=lambda h: h[0])[1] for hypotheses in finished]
+
+
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        DecodingConfig(beam_size=4),
+        DecodingConfig(beam_size=3, length_penalty=0.0),
+        DecodingConfig(beam_size=5, length_penalty=2.0, min_len=3),
+        DecodingConfig(beam_size=2, max_len_a=0.5, max_len_b=1),
+        DecodingConfig(beam_size=1),
+    ],
+    ids=["beam4", "beam3-raw-sums", "beam5-alpha2-min3", "beam2-short-limits", "beam1"],
+)
+def test_beam_search_gives_the_reference_outputs(reverse_models, decoding):
+    """The device-side bookkeeping finishes the hypotheses the list-based reference finishes:
+    the same token ids on outputs of many lengths, cached and uncached."""
+    model = reverse_models["partly_trained"]
+    src = sources(random_sequences(24, seed=3))
+    expected = reference_beam_search(model, src, decoding, **IDS)
+    assert len({len(o) for o in expected}) > 3
+    assert beam_search(model, src, decoding, **IDS) == expected
+    assert beam_search(model, src, decoding, **IDS, use_cache=False) == expected
+
+
+class HostSyncs(TorchDispatchMode):
+    """Counts the operators that wait for the device: reading a scalar (item, _local_scalar_dense),
+    nonzero (its size), is_nonzero (a tensor's truth); and, patched in by :func:`count_syncs`,
+    Tensor.tolist, which on a CPU tensor dispatches no operator."""
+
+    SYNCING = ("aten._local_scalar_dense", "aten.item", "aten.nonzero", "aten.is_nonzero")
+
+    def __init__(self):
+        super().__init__()
+        self.counts = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        if name in self.SYNCING or name == "aten.log_softmax":
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_syncs(monkeypatch, search) -> Counter:
+    """The host syncs of ``search()`` by kind, and its decoder steps (``steps``: one log-softmax each)."""
+    tolist = torch.Tensor.tolist
+    with HostSyncs() as mode:
+
+        def counted(tensor):
+            mode.counts["tolist"] += 1
+            return tolist(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "tolist", counted)
+        search()
+        monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    counts = mode.counts
+    counts["steps"] = counts.pop("aten.log_softmax")
+    return counts
+
+
+def test_beam_search_syncs_with_the_host_once_per_step(reverse_models, monkeypatch):
+    """One sync reads the limits, one per step reads which sentences stay live, one reads the
+    outputs; finishing hypotheses and forcing EOS stay on the device."""
+    model = reverse_models["partly_trained"]
+    src = sources(random_sequences(24, seed=3))
+    counts = count_syncs(monkeypatch, lambda: beam_search(model, src, DecodingConfig(beam_size=4), **IDS))
+    assert counts["steps"] > 10
+    assert counts == Counter({"steps": counts["steps"], "tolist": counts["steps"] + 2})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_beam_search_synchronizes_only_where_it_reads(reverse_models, monkeypatch):
+    """CUDA's sync debug mode warns at every synchronizing call: all of them happen inside the
+    search's reads (Tensor.tolist: the limits, one per step, the outputs), none in a copy or an
+    indexing operation between them."""
+    model = copy.deepcopy(reverse_models["partly_trained"]).cuda()
+    src = sources(random_sequences(24, seed=3)).cuda()
+    tolist, syncs_per_read = torch.Tensor.tolist, []
+    with warnings.catch_warnings(record=True) as caught, HostSyncs() as mode:
+        warnings.simplefilter("always")
+
+        def read(tensor):
+            before = len(caught)
+            values = tolist(tensor)
+            syncs_per_read.append(sum("synchroniz" in str(w.message) for w in caught[before:]))
+            return values
+
+        monkeypatch.setattr(torch.Tensor, "tolist", read)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            outputs = beam_search(model, src, DecodingConfig(beam_size=4), **IDS)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+            monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    assert len(outputs) == 24 and not any(mode.counts[name] for name in HostSyncs.SYNCING)
+    assert len(syncs_per_read) == mode.counts["aten.log_softmax"] + 2
+    assert all(syncs_per_read) and syncs == sum(syncs_per_read)

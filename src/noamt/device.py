@@ -51,6 +51,10 @@ class DeviceConfig:
     """torch.compile the model."""
     compile_mode: str = "default"
     """torch.compile mode: default, reduce-overhead (CUDA graphs: launch overhead of small models) or max-autotune."""
+    cuda_graphs: bool = False
+    """Compile (as device.compile) and replay each batch shape's step as a CUDA graph: compile_mode
+    default becomes reduce-overhead (max-autotune records CUDA graphs too). CUDA only; a graph is
+    recorded per shape, so pair it with trainer.pad_to_buckets."""
     tf32: bool = True
     """TF32 matmuls on Ampere and newer GPUs."""
     deterministic: bool = False
@@ -65,6 +69,8 @@ class DeviceConfig:
         at_least("device.num_threads", self.num_threads, 0, " (0 keeps torch's default)")
         at_most("device.num_threads", self.num_threads, MAX_THREADS)
         one_of("device.compile_mode", self.compile_mode, COMPILE_MODES)
+        for key in ("compile", "cuda_graphs", "tf32", "deterministic"):
+            require(f"device.{key}", getattr(self, key), isinstance(getattr(self, key), bool), "true or false")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -245,6 +251,8 @@ class DeviceManager:
                 rank=self.rank,
                 world_size=self.world_size,
             )
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise RuntimeError(f"device.cuda_graphs=true needs a CUDA device, not {self.device.type} (set it to false)")
         self.dtype = PRECISIONS[cfg.precision]
         if self.device.type == "cpu" and self.dtype != torch.float32:
             log.warning(
@@ -282,9 +290,18 @@ class DeviceManager:
         return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """Compile and/or wrap in DistributedDataParallel; checkpoints keep using the bare module."""
-        if self.cfg.compile:
-            model = cast(nn.Module, torch.compile(model, mode=self.cfg.compile_mode, dynamic=True))
+        """Compile and/or wrap in DistributedDataParallel; checkpoints keep using the bare module.
+
+        The compiled graphs take symbolic sizes (``dynamic=True``): a new batch shape reuses them.
+        Under ``cuda_graphs`` each shape is still recorded as its own CUDA graph.
+        """
+        if self.cfg.compile or self.cfg.cuda_graphs:
+            mode = (
+                "reduce-overhead"
+                if self.cfg.cuda_graphs and self.cfg.compile_mode == "default"
+                else self.cfg.compile_mode
+            )
+            model = cast(nn.Module, torch.compile(model, mode=mode, dynamic=True))
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

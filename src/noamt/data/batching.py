@@ -8,12 +8,43 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, pairwise
+from typing import Any
 
 import numpy as np
 import torch
 
+from noamt.bounds import is_integer, require
 from noamt.data.tokenizer import Tokenizer
+
+MAX_BUCKETS = 64
+"""The most length buckets (``pad_to_buckets``): a compiled step records up to two batch shapes
+per bucket (a CUDA graph each under ``device.cuda_graphs``); 64 buckets already give every width
+up to 512 in steps of 8."""
+
+
+def check_buckets(key: str, buckets: Any) -> None:
+    """``buckets`` is None or a list of 1 to MAX_BUCKETS strictly increasing positive integers
+    (a one-line ValueError naming ``key`` otherwise)."""
+    if buckets is None:
+        return
+    ok = (
+        isinstance(buckets, (list, tuple))
+        and 0 < len(buckets) <= MAX_BUCKETS
+        and all(is_integer(b) and b >= 1 for b in buckets)
+        and all(a < b for a, b in pairwise(buckets))
+    )
+    require(key, buckets, ok, f"null or a list of 1 to {MAX_BUCKETS} increasing positive integers")
+
+
+def bucket_widths(lengths: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
+    """The smallest bucket >= each length: w_i = min{b in buckets : b >= n_i}; lengths past the
+    largest bucket are a ValueError."""
+    if len(lengths) and lengths.max() > buckets[-1]:
+        raise ValueError(
+            f"a sequence of {lengths.max()} tokens (with EOS or BOS) is longer than the largest bucket, {buckets[-1]}"
+        )
+    return np.asarray(buckets)[np.searchsorted(buckets, lengths)]
 
 
 @dataclass
@@ -116,19 +147,26 @@ def collate(
     bos_id: int,
     eos_id: int,
     pad_to_multiple: int = 1,
+    pad_to_buckets: Sequence[int] | None = None,
 ) -> Batch:
     """Pad one batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS.
 
-    Each tensor's width is its longest row rounded up to a multiple of `pad_to_multiple`.
+    Each tensor's width is its longest row rounded up to a multiple of `pad_to_multiple`. With
+    `pad_to_buckets` (increasing widths), all three take one width instead: the smallest bucket
+    that holds the longest row of any of them.
     """
     src_lens = torch.tensor([len(s) + 1 for s in src_ids])
     tgt_lens = torch.tensor([len(t) + 1 for t in tgt_ids])
     src_flat = list(chain.from_iterable(chain(s, (eos_id,)) for s in src_ids))
     tgt_in_flat = list(chain.from_iterable(chain((bos_id,), t) for t in tgt_ids))
     tgt_out_flat = list(chain.from_iterable(chain(t, (eos_id,)) for t in tgt_ids))
-    src = _pad(src_flat, src_lens, pad_id, pad_to_multiple)
-    tgt_in = _pad(tgt_in_flat, tgt_lens, pad_id, pad_to_multiple)
-    tgt_out = _pad(tgt_out_flat, tgt_lens, pad_id, pad_to_multiple)
+    width = None
+    if pad_to_buckets is not None and src_ids:
+        longest = max(int(src_lens.max()), int(tgt_lens.max()))
+        width = int(bucket_widths(np.array([longest]), pad_to_buckets)[0])
+    src = _pad(src_flat, src_lens, pad_id, pad_to_multiple, width)
+    tgt_in = _pad(tgt_in_flat, tgt_lens, pad_id, pad_to_multiple, width)
+    tgt_out = _pad(tgt_out_flat, tgt_lens, pad_id, pad_to_multiple, width)
     return Batch(
         src=src,
         tgt_in=tgt_in,
@@ -142,10 +180,13 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def _pad(flat: list[int], lengths: torch.Tensor, pad_id: int, multiple: int = 1) -> torch.Tensor:
-    """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id` to the longest
-    row rounded up to a multiple of `multiple`."""
-    width = _round_up(int(lengths.max()), multiple) if len(lengths) else 0
+def _pad(
+    flat: list[int], lengths: torch.Tensor, pad_id: int, multiple: int = 1, width: int | None = None
+) -> torch.Tensor:
+    """Rows of `lengths` consecutive values of `flat`, right-padded with `pad_id` to `width`, by
+    default the longest row rounded up to a multiple of `multiple`."""
+    if width is None:
+        width = _round_up(int(lengths.max()), multiple) if len(lengths) else 0
     out = torch.full((len(lengths), width), pad_id, dtype=torch.long)
     return out.masked_scatter_(torch.arange(width) < lengths[:, None], torch.tensor(flat, dtype=torch.long))
 
@@ -173,6 +214,14 @@ class TokenBudgetBatches:
     `pad_to_multiple` (fairseq's --pad-to-multiple) pads every width up to a multiple of it, and
     the token budget counts those padded widths. On a GPU, widths that are multiples of 8 suit
     the tensor cores, and a compiled model (``device.compile``) meets fewer distinct shapes.
+
+    `pad_to_buckets` (increasing widths w_1 < ... < w_n, instead of `pad_to_multiple`) bounds the
+    shapes: a pair's width is w(pair) = the smallest bucket >= max(|src| + 1, |tgt| + 1), the
+    pairs are sorted by w first, and each batch's source and target are padded to the width of
+    its widest pair. A bucket's batches then hold min(max_sentences, max_tokens // w) pairs but
+    for one (its last), so an epoch has at most 2n batch shapes (rows, w, w), the same every
+    epoch: a compiled step meets at most 2n shapes, each of which a CUDA graph can replay. Every
+    pair must fit the largest bucket.
     """
 
     def __init__(
@@ -188,6 +237,7 @@ class TokenBudgetBatches:
         num_shards: int = 1,
         shard_id: int = 0,
         pad_to_multiple: int = 1,
+        pad_to_buckets: Sequence[int] | None = None,
     ):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
@@ -195,6 +245,9 @@ class TokenBudgetBatches:
             raise ValueError(f"max_sentences must be positive or None, got {max_sentences}")
         if pad_to_multiple < 1:
             raise ValueError(f"pad_to_multiple must be positive, got {pad_to_multiple}")
+        check_buckets("pad_to_buckets", pad_to_buckets)
+        if pad_to_buckets is not None and pad_to_multiple != 1:
+            raise ValueError("pad_to_buckets replaces pad_to_multiple: give one of them")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
         self.split = split
@@ -204,6 +257,7 @@ class TokenBudgetBatches:
         self.num_shards = num_shards
         self.shard_id = shard_id
         self.pad_to_multiple = pad_to_multiple
+        self.pad_to_buckets = None if pad_to_buckets is None else list(pad_to_buckets)
         self._batches = self._make_batches(max_tokens, max_sentences)
         if len(self._batches) < num_shards:
             raise ValueError(
@@ -253,6 +307,7 @@ class TokenBudgetBatches:
                 self.bos_id,
                 self.eos_id,
                 self.pad_to_multiple,
+                self.pad_to_buckets,
             )
 
     def state_dict(self) -> dict:
@@ -275,9 +330,18 @@ class TokenBudgetBatches:
             tie_break = np.random.default_rng(self.seed).permutation(len(self.split))
         else:
             tie_break = np.arange(len(self.split))
-        order = np.lexsort((tie_break, src_lens, tgt_lens)).tolist()
-        m = self.pad_to_multiple
-        lengths = (-(-np.maximum(src_lens, tgt_lens) // m) * m).tolist()  # padded widths
+        widest = np.maximum(src_lens, tgt_lens)
+        if self.pad_to_buckets is None:
+            m = self.pad_to_multiple
+            widths = -(-widest // m) * m
+            order = np.lexsort((tie_break, src_lens, tgt_lens)).tolist()
+        else:
+            try:
+                widths = bucket_widths(widest, self.pad_to_buckets)
+            except ValueError as err:
+                raise ValueError(f"pad_to_buckets: {err}") from None
+            order = np.lexsort((tie_break, src_lens, tgt_lens, widths)).tolist()
+        lengths = widths.tolist()  # padded widths
         cap = max_sentences or len(order)
         batches: list[list[int]] = []
         current: list[int] = []

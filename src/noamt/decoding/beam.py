@@ -5,11 +5,13 @@ Output lengths, the cache and the shrinking batch work as in :mod:`noamt.decodin
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from noamt.decoding.config import DecodingConfig
 from noamt.decoding.ensemble import Ensemble
-from noamt.decoding.search import force_eos, inference, max_output_lengths, new_cache, next_log_probs
+from noamt.decoding.search import force_eos, inference, max_output_lengths, new_cache, next_log_probs, select
 from noamt.model import Transformer
 
 
@@ -30,36 +32,60 @@ def _top_candidates(
     return total.gather(1, order), order // top_lp.size(2), top_tok.view(n, -1).gather(1, order)
 
 
-Finished = list[list[tuple[float, list[int]]]]  # per input sentence: (normalised score, ids)
+class Finished:
+    """The finished hypotheses of a batch of B sentences, kept on the device: at most k per
+    sentence, the first ones found, each with its normalised score and its tokens.
 
-
-def _finalize(
-    finished: Finished,
-    sentence: torch.Tensor,
-    tokens: torch.Tensor,
-    candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    step: int,
-    k: int,
-    length_penalty: float,
-    eos_id: int,
-) -> None:
-    """Store every finite EOS candidate among the best k as a finished hypothesis.
-
-    Its score is sum log p / (step + 1)^alpha, step + 1 being its length including the EOS.
-    A sentence keeps at most k finished hypotheses, the first ones found. ``tokens`` holds the
-    live beams, tokens.size(0) / sentence.size(0) per sentence.
+    ``scores`` (B, k+1) float64 (-inf in empty slots), ``tokens`` (B, k+1, L) and ``lengths``
+    (B, k+1) hold slot j of sentence b; the extra slot k takes the writes that are discarded
+    (hypotheses beyond the first k), so that :meth:`add` needs no host sync. ``count`` (B,) is
+    the number of finished hypotheses of each sentence, at most k.
     """
-    cand_scores, cand_beams, cand_tokens = (c[:, :k] for c in candidates)  # (N, K)
-    is_final = (cand_tokens == eos_id) & torch.isfinite(cand_scores)
-    if not bool(is_final.any()):
-        return
-    beams = tokens.size(0) // sentence.size(0)
-    for n, j in is_final.nonzero().tolist():
-        hypotheses = finished[int(sentence[n])]
-        if len(hypotheses) < k:
-            row = n * beams + int(cand_beams[n, j])
-            score = float(cand_scores[n, j]) / (step + 1) ** length_penalty
-            hypotheses.append((score, tokens[row, 1:].tolist()))
+
+    def __init__(self, batch_size: int, k: int, max_length: int, device: torch.device):
+        self.k = k
+        self.scores = torch.full((batch_size, k + 1), -math.inf, dtype=torch.float64, device=device)
+        self.tokens = torch.zeros(batch_size, k + 1, max_length, dtype=torch.long, device=device)
+        self.lengths = torch.zeros(batch_size, k + 1, dtype=torch.long, device=device)
+        self.count = torch.zeros(batch_size, dtype=torch.long, device=device)
+
+    def add(
+        self,
+        sentence: torch.Tensor,
+        tokens: torch.Tensor,
+        candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        step: int,
+        length_penalty: float,
+        eos_id: int,
+    ) -> None:
+        """Store every finite EOS candidate among the best k as a finished hypothesis.
+
+        Its score is sum log p / (step + 1)^alpha, step + 1 being its length including the EOS,
+        computed in float64 (as Python's float would). Candidate j of live sentence n takes slot
+        count[n] + (number of EOS candidates before j) while that is below k, so the first k
+        found are kept, in the order found. ``tokens`` holds the live beams (N * beams, step + 1),
+        tokens.size(0) / sentence.size(0) per sentence; ``sentence`` (N,) their input rows.
+        """
+        cand_scores, cand_beams, cand_tokens = (c[:, : self.k] for c in candidates)  # (N, K)
+        n, beams = sentence.size(0), tokens.size(0) // sentence.size(0)
+        is_final = (cand_tokens == eos_id) & torch.isfinite(cand_scores)
+        count = self.count[sentence]  # (N,)
+        slot = count[:, None] + is_final.cumsum(dim=1) - 1  # (N, K)
+        slot = torch.where(is_final & (slot < self.k), slot, self.k)
+        where = (sentence[:, None].expand_as(slot), slot)
+        rows = torch.arange(n, device=sentence.device)[:, None] * beams + cand_beams  # (N, K)
+        self.scores.index_put_(where, cand_scores.double() / (step + 1) ** length_penalty)
+        self.tokens[:, :, :step].index_put_(where, tokens[rows, 1:])  # (N, K, step)
+        self.lengths.index_put_(where, torch.full_like(slot, step))
+        self.count[sentence] = (count + is_final.sum(dim=1)).clamp(max=self.k)
+
+    def best(self) -> list[list[int]]:
+        """Per sentence, the tokens of its highest-scoring hypothesis (the first found among
+        equals); one host sync."""
+        best = self.scores[:, : self.k].argmax(dim=1, keepdim=True)  # (B, 1), the first maximum
+        length = self.lengths.gather(1, best)  # (B, 1)
+        tokens = self.tokens.gather(1, best[:, :, None].expand(-1, -1, self.tokens.size(2)))[:, 0]  # (B, L)
+        return [row[1 : 1 + row[0]] for row in torch.cat([length, tokens], dim=1).tolist()]
 
 
 def _next_beams(
@@ -103,36 +129,48 @@ def beam_search(
     The first step runs one beam per sentence (all K would be the same BOS). The encoder memory
     stays one row per sentence, shared by its beams (see :class:`~noamt.model.CrossAttention`),
     and is only narrowed when sentences finish.
+
+    The host reads the device once per step, to learn which sentences stay (the next step's
+    batch), besides once for the limits and once for the outputs: the finished hypotheses stay
+    on the device (:class:`Finished`).
     """
     k, batch_size = decoding.beam_size, src.size(0)
-    finished: Finished = [[] for _ in range(batch_size)]
     with inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
         limits = max_output_lengths(src, model.pad_id, model.max_positions, decoding)
+        host_limits = limits.tolist()  # the host steers the loop by them
+        finished = Finished(batch_size, k, max(host_limits), src.device)
         sentence = torch.arange(batch_size, device=src.device)  # input row of each live sentence
         tokens = src.new_full((batch_size, 1), bos_id)  # (N*beams, t+1), one beam per sentence at first
         scores = torch.zeros(batch_size, 1, device=src.device)  # (N, beams)
-        cache = new_cache(model, limits, use_cache)
+        cache = new_cache(model, max(host_limits) + 1, use_cache)
         buffer = memory.new_empty(batch_size * k, model.tgt_vocab_size, dtype=torch.float32)
-        for step in range(int(limits.max()) + 1):
+        for step in range(max(host_limits) + 1):
             beams = scores.size(1)
             lprobs = next_log_probs(model, tokens, memory, memory_mask, cache, bos_id, buffer)
             lprobs = force_eos(
-                lprobs.view(sentence.size(0), beams, -1), step, limits, eos_id, decoding.min_len
+                lprobs.view(sentence.size(0), beams, -1),
+                step,
+                limits,
+                eos_id,
+                decoding.min_len,
+                step >= min(host_limits),
             )  # (N, beams, V)
             candidates = _top_candidates(scores, lprobs, 2 * k)  # each (N, 2K)
-            _finalize(finished, sentence, tokens, candidates, step, k, decoding.length_penalty, eos_id)
-            n_finished = torch.tensor([len(finished[s]) for s in sentence.tolist()], device=src.device)
-            live = ((n_finished < k) & (step < limits)).nonzero().flatten()  # (N',)
-            if live.numel() == 0:
+            finished.add(sentence, tokens, candidates, step, decoding.length_penalty, eos_id)
+            is_live = (finished.count[sentence] < k) & (step < limits)  # (N,)
+            keep = is_live.tolist()  # the step's host sync
+            if not any(keep):
                 break
+            live = is_live.nonzero_static(size=keep.count(True)).flatten()  # (N',), no sync
             scores, rows, next_tokens = _next_beams(candidates, live, k, beams, eos_id)
             tokens = torch.cat([tokens.index_select(0, rows), next_tokens], dim=1)  # (N'*K, t+2)
-            narrowed = live if live.numel() < sentence.numel() else None  # some sentences are done
+            narrowed = live if not all(keep) else None  # some sentences are done
             if narrowed is not None:
                 memory, memory_mask, sentence, limits = (
                     t.index_select(0, live) for t in (memory, memory_mask, sentence, limits)
                 )
+                host_limits = select(host_limits, keep)
             if cache is not None:
                 cache.reorder(rows, sentences=narrowed)
-    return [max(hypotheses, key=lambda h: h[0])[1] for hypotheses in finished]
+    return finished.best()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import TypeVar
 
 import torch
 
@@ -28,6 +29,8 @@ from noamt.decoding.cache import DecoderCache
 from noamt.decoding.config import DecodingConfig
 from noamt.decoding.ensemble import Ensemble, EnsembleCache
 from noamt.model import Transformer
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -79,7 +82,8 @@ def next_log_probs(
     else:  # e.g. bf16 under autocast
         logits = model.project(hidden).float()
     lprobs = torch.log_softmax(logits, dim=-1, out=logits)  # (N, V), in place
-    lprobs[:, [model.pad_id, bos_id]] = -math.inf
+    lprobs[:, model.pad_id] = -math.inf  # two integer indices: no index tensor to copy to the device
+    lprobs[:, bos_id] = -math.inf
     return lprobs
 
 
@@ -99,34 +103,39 @@ def _decode(
     raise TypeError(f"a {type(model).__name__} does not decode with a {type(cache).__name__}")
 
 
-def force_eos(lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int = 0) -> torch.Tensor:
+def force_eos(
+    lprobs: torch.Tensor, step: int, limits: torch.Tensor, eos_id: int, min_len: int, any_at_limit: bool
+) -> torch.Tensor:
     """Rows whose length limit is reached (step >= L) may only emit EOS; before ``min_len``
     tokens, the others may not emit it. lprobs (N, ..., V), changed in place and returned.
 
-    Only the rows at their limit are rewritten (one host sync to find them), not the whole
-    (N, ..., V) tensor: at most steps no row is.
+    ``any_at_limit`` says whether step >= L for some row, which the caller knows from the limits
+    it keeps on the host: most steps skip the rewrite without reading the device, and on the
+    others the rows at their limit are found on the device, by a mask.
     """
-    at_limit = (step >= limits).nonzero().flatten()  # (n,)
-    eos = lprobs[at_limit, ..., eos_id] if at_limit.numel() else None  # a copy, (n, ...)
+    eos = lprobs[..., eos_id].clone() if any_at_limit else None  # (N, ...), before the min_len ban
     if step < min_len:
         lprobs[..., eos_id] = -math.inf
     if eos is not None:
-        lprobs[at_limit] = -math.inf
-        lprobs[at_limit, ..., eos_id] = eos
+        at_limit = (step >= limits).view(-1, *(1,) * (eos.dim() - 1))  # (N, 1, ...)
+        lprobs.masked_fill_(at_limit[..., None], -math.inf)
+        lprobs[..., eos_id] = torch.where(at_limit, eos, lprobs[..., eos_id])
     return lprobs
 
 
-def new_cache(
-    model: Transformer | Ensemble, limits: torch.Tensor, use_cache: bool
-) -> DecoderCache | EnsembleCache | None:
-    """A cache sized for outputs up to the longest limit (one per member of an ensemble), or
-    None when ``use_cache`` is off."""
+def new_cache(model: Transformer | Ensemble, max_length: int, use_cache: bool) -> DecoderCache | EnsembleCache | None:
+    """A cache sized for outputs of up to ``max_length`` positions (one per member of an
+    ensemble), or None when ``use_cache`` is off."""
     if not use_cache:
         return None
-    max_length = int(limits.max()) + 1
     if isinstance(model, Ensemble):
         return model.new_cache(max_length)
     return DecoderCache(model.cfg.decoder_layers, max_length)
+
+
+def select(values: list[T], flags: list[bool], wanted: bool = True) -> list[T]:
+    """The values whose flag is ``wanted``, in order (the host's copy of a narrowed batch)."""
+    return [value for value, flag in zip(values, flags, strict=True) if flag == wanted]
 
 
 def _keep_rows(
@@ -156,22 +165,25 @@ def greedy_search(
     with inference(model):
         memory, memory_mask = model.encode(src)  # (B, S, d), (B, 1, 1, S)
         limits = max_output_lengths(src, model.pad_id, model.max_positions, decoding)
-        sentence = torch.arange(src.size(0), device=src.device)  # input row of each live row
+        host_limits = limits.tolist()  # the host steers the loop by them
+        sentences = list(range(src.size(0)))  # input row of each live row
         tokens = src.new_full((src.size(0), 1), bos_id)  # (N, 1)
-        cache = new_cache(model, limits, use_cache)
+        cache = new_cache(model, max(host_limits) + 1, use_cache)
         buffer = memory.new_empty(src.size(0), model.tgt_vocab_size, dtype=torch.float32)
-        for step in range(int(limits.max()) + 1):
+        for step in range(max(host_limits) + 1):
             lprobs = next_log_probs(model, tokens, memory, memory_mask, cache, bos_id, buffer)  # (N, V)
-            next_tokens = force_eos(lprobs, step, limits, eos_id, decoding.min_len).argmax(dim=-1)  # (N,)
+            lprobs = force_eos(lprobs, step, limits, eos_id, decoding.min_len, step >= min(host_limits))
+            next_tokens = lprobs.argmax(dim=-1)  # (N,)
             tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)  # (N, t+2)
             finished = next_tokens == eos_id
-            for row in finished.nonzero().flatten().tolist():
-                outputs[int(sentence[row])] = tokens[row, 1:-1].tolist()
-            if finished.all():
+            done = finished.tolist()  # the step's host sync
+            if not any(done):
+                continue
+            for sentence, ids in zip(select(sentences, done), tokens[finished, 1:-1].tolist(), strict=True):
+                outputs[sentence] = ids
+            if all(done):
                 break
-            if finished.any():
-                live = (~finished).nonzero().flatten()
-                tokens, memory, memory_mask, sentence, limits = _keep_rows(
-                    live, cache, tokens, memory, memory_mask, sentence, limits
-                )
+            live = (~finished).nonzero_static(size=done.count(False)).flatten()
+            tokens, memory, memory_mask, limits = _keep_rows(live, cache, tokens, memory, memory_mask, limits)
+            sentences, host_limits = select(sentences, done, False), select(host_limits, done, False)
     return outputs

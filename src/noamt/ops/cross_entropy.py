@@ -104,6 +104,7 @@ class _ProjectedLabelSmoothedCrossEntropy(torch.autograd.Function):
         return grad_hidden * grad_loss, (grad_weight * grad_loss).to(ctx.weight_dtype), None, None, None, None, None
 
 
+@torch.compiler.disable
 def projected_token_losses(
     hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, epsilon: float, chunk_rows: int = CHUNK_ROWS
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +113,9 @@ def projected_token_losses(
 
     hidden (N, d), weight (V, d), target (N,). Under autocast the products run in its dtype
     (as ``F.linear`` would) and the softmax in float32. Without gradients (``torch.no_grad``,
-    or inputs that need none) the gradient products are skipped.
+    or inputs that need none) the gradient products are skipped. ``torch.compile`` leaves it
+    eager: its chunk loop runs ceil(N / chunk_rows) times, and N (the batch's target tokens)
+    changes from batch to batch, which would compile it again for nearly every batch.
     """
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
