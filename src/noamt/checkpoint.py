@@ -386,6 +386,7 @@ RERUN_MAY_CHANGE: tuple[str, ...] = (
     "trainer.progress",
     "trainer.tensorboard",
     "trainer.log_interval",
+    "trainer.prefetch",
     "device",
     "data.dir",
     "data.source",

@@ -105,6 +105,15 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     )
 
 
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """The optimizer can skip an update on the device: fused Adam and AdamW read ``found_inf``
+    (a float scalar on the device) in ``step`` and change neither the weights, nor the moments,
+    nor their step count when it is 1.0 (``torch.optim.adam._fused_adam``), as GradScaler has
+    them do for an fp16 overflow. Schedule-free AdamW has no such input: its step count and
+    averaging weights live on the host."""
+    return bool(optimizer.defaults.get("fused"))
+
+
 def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
     """The optimizer trains y and evaluates x (schedule-free AdamW)."""
     return isinstance(optimizer, schedulefree.AdamWScheduleFree)

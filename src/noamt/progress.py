@@ -1,13 +1,15 @@
 """What the training loop keeps track of besides the model: the best validation scores and the
-patience left, the window of updates since the last log line, the time estimate after the first
-updates of a launch, and stop requests from signals."""
+patience left, the window of updates since the last log line (its figures kept on the device),
+the time estimates of a launch, and stop requests from signals."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -52,10 +54,14 @@ class BestTracker:
 
 
 class LogWindow:
-    """The training updates since the last log line.
+    """The training updates since the last log line, summed on the device and read in one go
+    when the window closes.
 
-    loss = (sum of the token losses) / (target tokens) on this rank; tokens/s = target tokens of
-    all ranks / wall time since the window opened. The loss stays on the device until read.
+    Over the updates applied (a skipped update counts in neither sum), on this process:
+    loss = (sum of their label-smoothed token losses) / (their target tokens), nll_loss the same
+    for the negative log-likelihood, ppl = exp(nll_loss). tokens_per_s = target tokens of every
+    update of all processes / wall time since the window opened; grad_norm: the last update's
+    global gradient norm before clipping (with trainer.clip_norm only).
     """
 
     def __init__(self, device: torch.device, all_reduce_sum: Callable[[float], float]):
@@ -65,20 +71,52 @@ class LogWindow:
 
     def _reset(self) -> None:
         self.loss_sum = torch.zeros((), device=self.device)
+        self.nll_sum = torch.zeros((), device=self.device)
+        self.applied_tokens = torch.zeros((), dtype=torch.int64, device=self.device)
         self.tokens = 0
+        self.grad_norm: torch.Tensor | None = None
         self.start = time.perf_counter()
 
-    def add(self, loss_sum: torch.Tensor, tokens: int) -> None:
-        self.loss_sum += loss_sum
+    def add(
+        self,
+        loss_sum: torch.Tensor,
+        nll_sum: torch.Tensor,
+        tokens: int,
+        skipped: torch.Tensor,
+        grad_norm: torch.Tensor | None,
+    ) -> None:
+        """One update: its loss and NLL sums and 1.0 if it was skipped (device scalars), its
+        target tokens, its gradient norm (None without clipping)."""
+        applied = skipped == 0
+        self.loss_sum += torch.where(applied, loss_sum, 0.0)
+        self.nll_sum += torch.where(applied, nll_sum, 0.0)
+        self.applied_tokens += applied * tokens
         self.tokens += tokens
+        self.grad_norm = grad_norm
 
-    def close(self) -> tuple[float, float]:
-        """(loss per token, tokens/s) of the window; a new window opens."""
+    def close(self) -> dict[str, float]:
+        """loss, nll_loss, ppl, tokens_per_s (and grad_norm) of the window (NaN losses when
+        every update was skipped); a new window opens."""
         elapsed = time.perf_counter() - self.start
         tokens = self.all_reduce_sum(self.tokens)
-        loss = self.loss_sum.item() / max(self.tokens, 1)
+        sums = [self.loss_sum, self.nll_sum, self.applied_tokens]
+        if self.grad_norm is not None:
+            sums.append(self.grad_norm)
+        loss_sum, nll_sum, applied, *grad_norm = torch.stack([x.double() for x in sums]).tolist()
         self._reset()
-        return loss, tokens / elapsed if elapsed > 0 else 0.0
+        nll = nll_sum / applied if applied else math.nan
+        figures = {
+            "loss": loss_sum / applied if applied else math.nan,
+            "nll_loss": nll,
+            "ppl": math.inf if nll > MAX_LOG_PPL else math.exp(nll),
+            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+        }
+        if grad_norm:
+            figures["grad_norm"] = grad_norm[0]
+        return figures
+
+
+MAX_LOG_PPL = math.log(sys.float_info.max)  # exp of more overflows a float: the perplexity is inf
 
 
 PACE_UPDATES = 10  # updates timed before the first time estimate
@@ -101,6 +139,22 @@ class Pace:
             return f"{per_update:.2f} s per update (no trainer.max_steps or max_epochs: it runs until stopped)"
         left = (self.total - step) * per_update
         return f"{per_update:.2f} s per update: about {duration_text(left)} for the {self.total - step} updates left"
+
+    def elapsed(self) -> float:
+        """Seconds since the launch began."""
+        return time.perf_counter() - self.start
+
+    def remaining(self, step: int) -> float | None:
+        """Seconds left at this launch's pace so far: (total - step) * elapsed / (step - first
+        step); None without a total or before the launch's first update."""
+        if self.total is None or step <= self.first_step:
+            return None
+        return (self.total - step) * self.elapsed() / (step - self.first_step)
+
+
+def clock(seconds: float) -> str:
+    """A duration as H:MM:SS (whole seconds), for the log lines."""
+    return str(datetime.timedelta(seconds=round(seconds)))
 
 
 def duration_text(seconds: float) -> str:
@@ -125,8 +179,9 @@ class StopRequested(Exception):
 
 class StopRequest:
     """Turns any of :data:`STOP_SIGNALS` (SIGUSR2: SLURM's warning before a time limit or preemption,
-    ``sbatch --signal=USR2@90``) into a flag the loop checks after each update, and that
-    :meth:`watch` checks between the batches of a validation.
+    ``sbatch --signal=USR2@90``) into a flag (a host value: reading it waits for no device) the
+    loop checks after each update, and that :meth:`watch` checks between the batches of a
+    validation.
 
     A handler installed before it for the received signal (submitit's, which requeues the job on
     SIGUSR2) is called when the context ends, after the checkpoint, rather than never; Python's

@@ -6,8 +6,17 @@ files, when, which run to resume), ``train_step``, the log window, validation an
 ``BestTracker`` (best scores and patience). Training and validation measure the same losses:
 the model's own, ``model(src, tgt_in, tgt_out, label_smoothing=...)`` (:class:`noamt.model.TargetLosses`).
 
-Step k is the k-th optimizer update (k = 1, 2, ...); it uses lr(k) from a pure schedule function,
-so a resumed run restores the learning rate exactly from the saved step.
+Step k is the k-th update (k = 1, 2, ...): one group of ``update_freq`` batches, forward, backward
+and optimizer step. It uses lr(k) from a pure schedule function, so a resumed run restores the
+learning rate exactly from the saved step.
+
+No update waits for the device: a NaN or infinite loss skips the optimizer step on the device
+(``train_step``), the loss figures of the log window stay there, and the host reads them (one
+read each) only at log, validation and checkpoint points. A skipped update therefore still counts
+as update k and consumes lr(k), as an update that ``torch.amp.GradScaler`` skips for an fp16
+overflow always has; the optimizer's own step count (Adam's bias correction, schedule-free
+AdamW's averaging weights) counts only the updates applied. The batches are built ahead in a
+background thread (:class:`noamt.data.Prefetcher`, ``trainer.prefetch``).
 
 Validation and the checkpoints' "model" see the weights to evaluate, training goes on from the
 weights it trains (:func:`noamt.optim.evaluation_weights`): the same for Adam, the average x and
@@ -21,12 +30,14 @@ import hashlib
 import logging
 import math
 import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -43,12 +54,21 @@ from noamt.checkpoint import (
     run_label,
     save_checkpoint,
 )
-from noamt.data import Batch, TokenBudgetBatches
+from noamt.data import Batch, Prefetcher, TokenBudgetBatches
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import DAMAGED_SUFFIX, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
-from noamt.optim import checkpoint_weights, evaluation_weights, training_weights
-from noamt.progress import BEST_METRICS, PACE_UPDATES, BestTracker, LogWindow, Pace, StopRequest, StopRequested
+from noamt.optim import checkpoint_weights, evaluation_weights, skips_on_device, training_weights
+from noamt.progress import (
+    BEST_METRICS,
+    PACE_UPDATES,
+    BestTracker,
+    LogWindow,
+    Pace,
+    StopRequest,
+    StopRequested,
+    clock,
+)
 from noamt.run_dir import TOKENIZER_FILE, RunDir
 
 log = logging.getLogger(__name__)
@@ -59,6 +79,9 @@ MAX_SEED = 2**32 - 1
 MAX_PAD_MULTIPLE = 1024
 """The largest trainer.pad_to_multiple: hardware gains nothing past 128, and every batch padded
 to a larger multiple is wider than most models' position table (model.max_positions)."""
+MAX_PREFETCH = 64
+"""The most batches trainer.prefetch may build ahead: two hide the building of a batch behind an
+update; each one more holds another batch in memory (pinned, or on the GPU)."""
 
 
 @dataclass
@@ -161,13 +184,19 @@ class TrainerConfig(Checkpointing, Validation, Batching, Duration):
     seed: int = 1
     """Seeds the initialisation, dropout and the batch order (0 to 2^32 - 1)."""
     log_interval: int = 20
-    """Log the training loss every N updates."""
+    """Log the training loss every N updates (a line in train.log and a "train" record); the
+    host reads the device's figures and agrees on a stop signal across processes only there."""
     max_nonfinite_updates: int = 10
-    """Stop after this many updates in a row with a NaN/inf loss (each one skipped)."""
+    """Stop after this many updates in a row with a NaN/inf loss (each one skipped). The skips
+    are counted on the device and read at every log, validation and checkpoint point, so the
+    run stops at the first such point after the count is reached, before it validates or saves."""
     tensorboard: bool = True
     """Write TensorBoard event files beside metrics.jsonl."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar when stderr is a terminal (otherwise the log lines show the progress)."""
+    prefetch: int = 2
+    """Batches a background thread builds ahead (and on CUDA copies to the device) while the
+    device runs the current update (0: the loop builds each batch itself; at most 64)."""
 
     def __post_init__(self) -> None:
         """Check every field, the parts' first; one-line ValueErrors naming the key."""
@@ -178,10 +207,22 @@ class TrainerConfig(Checkpointing, Validation, Batching, Duration):
         between("trainer.seed", self.seed, 0, MAX_SEED)
         at_least("trainer.log_interval", self.log_interval, 1)
         at_least("trainer.max_nonfinite_updates", self.max_nonfinite_updates, 1)
+        between("trainer.prefetch", self.prefetch, 0, MAX_PREFETCH)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss stayed NaN or infinite for ``trainer.max_nonfinite_updates`` updates in a row."""
+
+
+class DataPosition(NamedTuple):
+    """Where the training batches stand after the batches taken so far."""
+
+    state: dict
+    """The batch iterator's ``state_dict()``: what a checkpoint stores to resume from."""
+    epoch: int
+    """Its epoch."""
+    epoch_done: bool
+    """Every batch of that epoch taken."""
 
 
 class Trainer:
@@ -221,8 +262,12 @@ class Trainer:
         self.step, self.epoch = 0, 1
         self._validated_step = -1
         self._validation_pending = False  # a stop signal cut a due validation short: it runs on resuming
-        self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run
+        self.skipped_updates = 0  # updates skipped for a NaN/inf loss, over the whole run, as read so far
         self._nonfinite_in_a_row = 0
+        self._unread_skips: list[torch.Tensor] = []  # per update since the last read: 1.0 if skipped (device)
+        self._skips_on_device = skips_on_device(optimizer)
+        self.position = self._data_position()
+        """The training batches' position after the batches trained on (not those built ahead)."""
         self.metrics: MetricsWriter | None = None  # opened by train(), once there is something to record
         self.resumed: bool | None = None  # set by resume()
         self.stop = StopRequest()
@@ -244,7 +289,7 @@ class Trainer:
             "validation_pending": self._validation_pending,
             "validations_without_improvement": self.tracker.without_improvement,
             "skipped_updates": self.skipped_updates,
-            "data": self.train_data.state_dict(),
+            "data": self.position.state,
             "rng": rng_state(),
             **self.extra_state,
         }
@@ -263,10 +308,13 @@ class Trainer:
         self.tracker.without_improvement = state["validations_without_improvement"]
         self.skipped_updates = state.get("skipped_updates", 0)
         self.train_data.load_state_dict(state["data"])
+        self.position = self._data_position()
         set_rng_state(state["rng"])
 
     def save(self, best: bool = False, epoch_end: bool = False, validated: bool = False) -> None:
-        """The checkpoints due now (see :class:`~noamt.checkpoint.Checkpointer`)."""
+        """The checkpoints due now (see :class:`~noamt.checkpoint.Checkpointer`), once the skips
+        are read (:meth:`_read_skips`: a diverged run stops before it saves)."""
+        self._read_skips()
         self.checkpointer.save(
             self.state_dict, self.step, self.epoch, best=best, epoch_end=epoch_end, validated=validated
         )
@@ -381,45 +429,87 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- steps
     def train_step(self, batches: list[Batch]) -> dict:
-        """One update over ``batches`` (update_freq micro-batches): forward, backward, clip, step.
+        """Update k = step + 1 over ``batches`` (update_freq micro-batches): forward, backward,
+        clip, optimizer step with lr(k); ``step`` becomes k.
 
-        The loss is summed over target tokens of all micro-batches (and all processes) and divided
-        by their total count, so accumulation and data parallelism give the per-token mean. A NaN
-        or infinite loss (on any process) skips the update: no optimizer step, the step count
-        stays; the result then has ``skipped=True``.
+        The loss is summed over the target tokens of all micro-batches (and all processes) and
+        divided by their total count, so accumulation and data parallelism give the per-token
+        mean. A NaN or infinite loss sum (on any process) skips the update on the device
+        (:meth:`_skip_if`): weights and optimizer state stay as they were, while k still
+        advances. Nothing here waits for the device, except with schedule-free AdamW, whose
+        step cannot be skipped on the device: one read of the flag per update decides there.
+
+        Returns the update's figures: on the device ``skipped`` (1.0 or 0.0), ``loss_sum`` and
+        ``nll_sum`` (this process's sums over its target tokens) and ``grad_norm`` (None
+        without clipping); on the host ``tokens`` (this process's target tokens).
         """
         self.wrapped.train()
         n_tokens = sum(b.n_tgt_tokens for b in batches)
-        total_tokens = self.dm.all_reduce_sum(n_tokens)
-        scale = self.dm.world_size / total_tokens  # DDP averages gradients over processes
+        scale = self._loss_scale(n_tokens)
         loss_sum = torch.zeros((), device=self.dm.device)
+        nll_sum = torch.zeros((), device=self.dm.device)
         for i, batch in enumerate(batches):
             batch = batch.to(self.dm.device)
             sync = i == len(batches) - 1 or not self.dm.distributed
             with contextlib.nullcontext() if sync else self._no_sync(), self.dm.autocast():
-                loss = self.target_losses(self.wrapped, batch).loss
-            self.scaler.scale(loss * scale).backward()
-            loss_sum += loss.detach()
-        nonfinite = float(not torch.isfinite(loss_sum))  # one host sync: a NaN must not reach Adam
-        # one exchange agrees on both: a NaN on any process skips the update on all, and a stop
-        # signal that reached any process stops all of them after this same update
-        nonfinite, signum = self.dm.all_reduce_max([nonfinite, float(self.stop.signum or 0)])
-        self.stopped_by = int(signum) or None
-        if nonfinite > 0:
+                losses = self.target_losses(self.wrapped, batch)
+            self.scaler.scale(losses.loss * scale).backward()
+            loss_sum += losses.loss.detach()
+            nll_sum += losses.nll.detach()
+        skipped = self._nonfinite(loss_sum)
+        self.step += 1
+        lr = self.schedule(self.step)
+        out = {"skipped": skipped, "loss_sum": loss_sum, "nll_sum": nll_sum, "tokens": n_tokens}
+        if not self._skips_on_device and skipped.item():  # schedule-free AdamW: its documented host read
             self.optimizer.zero_grad(set_to_none=True)
-            return {"skipped": True, "loss_sum": loss_sum, "tokens": n_tokens}
-        lr = self.schedule(self.step + 1)
+            return {**out, "grad_norm": None}
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self._skip_if(skipped)
         grad_norm = None
         if self.cfg.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self._skips_on_device and not self.scaler.is_enabled():
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return {"skipped": False, "loss_sum": loss_sum, "tokens": n_tokens, "lr": lr, "grad_norm": grad_norm}
+        return {**out, "grad_norm": grad_norm}
+
+    def _loss_scale(self, n_tokens: int) -> float | torch.Tensor:
+        """world_size / (target tokens of the update on all processes): DDP averages the
+        processes' gradients, so each scales its loss sum by it. One process: 1 / n_tokens;
+        several: a device tensor whose sum over the processes is an all-reduce on the device."""
+        if not self.dm.distributed:
+            return 1 / n_tokens
+        total = torch.full((), n_tokens, dtype=torch.float64, device=self.dm.device)
+        dist.all_reduce(total)
+        return (self.dm.world_size / total).float()
+
+    def _nonfinite(self, loss_sum: torch.Tensor) -> torch.Tensor:
+        """1.0 where the update's loss sum is NaN or infinite on any process, else 0.0: a float32
+        scalar on the device (the maximum over processes is an all-reduce on the device)."""
+        flag = (~torch.isfinite(loss_sum)).float()
+        if self.dm.distributed:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag
+
+    def _skip_if(self, skipped: torch.Tensor) -> None:
+        """Make this update's optimizer step a no-op on the device when ``skipped`` is 1.0.
+
+        Fused Adam and AdamW skip both the update and their step count when their ``found_inf``
+        is 1.0 (``torch.optim.adam._fused_adam``), the device-side check GradScaler uses; with
+        fp16, GradScaler sets ``found_inf`` itself from the gradients, so a NaN written into one
+        gradient element passes the flag on (and, as for an overflow, halves the loss scale).
+        """
+        if not self._skips_on_device:
+            return
+        if not self.scaler.is_enabled():
+            self.optimizer.found_inf = skipped  # type: ignore[attr-defined]
+            return
+        grad = next(p.grad for p in self.model.parameters() if p.grad is not None)
+        grad[(0,) * grad.dim()].masked_fill_(skipped.bool(), math.nan)  # its first element, in place
 
     def _no_sync(self) -> contextlib.AbstractContextManager:
         """DistributedDataParallel's no_sync: gradients accumulate locally until the last micro-batch."""
@@ -456,8 +546,10 @@ class Trainer:
         (checkpoint_best if better).
 
         A stop signal during the validation cuts it short on every process (one exchange agrees
-        on it): the checkpoints due are saved without it and it runs first on resuming.
+        on it): the checkpoints due are saved without it and it runs first on resuming. The
+        skips are read first (:meth:`_read_skips`): a diverged run stops before it validates.
         """
+        self._read_skips()
         try:
             with evaluation_weights(self.optimizer):
                 result = self.validate()
@@ -493,19 +585,32 @@ class Trainer:
             self.save(best=improved, epoch_end=epoch_end, validated=True)
 
     # ----------------------------------------------------------------------------- loop
-    def _updates(self) -> Iterator[list[Batch]]:
-        """Groups of ``update_freq`` batches, epoch after epoch, until max_epochs."""
-        while not self.cfg.max_epochs or self.epoch <= self.cfg.max_epochs:
-            group: list[Batch] = []
-            for batch in self.train_data:
-                group.append(batch)
-                if len(group) == self.cfg.update_freq:
-                    yield group
-                    group = []
-            if group:
+    def _data_position(self) -> DataPosition:
+        """Where the training batches stand now."""
+        data = self.train_data
+        return DataPosition(data.state_dict(), data.epoch, data.epoch_done)
+
+    def _epochs(self) -> Iterator[Batch]:
+        """The training batches from the current position on, epoch after epoch until
+        max_epochs. The prefetch thread iterates it: only it moves the batch iterator on."""
+        data = self.train_data
+        while not self.cfg.max_epochs or data.epoch <= self.cfg.max_epochs:
+            yield from data
+            data.set_epoch(data.epoch + 1)
+
+    def _updates(self, batches: Prefetcher[DataPosition]) -> Iterator[list[Batch]]:
+        """Groups of ``update_freq`` batches, the last of an epoch possibly shorter; ``position``
+        and ``epoch`` follow the batches taken (once all are: the epoch after max_epochs)."""
+        group: list[Batch] = []
+        for batch in batches:
+            group.append(batch)
+            self.position = batches.state
+            self.epoch = self.position.epoch
+            if len(group) == self.cfg.update_freq or self.position.epoch_done:
                 yield group
-            self.epoch += 1
-            self.train_data.set_epoch(self.epoch)
+                group = []
+        self.position = batches.state
+        self.epoch = self.position.epoch
 
     def _total_steps(self) -> int | None:
         per_epoch = math.ceil(len(self.train_data) / self.cfg.update_freq)
@@ -527,6 +632,7 @@ class Trainer:
             return {}
         if not resumed:
             self.train_data.set_epoch(self.epoch)
+            self.position = self._data_position()
         if self.dm.is_main:
             self.metrics = MetricsWriter(self.run.path, self.cfg.tensorboard)
             self.metrics.write("run", self.step, resumed=resumed, **self.run_info)
@@ -548,75 +654,118 @@ class Trainer:
         bar = tqdm(
             total=total,
             initial=self.step,
-            disable=not (self.cfg.progress and self.dm.is_main),
+            disable=not (self.cfg.progress and self.dm.is_main and sys.stderr.isatty()),
             unit="upd",
             dynamic_ncols=True,
         )
-        window = LogWindow(self.dm.device, self.dm.all_reduce_sum)
         last: dict = {}
         with self.stop.installed():
             if self.valid_data is not None and (
                 self._validation_pending or (self.step == 0 and self.cfg.validate_at_start)
             ):
                 self._validate_and_record()
-            for batches in [] if self._done() or self.stopped_by is not None else self._updates():
-                out = self.train_step(batches)
-                if out["skipped"]:
-                    self._record_skip()
-                    if self.stopped_by is not None:
-                        break
-                    continue
-                self._nonfinite_in_a_row = 0
-                window.add(out["loss_sum"], out["tokens"])
-                bar.update(1)
-                if (estimate := pace.after_update(self.step)) is not None:
-                    log.info(estimate)
-                if self.step % self.cfg.log_interval == 0 or self._done():
-                    last = self._log_window(window, out, bar)
-                epoch_end = self.train_data.epoch_done
-                if self.valid_data is not None and (
-                    _every(self.step, self.cfg.val_interval) or (epoch_end and self.cfg.val_every_epoch)
-                ):
-                    self._validate_and_record(epoch_end)
-                elif _every(self.step, self.cfg.save_interval) or (epoch_end and self.cfg.save_every_epoch):
-                    self.save(epoch_end=epoch_end)
-                if self._done() or self.stopped_by is not None:
-                    break
-                if self.tracker.out_of_patience():
-                    log.info(
-                        "no better validation %s for %d validations: stopping early",
-                        self.cfg.best_metric,
-                        self.cfg.patience,
-                    )
-                    break
+            if not (self._done() or self.stopped_by is not None):
+                with Prefetcher(self._epochs(), self._data_position, self.cfg.prefetch, self.dm.device) as batches:
+                    last = self._train_updates(batches, pace, bar)
             bar.close()
             self._finish()  # inside: a launcher's handler of the stop signal runs after the checkpoint
         return last
 
-    def _record_skip(self) -> None:
-        """Count an update skipped for a NaN/inf loss; too many in a row stop the run."""
-        self.skipped_updates += 1
-        self._nonfinite_in_a_row += 1
-        log.warning(
-            "update %d: loss is NaN or infinite, update skipped (%d in a row, %d in all)",
-            self.step + 1,
-            self._nonfinite_in_a_row,
-            self.skipped_updates,
-        )
-        if self.metrics:
-            self.metrics.write("skip", self.step + 1, in_a_row=self._nonfinite_in_a_row, total=self.skipped_updates)
-        if self._nonfinite_in_a_row >= self.cfg.max_nonfinite_updates:
-            raise TrainingDiverged(
-                f"the loss was NaN or infinite for {self._nonfinite_in_a_row} updates in a row after update "
-                f"{self.step} (trainer.max_nonfinite_updates): lower the peak lr, lengthen the warmup or set "
-                "trainer.clip_norm; the checkpoints hold the last finite state"
-            )
+    def _train_updates(self, batches: Prefetcher[DataPosition], pace: Pace, bar: tqdm) -> dict:
+        """Update after update until max_steps or max_epochs, a stop signal or the end of the
+        patience; the last logged values.
 
-    def _log_window(self, window: LogWindow, out: dict, bar: tqdm) -> dict:
-        loss, tokens_per_s = window.close()
-        record = {"epoch": self.epoch, "loss": loss, "lr": out["lr"], "tokens_per_s": tokens_per_s}
-        if out["grad_norm"] is not None:
-            record["grad_norm"] = float(out["grad_norm"])
+        The host reads the device only at log, validation and checkpoint points. A stop signal
+        stops one process after the update it arrived in (a host flag, checked after every
+        update); the processes of a data-parallel job agree on it at the next log point (one
+        exchange), or at a validation they cut short, so they stop after the same update.
+        """
+        window = LogWindow(self.dm.device, self.dm.all_reduce_sum)
+        last: dict = {}
+        for group in self._updates(batches):
+            out = self.train_step(group)
+            self._unread_skips.append(out["skipped"])
+            window.add(out["loss_sum"], out["nll_sum"], out["tokens"], out["skipped"], out["grad_norm"])
+            bar.update(1)
+            if (estimate := pace.after_update(self.step)) is not None:
+                log.info(estimate)
+            if not self.dm.distributed:
+                self.stopped_by = self.stop.signum
+            if self.step % self.cfg.log_interval == 0 or self._done():
+                last = self._log_window(window, pace, bar)
+                if self.dm.distributed:
+                    (signum,) = self.dm.all_reduce_max([float(self.stop.signum or 0)])
+                    self.stopped_by = int(signum) or None
+            epoch_end = self.position.epoch_done
+            if self.valid_data is not None and (
+                _every(self.step, self.cfg.val_interval) or (epoch_end and self.cfg.val_every_epoch)
+            ):
+                self._validate_and_record(epoch_end)
+            elif _every(self.step, self.cfg.save_interval) or (epoch_end and self.cfg.save_every_epoch):
+                self.save(epoch_end=epoch_end)
+            if self._done() or self.stopped_by is not None:
+                break
+            if self.tracker.out_of_patience():
+                log.info(
+                    "no better validation %s for %d validations: stopping early",
+                    self.cfg.best_metric,
+                    self.cfg.patience,
+                )
+                break
+        return last
+
+    def _read_skips(self) -> None:
+        """Read the skip flags of the updates since the last read (one host read), count, log
+        and record (a "skip" record) each skipped update, and stop the run with
+        :class:`TrainingDiverged` once ``trainer.max_nonfinite_updates`` came in a row."""
+        if not self._unread_skips:
+            return
+        flags = torch.stack(self._unread_skips).tolist()
+        self._unread_skips = []
+        for step, skipped in enumerate(flags, start=self.step - len(flags) + 1):
+            if not skipped:
+                self._nonfinite_in_a_row = 0
+                continue
+            self.skipped_updates += 1
+            self._nonfinite_in_a_row += 1
+            log.warning(
+                "update %d: loss is NaN or infinite, update skipped (%d in a row, %d in all)",
+                step,
+                self._nonfinite_in_a_row,
+                self.skipped_updates,
+            )
+            if self.metrics:
+                self.metrics.write("skip", step, in_a_row=self._nonfinite_in_a_row, total=self.skipped_updates)
+            if self._nonfinite_in_a_row >= self.cfg.max_nonfinite_updates:
+                raise TrainingDiverged(
+                    f"the loss was NaN or infinite for {self._nonfinite_in_a_row} updates in a row after update "
+                    f"{step - self._nonfinite_in_a_row} (trainer.max_nonfinite_updates): lower the peak lr, lengthen "
+                    "the warmup or set trainer.clip_norm; the checkpoints hold the last finite state"
+                )
+
+    def _log_window(self, window: LogWindow, pace: Pace, bar: tqdm) -> dict:
+        """The "train" record and the log line of the updates since the last one, their skips
+        read first."""
+        self._read_skips()
+        record = {"epoch": self.epoch, **window.close(), "lr": self.schedule(self.step)}
+        total = f"/{pace.total}" if pace.total is not None else ""
+        gnorm = f" | gnorm {record['grad_norm']:.3f}" if "grad_norm" in record else ""
+        remaining = pace.remaining(self.step)
+        eta = f" | eta {clock(remaining)}" if remaining is not None else ""
+        log.info(
+            "epoch %03d | update %d%s | loss %.3f | nll %.3f | ppl %.2f | lr %.3e%s | tok/s %.0f | elapsed %s%s",
+            self.epoch,
+            self.step,
+            total,
+            record["loss"],
+            record["nll_loss"],
+            record["ppl"],
+            record["lr"],
+            gnorm,
+            record["tokens_per_s"],
+            clock(pace.elapsed()),
+            eta,
+        )
         bar.set_postfix(
             loss=f"{record['loss']:.3f}",
             lr=f"{record['lr']:.2e}",

@@ -1,4 +1,5 @@
-"""Data pipeline: parallel text corpora, the joint BPE tokenizer, and token-budget batches."""
+"""Data pipeline: parallel text corpora, the joint BPE tokenizer, token-budget batches, and their
+prefetching off the training step's critical path."""
 
 from noamt.data.batching import Batch, EncodedSplit, TokenBudgetBatches, collate, endless_batches, filter_pairs
 from noamt.data.corpus import (
@@ -10,6 +11,7 @@ from noamt.data.corpus import (
     read_lines,
     resolve_data_dir,
 )
+from noamt.data.prefetch import Prefetcher
 from noamt.data.tokenizer import (
     BOS,
     EOS,
@@ -30,6 +32,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "EncodedSplit",
+    "Prefetcher",
     "TokenBudgetBatches",
     "Tokenizer",
     "TokenizerConfig",
