@@ -1,10 +1,13 @@
 """Length buckets (``pad_to_buckets``): bounded batch shapes, padding that changes no loss, and a
 compiled step that meets a bounded number of graphs; ``device.cuda_graphs`` is refused off CUDA."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from noamt import pipeline
 from noamt.data import EncodedSplit, TokenBudgetBatches, collate
 from noamt.data.batching import MAX_BUCKETS
 from noamt.device import DeviceConfig, DeviceManager
@@ -154,3 +157,15 @@ def test_cuda_graphs_are_refused_off_cuda_in_one_line():
         DeviceManager(DeviceConfig(device="cpu", cuda_graphs=True))
     with pytest.raises(ValueError, match="device.cuda_graphs='yes': must be true or false"):
         DeviceConfig(cuda_graphs="yes")
+
+
+def test_trainer_pad_to_buckets_reaches_the_training_batches_and_is_checked_where_declared(small_run, tmp_path):
+    cfg = small_run(max_steps=2, val_interval=0, save_interval=0, validate_at_start=False)
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, pad_to_buckets=[16, 32, 64, 128]))
+    data = pipeline.prepare_data(cfg.data, cfg.tokenizer, cfg.trainer, DeviceManager(DeviceConfig("cpu")))
+    widths = {batch.src.shape[1] for batch in data.train} | {batch.tgt_in.shape[1] for batch in data.valid}
+    assert widths <= {16, 32, 64, 128}
+    with pytest.raises(
+        ValueError, match=r"^trainer.pad_to_buckets=\[16, 32\]: must be null while trainer.pad_to_multiple"
+    ):
+        dataclasses.replace(cfg.trainer, pad_to_buckets=[16, 32], pad_to_multiple=8)

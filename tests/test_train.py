@@ -16,7 +16,7 @@ import torch
 from helpers.runs import train_run as run
 
 from noamt import pipeline, schedules
-from noamt.checkpoint import TRAIN_WEIGHTS, CheckpointState, check_new_run, load_checkpoint
+from noamt.checkpoint import TRAIN_WEIGHTS, CheckpointState, check_new_run, load_checkpoint, save_checkpoint
 from noamt.metrics import read_metrics
 from noamt.optim import SCHEDULE_FREE, OptimConfig
 from noamt.progress import BestTracker, Pace, StopRequest, duration_text
@@ -92,23 +92,24 @@ def test_existing_run_is_not_overwritten_without_resume(small_run, tmp_path, mon
 
 def test_a_checkpoint_holds_exactly_the_keys_checkpoint_state_declares(small_run, tmp_path):
     """What ``Trainer.state_dict`` writes (read back: load_checkpoint removes only the checksum)
-    is CheckpointState's required keys, the run's identity (config and tokenizer), and the optional
+    is CheckpointState's required keys, the run's identity (config, tokenizer, identity), and the optional
     train_weights with schedule-free AdamW only, each value of the type declared."""
     declared = typing.get_type_hints(CheckpointState)
-    assert CheckpointState.__optional_keys__ == {TRAIN_WEIGHTS, "config", "tokenizer"}
+    assert CheckpointState.__optional_keys__ == {TRAIN_WEIGHTS, "config", "tokenizer", "identity"}
     adam = small_run(max_steps=1, val_interval=0, save_interval=0, validate_at_start=False)
     schedule_free = dataclasses.replace(
         adam, optim=OptimConfig(name=SCHEDULE_FREE), schedule=schedules.ConstantConfig(peak_lr=3e-3, warmup_steps=4)
     )
     for name, cfg, optional in (
-        ("adam", adam, {"config", "tokenizer"}),
-        ("schedulefree", schedule_free, {"config", "tokenizer", TRAIN_WEIGHTS}),
+        ("adam", adam, {"config", "tokenizer", "identity"}),
+        ("schedulefree", schedule_free, {"config", "tokenizer", "identity", TRAIN_WEIGHTS}),
     ):
         run(cfg, tmp_path / name)
         state = load_checkpoint(RunDir.at(tmp_path / name).last)
         assert state.keys() == CheckpointState.__required_keys__ | optional, name
         for key, value in state.items():
-            assert isinstance(value, typing.get_origin(declared[key]) or declared[key]), (name, key)
+            kind = typing.get_origin(declared[key]) or declared[key]
+            assert isinstance(value, dict if typing.is_typeddict(kind) else kind), (name, key)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
@@ -410,3 +411,16 @@ def test_a_launchers_handler_of_the_stop_signal_runs_after_the_stop_request():
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+def test_a_resume_whose_best_is_the_initial_model_warns_of_no_missing_checkpoint(small_run, tmp_path, caplog):
+    """Stopped before any validation improved on the one before update 1: the best model is the
+    initialisation, which no checkpoint keeps, and resuming says nothing about checkpoint_best.pt."""
+    run(small_run(max_steps=2, val_interval=100, save_interval=0), tmp_path)
+    folder = RunDir.at(tmp_path)
+    state = load_checkpoint(folder.last)  # made the state of a Ctrl-C at update 2: best still update 0's
+    save_checkpoint({**state, "best_step": 0}, folder.last)
+    folder.best.unlink()
+    with caplog.at_level("WARNING"):
+        run(small_run(max_steps=3, val_interval=100, save_interval=0, resume="auto"), tmp_path)
+    assert "checkpoint_best.pt" not in caplog.text

@@ -116,11 +116,17 @@ def prepare_data(
             seed=trainer_cfg.seed,
             max_sentences=trainer_cfg.max_sentences,
             pad_to_multiple=trainer_cfg.pad_to_multiple,
+            pad_to_buckets=trainer_cfg.pad_to_buckets,
             num_shards=dm.world_size,
             shard_id=dm.rank,
         ),
         valid=TokenBudgetBatches(
-            valid, trainer_cfg.max_tokens, *ids, shuffle=False, pad_to_multiple=trainer_cfg.pad_to_multiple
+            valid,
+            trainer_cfg.max_tokens,
+            *ids,
+            shuffle=False,
+            pad_to_multiple=trainer_cfg.pad_to_multiple,
+            pad_to_buckets=trainer_cfg.pad_to_buckets,
         ),
         valid_references=list(corpus["valid"]["tgt"]),
         tokenized=data_cfg.tokenized,

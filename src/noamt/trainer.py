@@ -41,7 +41,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from noamt.bounds import at_least, at_least_or_none, between, fraction, non_negative, one_of
+from noamt.bounds import at_least, at_least_or_none, between, fraction, non_negative, one_of, require
 from noamt.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -55,6 +55,7 @@ from noamt.checkpoint import (
     save_checkpoint,
 )
 from noamt.data import Batch, Prefetcher, TokenBudgetBatches
+from noamt.data.batching import check_buckets
 from noamt.device import DeviceManager, rng_state, set_rng_state
 from noamt.metrics import DAMAGED_SUFFIX, MetricsWriter, keep_records_until
 from noamt.model import TargetLosses
@@ -109,6 +110,11 @@ class Batching:
     """At most this many sentence pairs per batch (null: no limit)."""
     pad_to_multiple: int = 1
     """Pad batch widths to a multiple of this (8 suits GPUs and device.compile; at most 1024)."""
+    pad_to_buckets: list[int] | None = None
+    """Pad each batch's source and target to the smallest of these increasing widths that holds its
+    longest sequence, e.g. [16, 24, 32, 48, 64] (null: off; at most 64 widths; replaces
+    pad_to_multiple): at most two batch shapes per width, so device.compile and device.cuda_graphs
+    build a bounded number of graphs. A pair longer than the largest width is refused."""
     update_freq: int = 1
     """Batches accumulated into one update."""
 
@@ -117,6 +123,10 @@ class Batching:
         at_least("trainer.max_tokens", self.max_tokens, 1)
         at_least_or_none("trainer.max_sentences", self.max_sentences, 1)
         between("trainer.pad_to_multiple", self.pad_to_multiple, 1, MAX_PAD_MULTIPLE)
+        check_buckets("trainer.pad_to_buckets", self.pad_to_buckets)
+        require("trainer.pad_to_buckets", self.pad_to_buckets,
+                self.pad_to_buckets is None or self.pad_to_multiple == 1,
+                "null while trainer.pad_to_multiple is set")  # fmt: skip
         at_least("trainer.update_freq", self.update_freq, 1)
 
 
@@ -385,9 +395,12 @@ class Trainer:
     def _check_best_checkpoint(self, state: CheckpointState) -> None:
         """checkpoint_best.pt must hold the best validation that the resumed state records: when it
         is missing, damaged, another run's or lags, it is rewritten from the resumed state if that
-        is the best model, and a warning says which validation it cannot restore otherwise."""
+        is the best model, and a warning says which validation it cannot restore otherwise. A best
+        set by the validation before the first update needs no file: that model is the
+        initialisation, which no checkpoint keeps (checkpoint_best.pt appears with the first
+        validation that improves on it)."""
         recorded = state["best"][self.tracker.metric]
-        if not math.isfinite(recorded):
+        if not math.isfinite(recorded) or self.tracker.best_step == 0:
             return
         path = self.run.best
         held, problem = self._held_best(path)
