@@ -193,9 +193,10 @@ def check_new_run(folder: str | os.PathLike, resume: str) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CheckpointState:
     """Read and verify a checkpoint, without running code from it.
 
-    A missing, unreadable or damaged file (its contents do not match their ``sha256``), or one
-    that holds anything but tensors and plain values, is a one-line :class:`CheckpointError`
-    naming it. The checksum entry is removed from the returned state.
+    A missing, unreadable or damaged file (its contents do not match their ``sha256``), one that
+    holds anything but tensors and plain values, or one whose model weights hold NaN or infinite
+    values (a model that cannot be right, whatever its checksum) is a one-line
+    :class:`CheckpointError` naming it. The checksum entry is removed from the returned state.
     """
     path = Path(path)
     if not path.is_file():
@@ -223,6 +224,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} has no {CHECKSUM_KEY} entry, so its contents cannot be verified")
     if content_digest(state) != stored:
         raise CheckpointError(f"{path} is damaged: its contents do not match the checksum written with them")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: 'model' is not a mapping of weight names to tensors")
+    require_finite_weights(state["model"], path, "'model'")  # training never saves a NaN model
     if TRAIN_WEIGHTS in state:
         _check_train_weights(path, state)
     return cast(CheckpointState, state)  # what save_checkpoint wrote, as its checksum shows
