@@ -454,7 +454,7 @@ def test_compare_input_errors_name_their_file_or_option(trained, toy_data_dir, t
     command[command.index("--seeds") + 1] = "0,-1"
     seeds = subprocess.run(command, env=env, capture_output=True, text=True)
     assert seeds.returncode == 2
-    assert last_line(seeds).endswith("argument --seeds: '0,-1': '-1' is not a seed (a non-negative integer)")
+    assert last_line(seeds).endswith("argument --seeds: -1: must be at least 0")
     run_dir = tmp_path / "c" / "runs" / "noam-seed1"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text("trainer: !!python/object/apply:os.system ['touch /tmp/x']\n")

@@ -424,3 +424,17 @@ def test_a_resume_whose_best_is_the_initial_model_warns_of_no_missing_checkpoint
     with caplog.at_level("WARNING"):
         run(small_run(max_steps=3, val_interval=100, save_interval=0, resume="auto"), tmp_path)
     assert "checkpoint_best.pt" not in caplog.text
+
+
+def test_the_same_signal_delivered_twice_at_once_is_one_stop_request_and_a_later_one_gives_up():
+    """Linux sends the parent-death signal once per thread of the child (the batch-building
+    thread makes two): a repeat within REPEAT_WINDOW_S is the same request; a later one gives up."""
+    stop = StopRequest()
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+        time.sleep(0.3)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler runs at the next bytecode boundary

@@ -173,6 +173,9 @@ STOP_SIGNALS = tuple(
 )  # Ctrl-C, a kill or a scheduler's stop, and SLURM's warning before a time limit (--signal=USR2@90)
 
 
+REPEAT_WINDOW_S = 0.2  # the same signal again within this is one delivery, not a second request
+
+
 class StopRequested(Exception):
     """A stop signal arrived during a validation, which :meth:`StopRequest.watch` cut short."""
 
@@ -190,11 +193,15 @@ class StopRequest:
 
     def __init__(self):
         self.signum: int | None = None
+        self._received_at = 0.0
 
     def _handle(self, signum, frame):
-        if self.signum is not None:  # second signal: give up at once
-            raise KeyboardInterrupt
-        self.signum = signum
+        now = time.monotonic()
+        if self.signum is not None:
+            if signum == self.signum and now - self._received_at < REPEAT_WINDOW_S:
+                return  # the same delivery again: Linux sends the parent-death signal once per thread
+            raise KeyboardInterrupt  # a second signal: give up at once
+        self.signum, self._received_at = signum, now
         log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
 
     def watch(self, items: Iterable[T]) -> Iterator[T]:
