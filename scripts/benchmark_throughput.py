@@ -15,7 +15,8 @@ peak memory, the warm-up's seconds (where ``device.compile`` / ``device.cuda_gra
 and record) and the batch shapes the timed updates met. On CUDA the first updates pay for new
 shapes and allocator growth: the defaults warm up for 50 updates and time 100.
 ``--pad-to-buckets`` pads the training batches to length buckets (TokenBudgetBatches'
-``pad_to_buckets``), which bounds the shapes a compiled step meets.
+``pad_to_buckets``), which bounds the shapes a compiled step meets. ``--contention N`` runs N
+busy processes (noamt_study.contention) beside the warm-up and the timed updates: a shared machine.
 
 FLOPs per update are counted as 6 * (parameters touched per token) * tokens, split into the
 encoder (source tokens), the decoder (target tokens) and the output projection (target tokens),
@@ -36,12 +37,13 @@ import torch
 from hydra import compose, initialize_config_module
 
 from noamt import pipeline
-from noamt.bounds import comma_separated, non_negative_int, positive_int
+from noamt.bounds import comma_separated, int_type, non_negative_int, positive_int
 from noamt.cli.config import register_configs, to_train_config
 from noamt.data import TokenBudgetBatches, endless_batches
 from noamt.device import DeviceManager
 from noamt.optim import build_optimizer
 from noamt.trainer import Trainer
+from noamt_study.contention import MAX_BUSY_PROCESSES, busy_processes
 
 
 def matmul_flops(model_cfg, batch) -> float:
@@ -106,6 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
         type=comma_separated(positive_int),
         help="pad training batches to these widths, e.g. 16,24,32,48,64 (each pair must fit the largest)",
     )
+    parser.add_argument(
+        "--contention",
+        type=int_type(0, MAX_BUSY_PROCESSES),
+        default=0,
+        help="busy processes, one core each, running beside the timed updates (default 0: a quiet machine)",
+    )
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args(argv)
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         pad_to_buckets=args.pad_to_buckets)  # fmt: skip
     model = pipeline.build_model(cfg.model, data.tokenizer).to(dm.device)
     vocab = data.tokenizer.vocab_size
-    with tempfile.TemporaryDirectory() as run_dir:
+    with busy_processes(args.contention), tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(
             cfg.trainer,
             model,
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         for _ in range(warmup):
             trainer.train_step([next(batches)])
+            dm.adapt_threads()
         sync()
         warmup_seconds = time.perf_counter() - start
         tokens = all_tokens = flops = 0
@@ -154,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
             trainer.train_step([batch])
             sync()
             times.append(time.perf_counter() - start)
+            dm.adapt_threads()  # as Trainer.train does after every update
             body, real_tgt = matmul_flops(cfg.model, batch)
             flops += body + 3 * 2 * real_tgt * cfg.model.d_model * vocab
             tokens += real_tgt
@@ -168,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "model": cfg.model.name,
         "device": dm.describe(),
+        "contention": args.contention,
         "compile": cfg.device.compile,
         "cuda_graphs": cfg.device.cuda_graphs,
         "pad_to_buckets": args.pad_to_buckets,

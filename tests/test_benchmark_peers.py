@@ -51,7 +51,7 @@ def test_pre_norm_has_no_marian_twin():
         marian_model(ModelConfig(pre_norm=True), 100, 0, 1, 2)
 
 
-def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(toy_data_dir, tmp_path):
+def test_the_peer_benchmark_alternates_rounds_on_the_same_batches_beside_a_busy_process(toy_data_dir, tmp_path):
     overrides = [
         f"data.dir={toy_data_dir}",
         "data.max_train_examples=60",
@@ -76,6 +76,10 @@ def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(toy_data_dir, 
         "5",
         "--beam",
         "2",
+        "--contention",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
         "--json",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -91,3 +95,9 @@ def test_the_peer_benchmark_alternates_rounds_on_the_same_batches(toy_data_dir, 
     decoding = result["decoding"]
     assert decoding["sentences"] == 10 and decoding["length"] == 5 and len(decoding["rounds"]) == 2
     assert all(r["noamt_sent_s"] > 0 and r["marian_sent_s"] > 0 for r in decoding["rounds"])
+    assert result["contention"] == 1 and "--contention 1" in result["command"]
+    # device.num_threads=1 fixes noamt's count and, without --marian-threads, Marian's
+    assert all(r["noamt_threads"] == r["marian_threads"] == 1 for r in result["rounds"] + decoding["rounds"])
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == result
+    output = (tmp_path / "out" / "output.txt").read_text()
+    assert "1 busy process beside it" in output and f"median ratio noamt / Marian: {result['median_ratio']}" in output

@@ -279,7 +279,7 @@ BOUNDS = [  # (the key as written on the command line, a value it refuses, what 
     ("model.activation_dropout", NAN, "in [0, 1)"),
     ("device.device", "tpu", "auto, cpu, cuda, cuda:N or mps"),
     ("device.precision", "fp8", "one of fp32, bf16, fp16"),
-    ("device.num_threads", -1, "at least 0 (0 keeps torch's default)"),
+    ("device.num_threads", -1, "at least 0 (0: one per free core)"),
     ("device.compile_mode", "fast", "one of default, reduce-overhead, max-autotune"),
     ("decoding.beam_size", 0, "at least 1"),
     ("decoding.length_penalty", NAN, "in [-10, 10]"),

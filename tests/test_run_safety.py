@@ -388,7 +388,7 @@ def test_another_runs_tokenizer_is_refused_on_resume(run_copy, toy_data_dir, tmp
 def test_negative_num_threads_names_the_key(toy_data_dir, tmp_path):
     result = train(tmp_path, toy_data_dir, "trainer.max_steps=1", "device.num_threads=-1")
     assert result.returncode == 1
-    assert last_line(result) == "noamt-train: device.num_threads=-1: must be at least 0 (0 keeps torch's default)"
+    assert last_line(result) == "noamt-train: device.num_threads=-1: must be at least 0 (0: one per free core)"
 
 
 def test_damaged_metrics_lines_are_set_aside_on_resume_not_deleted(run_copy, toy_data_dir, tmp_path):

@@ -3,7 +3,8 @@
 It picks the device (CUDA, then Apple MPS, then CPU for ``auto``), joins the process group of a
 job launched by ``torchrun`` or by SLURM's ``srun`` (``DistributedEnv``), seeds every random
 number generator, sets the CPU thread count, and hands out the autocast context, the gradient
-scaler and the DDP / ``torch.compile`` wrapping.
+scaler and the DDP / ``torch.compile`` wrapping. On a CPU without ``device.num_threads`` it fits
+the thread pool to the cores other processes leave free (:mod:`noamt.cpu_threads`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from noamt.bounds import at_least, at_most, one_of, require
+from noamt.cpu_threads import FreeCoreThreads
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ class DeviceConfig:
     precision: str = "fp32"
     """fp32, bf16 or fp16 (autocast on CUDA)."""
     num_threads: int = 0
-    """CPU threads for torch (0: torch's default, one per core; at most 1024)."""
+    """CPU threads for torch: 0 (default) one per core that other processes leave free, measured
+    again as the run goes (noamt.cpu_threads; on Linux, else torch's default); N: exactly N, at
+    most 1024 (runs repeat bit for bit only at a fixed count)."""
     compile: bool = False
     """torch.compile the model."""
     compile_mode: str = "default"
@@ -66,7 +70,7 @@ class DeviceConfig:
         named = isinstance(self.device, str) and DEVICE_NAME.fullmatch(self.device) is not None
         require("device.device", self.device, named, "auto, cpu, cuda, cuda:N or mps")
         one_of("device.precision", self.precision, PRECISIONS)
-        at_least("device.num_threads", self.num_threads, 0, " (0 keeps torch's default)")
+        at_least("device.num_threads", self.num_threads, 0, " (0: one per free core)")
         at_most("device.num_threads", self.num_threads, MAX_THREADS)
         one_of("device.compile_mode", self.compile_mode, COMPILE_MODES)
         for key in ("compile", "cuda_graphs", "tf32", "deterministic"):
@@ -240,8 +244,11 @@ class DeviceManager:
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
             torch.backends.cudnn.allow_tf32 = cfg.tf32
+        self.threads: FreeCoreThreads | None = None  # sizes the CPU thread pool where no count is set
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
+        elif self.device.type == "cpu":
+            self.threads = FreeCoreThreads()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         if self.distributed and not dist.is_initialized():
@@ -260,6 +267,12 @@ class DeviceManager:
                 cfg.precision,
             )
             self.dtype = torch.float32
+
+    def adapt_threads(self) -> None:
+        """Fit the CPU thread pool to the free cores, when due (``device.num_threads=0`` on a CPU);
+        cheap enough to call after every update or batch."""
+        if self.threads is not None:
+            self.threads.adapt()
 
     @property
     def distributed(self) -> bool:

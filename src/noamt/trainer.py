@@ -697,6 +697,7 @@ class Trainer:
         last: dict = {}
         for group in self._updates(batches):
             out = self.train_step(group)
+            self.dm.adapt_threads()
             self._unread_skips.append(out["skipped"])
             window.add(out["loss_sum"], out["nll_sum"], out["tokens"], out["skipped"], out["grad_norm"])
             bar.update(1)

@@ -27,6 +27,7 @@ class NoamtEngine:
     loaded: LoadedModels | None = None  # the checkpoints the model was read from; None for a model in memory
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # device.precision's
     compute_type = None  # device.precision applies
+    between_batches: Callable[[], object] = lambda: None  # the device's thread fitting (DeviceManager.adapt_threads)
 
     def translate(
         self,
@@ -37,9 +38,15 @@ class NoamtEngine:
         on_batch: Callable[[int], object] | None = None,
     ) -> list[str]:
         """One translation per text, in input order (:func:`noamt.decoding.translate_texts`)."""
+
+        def after_batch(n: int) -> None:
+            self.between_batches()
+            if on_batch is not None:
+                on_batch(n)
+
         with self.autocast():
             return translate_texts(self.model, self.tokenizer, texts, decoding, max_tokens=max_tokens,
-                                   on_batch=on_batch)  # fmt: skip
+                                   on_batch=after_batch)  # fmt: skip
 
 
 def open_noamt_engine(paths: Sequence[str | os.PathLike], device: DeviceConfig, compute_type: str) -> NoamtEngine:
@@ -49,4 +56,4 @@ def open_noamt_engine(paths: Sequence[str | os.PathLike], device: DeviceConfig, 
     loaded = load_models(paths, dm.device)
     for member in loaded.members:
         log.info("model: %s (step %s) on %s", member.path, member.step, dm.describe())
-    return NoamtEngine(loaded.model, loaded.tokenizer, loaded, dm.autocast)
+    return NoamtEngine(loaded.model, loaded.tokenizer, loaded, dm.autocast, dm.adapt_threads)
