@@ -97,7 +97,7 @@ TESTS=()
 for file in tests/test_host_syncs.py tests/test_decoding.py tests/test_device.py tests/test_data_batching.py; do
     [[ -f $file ]] && TESTS+=("$file")
 done
-step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider "${TESTS[@]}"
+step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts=-rs "${TESTS[@]}"  # one process: xdist may be absent there
 
 throughput tiny_eager 90 tiny "$TINY_TOKENS"
 if ((SMOKE)); then

@@ -6,6 +6,7 @@ that need the real Multi30k use ``multi30k_dir``: $NOAMT_DATA_DIR, by default th
 """
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,15 @@ from noamt.data import read_lines
 from noamt.data.corpus import fetched_data_dir
 
 os.environ.setdefault("NOAMT_DATA_DIR", str(fetched_data_dir("multi30k")))
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # started in the background by a shell (`pytest &`), which ignores SIGINT for its children: the
+    # commands the tests interrupt with SIGINT would inherit that and never see their Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    # pytest -n N: each worker its share of the cores, not every worker a thread per core
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
