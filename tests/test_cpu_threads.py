@@ -10,7 +10,9 @@ import torch
 from helpers.runs import train_run
 
 from noamt.cpu_threads import FIRST_CHECK_S, MARGIN, FreeCoreThreads, available_cores, busy_seconds, threads_for
+from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig, DeviceManager
+from noamt.engines.noamt import open_noamt_engine
 from noamt_study.contention import busy_processes
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat (Linux only)")
@@ -125,3 +127,16 @@ def test_training_beside_busy_processes_gives_up_the_taken_cores(small_run, tmp_
         train_run(cfg, tmp_path / "run")
     assert f"cpu threads {len(cores)} -> 1: other processes keep" in caplog.text
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.slow
+def test_the_noamt_engine_fits_the_pool_between_batches(toy_model, toy_sources):
+    """noamt-translate and noamt-evaluate decode with the device's fitting called after each batch."""
+    engine = open_noamt_engine([toy_model], DeviceConfig(device="cpu"), "default")
+    assert engine.between_batches.__self__.threads is not None or not os.path.exists("/proc/stat")
+    calls: list[int] = []
+    engine.between_batches = lambda: calls.append(1)
+    sentences = toy_sources[:12]
+    outputs = engine.translate(sentences, DecodingConfig(beam_size=2), max_tokens=40)
+    assert len(outputs) == len(sentences)
+    assert len(calls) >= 3  # 12 sentences in batches of at most 40 source tokens
