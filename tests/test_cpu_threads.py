@@ -1,5 +1,6 @@
 """noamt.cpu_threads: torch's thread pool follows the cores that other processes leave free."""
 
+import dataclasses
 import logging
 import os
 import sys
@@ -123,6 +124,7 @@ def test_training_beside_busy_processes_gives_up_the_taken_cores(small_run, tmp_
         pytest.skip("needs two cores")
     torch.set_num_threads(len(cores))
     cfg = small_run(max_steps=60, val_interval=1000, save_interval=1000)  # a few seconds beside the busy ones
+    cfg = dataclasses.replace(cfg, device=DeviceConfig(device="cpu"))  # the default count: fitted
     with busy_processes(len(cores)), caplog.at_level(logging.INFO, logger="noamt.cpu_threads"):
         train_run(cfg, tmp_path / "run")
     assert f"cpu threads {len(cores)} -> 1: other processes keep" in caplog.text

@@ -42,7 +42,7 @@ def tiny_trainer(run_dir: Path, device: str = "cpu", optimizer: str = "adam", **
         clip_norm=1.0,
     )
     cfg = TrainerConfig(**(values | settings))
-    dm = DeviceManager(DeviceConfig(device=device))
+    dm = DeviceManager(DeviceConfig(device=device, num_threads=1))  # a fixed count: runs compared bit for bit
     dm.seed(cfg.seed)
     model_cfg = ModelConfig(
         name="test", encoder_layers=1, decoder_layers=1, d_model=16, n_heads=2, d_ff=32, max_positions=32
