@@ -5,8 +5,8 @@ last thread (an OpenMP barrier). When another process keeps one of the cores bus
 threads is often descheduled for a whole time slice, and every parallel region of a training
 step pays for it: the small model's 2-thread step runs about 2.8 times slower beside one busy
 process on a 2-core machine, while a 1-thread step runs at its quiet speed
-(docs/results/cpu_contention/). So, unless ``device.num_threads`` fixes the count, the thread
-pool follows the cores the others leave free, measured over the last interval Δt:
+(docs/results/cpu_contention_diagnosis/). So, unless ``device.num_threads`` fixes the count,
+the thread pool follows the cores the others leave free, measured over the last interval Δt:
 
     others  = ((Δ busy time of the cores this process may run on) - (Δ CPU time of this process)) / Δt
     threads = max(1, cores - max(0, ceil(others - MARGIN)))
