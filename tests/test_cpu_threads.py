@@ -10,7 +10,15 @@ import pytest
 import torch
 from helpers.runs import train_run
 
-from noamt.cpu_threads import FIRST_CHECK_S, MARGIN, FreeCoreThreads, available_cores, busy_seconds, threads_for
+from noamt.cpu_threads import (
+    FIRST_CHECK_S,
+    MARGIN,
+    FreeCoreThreads,
+    available_cores,
+    busy_seconds,
+    cpu_quota,
+    threads_for,
+)
 from noamt.decoding import DecodingConfig
 from noamt.device import DeviceConfig, DeviceManager
 from noamt.engines.noamt import open_noamt_engine
@@ -76,7 +84,7 @@ def test_the_pool_follows_the_cores_the_others_use(tmp_path):
     stat, clocks = tmp_path / "stat", Clocks()
     busy = dict.fromkeys(cores, 0)
     stat.write_text(stat_text(busy))
-    threads = FreeCoreThreads(stat, clock=lambda: clocks.wall, own_cpu=lambda: clocks.cpu)
+    threads = FreeCoreThreads(stat, clock=lambda: clocks.wall, own_cpu=lambda: clocks.cpu, cgroup=tmp_path)
     torch.set_num_threads(len(cores))
 
     def elapse(seconds: float, machine_busy_cores: float, own_cores: float) -> int:
@@ -94,6 +102,38 @@ def test_the_pool_follows_the_cores_the_others_use(tmp_path):
     assert elapse(5.0, 0.0, 0.0) == len(cores) - 1  # the next check waits for CHECK_INTERVAL_S
     assert elapse(5.0, 1.0, 1.0) == len(cores)  # it has gone (over both intervals): every core again
     assert threads.others == pytest.approx(0.0, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2: docker --cpus=2
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores: two threads, one of them part-time
+        ({"cpu.max": "max 100000\n"}, None),  # no quota
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),
+        ({}, None),  # no cgroup files
+    ],
+)
+def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, cores):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == cores
+
+
+def test_the_cpu_quota_caps_the_pool(tmp_path):
+    cores = available_cores()
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # one core's worth of time
+    stat, clocks = tmp_path / "stat", Clocks()
+    stat.write_text(stat_text(dict.fromkeys(cores, 0)))
+    threads = FreeCoreThreads(stat, clock=lambda: clocks.wall, own_cpu=lambda: clocks.cpu, cgroup=tmp_path)
+    torch.set_num_threads(len(cores))
+    clocks.wall += FIRST_CHECK_S
+    assert threads.adapt() == 1 and threads.others == 0.0  # a quiet machine, but a quota of one core
 
 
 @linux

@@ -13,8 +13,10 @@ the thread pool follows the cores the others leave free, measured over the last 
 
 with busy time from ``/proc/stat`` (user, nice, system, irq, softirq and steal: time the core
 was not ours to take) and ``cores`` the CPUs of ``os.sched_getaffinity``. A core counts as free
-while the others use less than MARGIN of it. Off Linux (no ``/proc/stat``) the count stays
-torch's default.
+while the others use less than MARGIN of it. A container's CPU quota (cgroup v2 ``cpu.max``, v1
+``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``) caps the count at ceil(quota / period), which
+torch's default of one thread per core of the host ignores. Off Linux (no ``/proc/stat``) the
+count stays torch's default.
 
 Changing the count changes how sums are split between threads, so results agree bit for bit
 only between runs at the same count: runs that must repeat exactly set ``device.num_threads``.
@@ -35,6 +37,7 @@ import torch
 log = logging.getLogger(__name__)
 
 PROC_STAT = Path("/proc/stat")
+CGROUP = Path("/sys/fs/cgroup")
 MARGIN = 0.3
 """The share of a core the other processes may use while it still counts as free."""
 CHECK_INTERVAL_S = 10.0
@@ -67,6 +70,22 @@ def busy_seconds(cores: list[int], stat: Path = PROC_STAT) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_quota(cgroup: Path = CGROUP) -> int | None:
+    """The cores a container's CPU quota allows, rounded up; None without a quota (or a cgroup)."""
+    try:
+        v2 = cgroup / "cpu.max"
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+        else:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1") or int(period) <= 0:
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
 def threads_for(others: float, cores: int) -> int:
     """Threads to use when the other processes keep ``others`` cores busy (see the module)."""
     return max(1, cores - max(0, math.ceil(others - MARGIN)))
@@ -87,11 +106,13 @@ class FreeCoreThreads:
         stat: Path = PROC_STAT,
         clock: Callable[[], float] = time.monotonic,
         own_cpu: Callable[[], float] = time.process_time,
+        cgroup: Path = CGROUP,
     ):
-        """``stat``, ``clock`` (wall seconds) and ``own_cpu`` (this process's CPU seconds) are
-        where the measurements come from."""
+        """``stat``, ``clock`` (wall seconds), ``own_cpu`` (this process's CPU seconds) and
+        ``cgroup`` (the CPU quota) are where the measurements come from."""
         self.stat, self.clock, self.own_cpu = stat, clock, own_cpu
         self.cores = available_cores()
+        self.quota = cpu_quota(cgroup)
         self.last = self._sample()
         self.interval = FIRST_CHECK_S
         self.others: float | None = None  # cores the others kept busy over the last interval
@@ -121,13 +142,17 @@ class FreeCoreThreads:
         self.others = max(0.0, (now.busy - self.last.busy) - (now.own - self.last.own)) / wall
         self.last, self.interval = now, CHECK_INTERVAL_S
         threads = threads_for(self.others, len(self.cores))
+        if self.quota is not None:
+            threads = min(threads, self.quota)
         if threads != torch.get_num_threads():
+            quota = f", the CPU quota allows {self.quota}" if self.quota is not None else ""
             log.info(
-                "cpu threads %d -> %d: other processes keep %.1f of %d cores busy",
+                "cpu threads %d -> %d: other processes keep %.1f of %d cores busy%s",
                 torch.get_num_threads(),
                 threads,
                 self.others,
                 len(self.cores),
+                quota,
             )
             torch.set_num_threads(threads)
         return threads
