@@ -107,6 +107,49 @@ def test_smoke_profile_trains_evaluates_and_writes_the_report(smoke):
     assert "## Convergence" in report and "Every verdict here is about a budget of 6 updates" in report
 
 
+def test_each_run_is_evaluated_as_soon_as_its_training_finishes(smoke):
+    """Every run was scored beside the trainings that were still going: the pass after the
+    trainings (whose labels read "run i/n") found nothing left to evaluate."""
+    _, _, _, result = smoke
+    for name in ("noam-seed1", "cosine-seed1", "noam-seed2", "cosine-seed2"):
+        assert f"[compare] evaluating {name} on valid, {', '.join(TEST_SPLITS)}" in result.stderr
+    assert "evaluating run " not in result.stderr and "failed" not in result.stderr
+
+
+def test_a_run_whose_checkpoints_are_gone_before_its_evaluation_is_trained_again(smoke, tmp_path):
+    """noam-seed1 kept as records without its checkpoints or scores is trained again from scratch
+    and repeats its first training record for record; noam-seed2, kept with its scores, is not."""
+    out, cache, data, _ = smoke
+    for name, kept in (("noam-seed1", [".hydra", "tokenizer.json", "metrics.jsonl"]), ("noam-seed2", None)):
+        target = tmp_path / "bench" / "runs" / name
+        shutil.copytree(out / "runs" / name, target, ignore=shutil.ignore_patterns("checkpoints"))
+        if kept is not None:
+            shutil.rmtree(target / "eval")
+    first_records = (out / "runs" / "noam-seed1" / "metrics.jsonl").read_text()
+    args = ("--schedules", "noam", "--seeds", "1,2")
+    planned = compare(tmp_path / "bench", *args, "--dry-run", cache=cache, data_dir=data)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "noam-seed1: no checkpoint to score valid, test_2016_flickr" in planned.stderr
+    assert "it would be trained again" in planned.stderr and "noam-seed2: no checkpoint" not in planned.stderr
+    assert not (tmp_path / "bench" / "runs" / "noam-seed1" / "first_training").exists()
+
+    result = compare(tmp_path / "bench", *args, cache=cache, data_dir=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 runs, 1 finished (skipped), 1 to train (0 resumed)" in result.stderr
+    run_dir = tmp_path / "bench" / "runs" / "noam-seed1"
+    assert (run_dir / "first_training" / "metrics.jsonl").read_text() == first_records
+    retraining = json.loads((run_dir / "retraining.json").read_text())
+    assert retraining["identical"] is True and retraining["records_compared"] > 2
+    assert f"all {retraining['records_compared']} training and validation records equal" in result.stderr
+    scored = json.loads((run_dir / "eval" / "results.json").read_text())
+    original = json.loads((out / "runs" / "noam-seed1" / "eval" / "results.json").read_text())
+    assert scored["splits"] == original["splits"]  # the same model as the first training's
+    assert not (tmp_path / "bench" / "runs" / "noam-seed2" / "first_training").exists()
+    report = (tmp_path / "bench" / "report.md").read_text()
+    assert "noam-seed1/eval/results.json) (trained again: the same records)" in report
+    assert "noam-seed2/eval/results.json) (trained again" not in report
+
+
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
     out, _, _, _ = smoke
     multirun = (out / "runs" / "multirun.yaml").read_text()

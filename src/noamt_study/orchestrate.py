@@ -30,7 +30,7 @@ from noamt.evaluation import EvaluateConfig, evaluate_checkpoint
 from noamt.metrics import read_metrics
 from noamt.run_dir import LAST, RunDir
 from noamt.run_lock import run_holder
-from noamt_study import collect
+from noamt_study import collect, retrain
 from noamt_study.collect import CompareError, RunState
 from noamt_study.plan import Job, Study, grid_extension, multirun_command, schedule_of
 from noamt_study.plots import PEAK_PLOT, plot_peak_sensitivity
@@ -99,7 +99,10 @@ class Progress:
             return "ETA after the first updates"
         return f"ETA {format_duration(left * (time.monotonic() - self.start) / done)}"
 
-    def poll(self) -> None:
+    def poll(self) -> list[str]:
+        """Print the runs that started or ended since the last poll; returns those whose training
+        finished (not interrupted) in the meantime."""
+        finished = []
         for run in self.runs:
             if run.ended or not run.metrics.is_file():
                 continue
@@ -116,6 +119,9 @@ class Progress:
                 run.ended = True
                 how = "interrupted" if records[-1].get("interrupted") else "finished"
                 self.say(run, f"{how} at update {records[-1]['step']}")
+                if how == "finished":
+                    finished.append(run.name)
+        return finished
 
     def say(self, run: Tracked, text: str) -> None:
         elapsed = format_duration(time.monotonic() - self.start)
@@ -136,29 +142,42 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def train(commands: list[list[str]], progress: Progress, deadline: float | None = None) -> tuple[int, bool]:
+def train(
+    commands: list[list[str]],
+    progress: Progress,
+    deadline: float | None = None,
+    evaluation_of: Callable[[str], Evaluation | None] | None = None,
+) -> tuple[int, bool]:
     """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
-    (the runs save), and sent to them at ``deadline`` (time.monotonic()). Returns the first
-    non-zero exit status, else 0, and whether the deadline stopped them."""
+    (the runs save), and sent to them at ``deadline`` (time.monotonic()). With ``evaluation_of``
+    (a run's name -> its pending evaluation, or None), each run is evaluated as soon as its
+    training finishes, beside the trainings (:class:`EvaluationsBeside`). Returns the first
+    non-zero exit status of a training, else 0, and whether the deadline stopped them."""
     procs = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
+    beside = EvaluationsBeside()
 
     def terminate(signum=None, frame=None) -> None:
         for proc in procs:
             proc.terminate()
+        beside.stop()
 
     timed_out = False
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        while any(proc.poll() is None for proc in procs):
-            progress.poll()
+        while any(proc.poll() is None for proc in procs) or beside.busy():
+            for name in progress.poll():
+                if evaluation_of is not None and (evaluation := evaluation_of(name)) is not None:
+                    beside.add(evaluation)
+            beside.step()
             if deadline is not None and not timed_out and time.monotonic() >= deadline:
                 print("[compare] time limit reached: stopping the runs (each saves a checkpoint)", file=sys.stderr)
                 timed_out = True
                 terminate()
             time.sleep(1.0)
-    except KeyboardInterrupt:  # the runs got the same SIGINT and save their checkpoints
+    except KeyboardInterrupt:  # the runs and the evaluation got the same SIGINT; the runs save their checkpoints
         for proc in procs:
             proc.wait()
+        beside.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
     progress.poll()
@@ -176,6 +195,18 @@ class Evaluation:
     splits: list[str]
 
 
+def pending_evaluation(
+    label: str, cfg: dict, run_dir: Path, beam_size: int, test_sets: bool = True
+) -> Evaluation | None:
+    """The evaluation the run still needs: checkpoint_last.pt scored on valid and (with
+    ``test_sets``) the test splits, unless its eval/results.json already holds that."""
+    splits = ["valid", *(cfg["data"]["test_splits"] if test_sets else [])]
+    step = collect.run_state(run_dir, cfg["trainer"]["max_steps"]).step
+    if collect.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
+        return None
+    return Evaluation(label, run_dir, beam_size, cfg["device"], splits)
+
+
 def evaluate_runs(
     jobs: Sequence[Job],
     configs: dict[str, dict],
@@ -188,13 +219,15 @@ def evaluate_runs(
     """Score each run's checkpoint_last.pt on valid and (with ``test_sets``) the test splits (kept
     if already done), ``processes`` runs at a time. Returns False if ``deadline``
     (time.monotonic()) passed before every run was scored."""
-    todo = []
-    for i, job in enumerate(jobs, 1):
-        cfg, run_dir = configs[job.name], runs_dir / job.name
-        splits = ["valid", *(cfg["data"]["test_splits"] if test_sets else [])]
-        step = collect.run_state(run_dir, cfg["trainer"]["max_steps"]).step
-        if not collect.current_evaluation(run_dir, step, {"beam_size": beam_size}, splits):
-            todo.append(Evaluation(f"run {i}/{len(jobs)} {job.name}", run_dir, beam_size, cfg["device"], splits))
+    todo = [
+        evaluation
+        for i, job in enumerate(jobs, 1)
+        if (
+            evaluation := pending_evaluation(
+                f"run {i}/{len(jobs)} {job.name}", configs[job.name], runs_dir / job.name, beam_size, test_sets
+            )
+        )
+    ]
     if processes == 1 or len(todo) < 2:
         return all(evaluate_run(e, deadline, progress=True) for e in todo)
     spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked process
@@ -220,6 +253,62 @@ def evaluate_run(evaluation: Evaluation, deadline: float | None, progress: bool)
         )
     )
     return True
+
+
+def evaluate_beside(evaluation: Evaluation) -> None:
+    """The body of an evaluation process started by :class:`EvaluationsBeside`."""
+    die_with_parent()
+    evaluate_run(evaluation, None, progress=False)
+
+
+class EvaluationsBeside:
+    """Runs evaluated one at a time in a spawned process while other runs still train, each as
+    soon as its training has finished: its scores then exist before its checkpoints could be
+    lost (a study that goes on on another machine has its records and scores, not its
+    checkpoints). An evaluation that fails is reported and done again after the trainings."""
+
+    def __init__(self) -> None:
+        self.queue: list[Evaluation] = []
+        self.current: multiprocessing.process.BaseProcess | None = None
+        self.current_label = ""
+        self.stopped = False
+
+    def add(self, evaluation: Evaluation) -> None:
+        if not self.stopped:
+            self.queue.append(evaluation)
+
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.queue)
+
+    def step(self) -> None:
+        """Reap the evaluation that ended, start the next one."""
+        if self.current is not None:
+            if self.current.is_alive():
+                return
+            if self.current.exitcode:
+                print(
+                    f"[compare] evaluating {self.current_label} failed (exit status {self.current.exitcode}): "
+                    "it is evaluated again after the trainings",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.current = None
+        if self.queue and not self.stopped:
+            evaluation = self.queue.pop(0)
+            self.current_label = evaluation.label
+            spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked process
+            self.current = spawn.Process(target=evaluate_beside, args=(evaluation,), daemon=True)
+            self.current.start()
+
+    def stop(self) -> None:
+        """Drop the queue and stop the running evaluation (its folder keeps its previous scores)."""
+        self.stopped = True
+        self.queue.clear()
+        if self.current is not None:
+            if self.current.is_alive():
+                self.current.terminate()
+            self.current.join()
+            self.current = None
 
 
 def write_outputs(
@@ -279,10 +368,21 @@ def write_outputs(
     return paths, conclusions + verdict(comparisons)
 
 
-def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], config_dir: Path, how: Execution) -> int:
-    """Train the jobs that are not finished, as ``how.processes`` multiruns; returns 0 when all
-    are finished, else the exit status of the command (the dry run prints the plan and returns 0)."""
+def train_pending(
+    study: Study,
+    jobs: Sequence[Job],
+    configs: dict[str, dict],
+    config_dir: Path,
+    how: Execution,
+    test_sets: bool = True,
+) -> int:
+    """Train the jobs that are not finished, as ``how.processes`` multiruns, each evaluated on
+    valid and (with ``test_sets``) the test splits as soon as it finishes; a finished run that
+    still needs that evaluation but whose checkpoints are gone is trained again
+    (:mod:`noamt_study.retrain`). Returns 0 when all are finished, else the exit status of the
+    command (the dry run prints the plan and returns 0)."""
     runs_dir = study.out / "runs"
+    set_aside_lost(jobs, configs, runs_dir, study.beam_size, test_sets, how.dry_run)
     states = collect.check_runs(jobs, configs, runs_dir)
     pending = [job for job in jobs if states[job.name].status != "finished"]
     busy = [f"{job.name} ({holder})" for job in pending if (holder := run_holder(runs_dir / job.name))]
@@ -303,7 +403,11 @@ def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], c
         return 0
     if not pending:
         return 0
-    code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), how.deadline)
+
+    def evaluation_of(name: str) -> Evaluation | None:
+        return pending_evaluation(name, configs[name], runs_dir / name, study.beam_size, test_sets)
+
+    code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), how.deadline, evaluation_of)
     if timed_out:
         print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
@@ -316,7 +420,31 @@ def train_pending(study: Study, jobs: Sequence[Job], configs: dict[str, dict], c
     unfinished = [name for name, state in states.items() if state.status != "finished"]
     if unfinished:
         raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
+    for run_dir in retrain.retrained([runs_dir / job.name for job in pending]):
+        print(retrain.describe(run_dir, retrain.record_retraining(run_dir)), file=sys.stderr)
     return 0
+
+
+def set_aside_lost(
+    jobs: Sequence[Job], configs: dict[str, dict], runs_dir: Path, beam_size: int, test_sets: bool, dry_run: bool
+) -> None:
+    """Set aside the first training of each finished run that still needs an evaluation but has
+    no checkpoint_last.pt to score (:func:`noamt_study.retrain.set_aside`), so that it trains again."""
+    for job in jobs:
+        cfg, run_dir = configs[job.name], runs_dir / job.name
+        if collect.run_state(run_dir, cfg["trainer"]["max_steps"]).status != "finished":
+            continue
+        evaluation = pending_evaluation(job.name, cfg, run_dir, beam_size, test_sets)
+        if evaluation is None or RunDir.at(run_dir).last.is_file():
+            continue
+        print(
+            f"[compare] {job.name}: no checkpoint to score {', '.join(evaluation.splits)} with: "
+            f"{'it would be' if dry_run else 'it is'} trained again, its first training kept in "
+            f"{retrain.FIRST_TRAINING}/",
+            file=sys.stderr,
+        )
+        if not dry_run:
+            retrain.set_aside(run_dir)
 
 
 def tune_peaks(
@@ -333,7 +461,7 @@ def tune_peaks(
         jobs = [Job(name, seed, scale) for seed in tuning.seeds for name in study.schedules for scale in grids[name]]
         configs = prepare(jobs)
         print(f"[compare] tuning: {len(jobs)} runs on the peak grids ({grid_text(grids)})", file=sys.stderr)
-        code = train_pending(study, jobs, configs, config_dir, how)
+        code = train_pending(study, jobs, configs, config_dir, how, test_sets=False)
         if code or how.dry_run:
             return code, jobs, {}
         if not evaluate_runs(jobs, configs, runs_dir, study.beam_size, how.deadline, how.processes, test_sets=False):

@@ -20,6 +20,7 @@ from noamt_study.report.sentences import (
     power_line,
     verdict,
 )
+from noamt_study.retrain import report_note
 from noamt_study.significance import BLEU_METRIC, NLL_METRIC, Comparison, Metric
 from noamt_study.stats import Summary
 
@@ -172,7 +173,8 @@ def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[Setti
     rows = [
         [
             f"[{r.job.name}]({os.path.relpath(evaluation_results_file(r.run_dir), out_dir)})"
-            + (" (diverged)" if r.diverged else ""),
+            + (" (diverged)" if r.diverged else "")
+            + report_note(r.run_dir),
             f"{r.peak_lr:.3g}",
             str(r.updates),
             format_duration(r.wall_time_s),
