@@ -148,6 +148,10 @@ def test_a_run_whose_checkpoints_are_gone_before_its_evaluation_is_trained_again
     report = (tmp_path / "bench" / "report.md").read_text()
     assert "noam-seed1/eval/results.json) (trained again: the same records)" in report
     assert "noam-seed2/eval/results.json) (trained again" not in report
+    (run_dir / "retraining.json").unlink()  # as if the call that trained it again had been stopped before comparing
+    rerun = compare(tmp_path / "bench", *args, cache=cache, data_dir=data)
+    assert rerun.returncode == 0 and "2 finished (skipped), 0 to train" in rerun.stderr
+    assert json.loads((run_dir / "retraining.json").read_text()) == retraining
 
 
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):

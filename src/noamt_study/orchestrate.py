@@ -382,6 +382,8 @@ def train_pending(
     (:mod:`noamt_study.retrain`). Returns 0 when all are finished, else the exit status of the
     command (the dry run prints the plan and returns 0)."""
     runs_dir = study.out / "runs"
+    if not how.dry_run:
+        record_retrainings(jobs, configs, runs_dir)  # those an earlier call trained but did not get to compare
     set_aside_lost(jobs, configs, runs_dir, study.beam_size, test_sets, how.dry_run)
     states = collect.check_runs(jobs, configs, runs_dir)
     pending = [job for job in jobs if states[job.name].status != "finished"]
@@ -405,6 +407,7 @@ def train_pending(
         return 0
 
     def evaluation_of(name: str) -> Evaluation | None:
+        record_retrainings([job for job in pending if job.name == name], configs, runs_dir)
         return pending_evaluation(name, configs[name], runs_dir / name, study.beam_size, test_sets)
 
     code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), how.deadline, evaluation_of)
@@ -420,9 +423,18 @@ def train_pending(
     unfinished = [name for name, state in states.items() if state.status != "finished"]
     if unfinished:
         raise CompareError(f"{unfinished} stopped before trainer.max_steps (keep trainer.patience=0)")
-    for run_dir in retrain.retrained([runs_dir / job.name for job in pending]):
-        print(retrain.describe(run_dir, retrain.record_retraining(run_dir)), file=sys.stderr)
+    record_retrainings(jobs, configs, runs_dir)
     return 0
+
+
+def record_retrainings(jobs: Sequence[Job], configs: dict[str, dict], runs_dir: Path) -> None:
+    """Compare each finished run trained again with its first training and write its
+    retraining.json, where it has none yet (:func:`noamt_study.retrain.record_retraining`)."""
+    for run_dir in retrain.retrained([runs_dir / job.name for job in jobs]):
+        max_steps = configs[run_dir.name]["trainer"]["max_steps"]
+        if (run_dir / retrain.RETRAINING_FILE).is_file() or collect.run_state(run_dir, max_steps).status != "finished":
+            continue
+        print(retrain.describe(run_dir, retrain.record_retraining(run_dir)), file=sys.stderr)
 
 
 def set_aside_lost(
