@@ -80,14 +80,21 @@ class RunState:
     step: int  # updates in its last checkpoint (0 when new)
 
 
+def finished_end(run_dir: Path, max_steps: int) -> dict | None:
+    """The run's "end" record when its records say it finished (not interrupted, at step >=
+    ``max_steps``), else None; no checkpoint is read."""
+    training = read_training(run_dir)
+    end = training.end if training else None
+    return end if end and not end.get("interrupted") and end["step"] >= max_steps else None
+
+
 def run_state(run_dir: Path, max_steps: int) -> RunState:
     """Finished: an "end" record not interrupted at step >= max_steps, or checkpoint_last.pt at
     step >= max_steps; partial: a checkpoint_last.pt before that, or checkpoints of which
     checkpoint_last.pt is not one that verifies (its trainer resumes from the latest that does);
     new: no checkpoint."""
-    training = read_training(run_dir)
-    end = training.end if training else None
-    if end and not end.get("interrupted") and end["step"] >= max_steps:
+    end = finished_end(run_dir, max_steps)
+    if end is not None:
         return RunState("finished", end["step"])
     run = RunDir.at(run_dir)
     if not run_checkpoints(run.checkpoints):

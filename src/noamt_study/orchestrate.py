@@ -432,7 +432,7 @@ def record_retrainings(jobs: Sequence[Job], configs: dict[str, dict], runs_dir: 
     retraining.json, where it has none yet (:func:`noamt_study.retrain.record_retraining`)."""
     for run_dir in retrain.retrained([runs_dir / job.name for job in jobs]):
         max_steps = configs[run_dir.name]["trainer"]["max_steps"]
-        if (run_dir / retrain.RETRAINING_FILE).is_file() or collect.run_state(run_dir, max_steps).status != "finished":
+        if (run_dir / retrain.RETRAINING_FILE).is_file() or collect.finished_end(run_dir, max_steps) is None:
             continue
         print(retrain.describe(run_dir, retrain.record_retraining(run_dir)), file=sys.stderr)
 
@@ -444,10 +444,10 @@ def set_aside_lost(
     no checkpoint_last.pt to score (:func:`noamt_study.retrain.set_aside`), so that it trains again."""
     for job in jobs:
         cfg, run_dir = configs[job.name], runs_dir / job.name
-        if collect.run_state(run_dir, cfg["trainer"]["max_steps"]).status != "finished":
+        if RunDir.at(run_dir).last.is_file() or collect.finished_end(run_dir, cfg["trainer"]["max_steps"]) is None:
             continue
         evaluation = pending_evaluation(job.name, cfg, run_dir, beam_size, test_sets)
-        if evaluation is None or RunDir.at(run_dir).last.is_file():
+        if evaluation is None:
             continue
         print(
             f"[compare] {job.name}: no checkpoint to score {', '.join(evaluation.splits)} with: "
