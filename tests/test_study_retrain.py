@@ -56,10 +56,13 @@ def test_setting_aside_keeps_the_first_training_however_often_a_run_is_trained_a
     write_records(run / "metrics.jsonl", train(50, 4.0))
     write_records(run / "eval" / "results.json", {"step": 50})
     (run / "tokenizer.json").write_text("{}")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("seed: 1\n")
     (run / retrain.RETRAINING_FILE).write_text("{}")
     folder = retrain.set_aside(run)
-    assert sorted(p.name for p in folder.iterdir()) == ["eval", "metrics.jsonl"]
-    assert sorted(p.name for p in run.iterdir()) == ["first_training", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".hydra", "eval", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "first_training", "tokenizer.json"]
+    assert (folder / ".hydra" / "config.yaml").read_text() == "seed: 1\n"  # a copy: the check runs on the original
     write_records(run / "metrics.jsonl", train(50, 4.5))  # a second training, lost again before its evaluation
     retrain.set_aside(run)
     assert json.loads((folder / "metrics.jsonl").read_text())["loss"] == 4.0

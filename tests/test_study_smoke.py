@@ -154,6 +154,20 @@ def test_a_run_whose_checkpoints_are_gone_before_its_evaluation_is_trained_again
     assert json.loads((run_dir / "retraining.json").read_text()) == retraining
 
 
+def test_a_finished_run_without_its_scores_is_evaluated_first_beside_the_trainings(smoke, tmp_path):
+    out, cache, data, _ = smoke
+    target = tmp_path / "bench" / "runs" / "cosine-seed1"
+    shutil.copytree(out / "runs" / "cosine-seed1", target, ignore=shutil.ignore_patterns("eval"))
+    result = compare(tmp_path / "bench", "--schedules", "cosine", "--seeds", "1,2", cache=cache, data_dir=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 runs, 1 finished (skipped), 1 to train (0 resumed)" in result.stderr
+    for name in ("cosine-seed1", "cosine-seed2"):
+        assert f"[compare] evaluating {name} on valid, {', '.join(TEST_SPLITS)}" in result.stderr
+    assert "evaluating run " not in result.stderr  # nothing was left for the pass after the trainings
+    scored, original = (json.loads((d / "eval/results.json").read_text()) for d in (target, out / "runs" / target.name))
+    assert scored["splits"] == original["splits"]
+
+
 def test_the_runs_are_one_hydra_multirun_in_the_benchmark_folder(smoke):
     out, _, _, _ = smoke
     multirun = (out / "runs" / "multirun.yaml").read_text()

@@ -147,14 +147,18 @@ def train(
     progress: Progress,
     deadline: float | None = None,
     evaluation_of: Callable[[str], Evaluation | None] | None = None,
+    evaluations: Sequence[Evaluation] = (),
 ) -> tuple[int, bool]:
     """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
     (the runs save), and sent to them at ``deadline`` (time.monotonic()). With ``evaluation_of``
     (a run's name -> its pending evaluation, or None), each run is evaluated as soon as its
-    training finishes, beside the trainings (:class:`EvaluationsBeside`). Returns the first
+    training finishes, beside the trainings (:class:`EvaluationsBeside`), after ``evaluations``
+    (those of finished runs, done first). Returns the first
     non-zero exit status of a training, else 0, and whether the deadline stopped them."""
     procs = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
     beside = EvaluationsBeside()
+    for evaluation in evaluations:
+        beside.add(evaluation)
 
     def terminate(signum=None, frame=None) -> None:
         for proc in procs:
@@ -410,7 +414,10 @@ def train_pending(
         record_retrainings([job for job in pending if job.name == name], configs, runs_dir)
         return pending_evaluation(name, configs[name], runs_dir / name, study.beam_size, test_sets)
 
-    code, timed_out = train(commands, Progress(pending, runs_dir, states, configs), how.deadline, evaluation_of)
+    finished = [job.name for job in jobs if states[job.name].status == "finished"]
+    waiting = [evaluation for name in finished if (evaluation := evaluation_of(name))]  # scored first
+    progress = Progress(pending, runs_dir, states, configs)
+    code, timed_out = train(commands, progress, how.deadline, evaluation_of, waiting)
     if timed_out:
         print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED

@@ -4,7 +4,8 @@ checkpoint_last.pt to score a split it has not scored yet (the test sets of a tu
 became a chosen peak).
 
 Such a run is trained again from scratch, with the same config and seed. Its first training is
-set aside first, in ``<run>/first_training/`` (metrics.jsonl, eval/, tensorboard/), and once the
+set aside first, in ``<run>/first_training/`` (metrics.jsonl, eval/, tensorboard/ and a copy of
+.hydra/, whose config the second training is checked against and then rewrites), and once the
 second training is finished ``<run>/retraining.json`` records whether it repeats the first: every
 training and validation record equal in every field both trainings record (a newer noamt may
 record more), apart from the clock (``time``, ``tokens_per_s``). On one machine type at a fixed
@@ -47,6 +48,8 @@ def set_aside(run_dir: Path) -> Path:
     folder = run_dir / FIRST_TRAINING
     keep = not folder.exists()
     folder.mkdir(exist_ok=True)
+    if keep and (run_dir / ".hydra").is_dir():
+        shutil.copytree(run_dir / ".hydra", folder / ".hydra")
     for name in SET_ASIDE:
         source = run_dir / name
         if not source.exists():
