@@ -146,14 +146,14 @@ def train(
     commands: list[list[str]],
     progress: Progress,
     deadline: float | None = None,
-    evaluation_of: Callable[[str], Evaluation | None] | None = None,
+    after_training: Callable[[str], Evaluation | None] | None = None,
     evaluations: Sequence[Evaluation] = (),
 ) -> tuple[int, bool]:
     """Run the multiruns at once, printing progress as runs start and end; SIGTERM is passed on
-    (the runs save), and sent to them at ``deadline`` (time.monotonic()). With ``evaluation_of``
-    (a run's name -> its pending evaluation, or None), each run is evaluated as soon as its
-    training finishes, beside the trainings (:class:`EvaluationsBeside`), after ``evaluations``
-    (those of finished runs, done first). Returns the first
+    (the runs save), and sent to them at ``deadline`` (time.monotonic()). ``after_training`` is
+    called with each run's name as its training finishes; the evaluation it returns (if any) runs
+    at once, beside the trainings (:class:`EvaluationsBeside`), after ``evaluations`` (those of
+    runs finished before, done first). Returns the first
     non-zero exit status of a training, else 0, and whether the deadline stopped them."""
     procs = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
     beside = EvaluationsBeside()
@@ -170,7 +170,7 @@ def train(
     try:
         while any(proc.poll() is None for proc in procs) or beside.busy():
             for name in progress.poll():
-                if evaluation_of is not None and (evaluation := evaluation_of(name)) is not None:
+                if after_training is not None and (evaluation := after_training(name)) is not None:
                     beside.add(evaluation)
             beside.step()
             if deadline is not None and not timed_out and time.monotonic() >= deadline:
@@ -411,13 +411,18 @@ def train_pending(
         return 0
 
     def evaluation_of(name: str) -> Evaluation | None:
-        record_retrainings([job for job in pending if job.name == name], configs, runs_dir)
         return pending_evaluation(name, configs[name], runs_dir / name, study.beam_size, test_sets)
+
+    def after_training(name: str) -> Evaluation | None:
+        """A run's training has finished: write its retraining.json if it was trained again,
+        and return the evaluation it still needs."""
+        record_retrainings([job for job in pending if job.name == name], configs, runs_dir)
+        return evaluation_of(name)
 
     finished = [job.name for job in jobs if states[job.name].status == "finished"]
     waiting = [evaluation for name in finished if (evaluation := evaluation_of(name))]  # scored first
     progress = Progress(pending, runs_dir, states, configs)
-    code, timed_out = train(commands, progress, how.deadline, evaluation_of, waiting)
+    code, timed_out = train(commands, progress, how.deadline, after_training, waiting)
     if timed_out:
         print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
