@@ -173,3 +173,75 @@ def test_the_verdict_names_no_difference_that_its_test_does_not_carry():
     assert sentences.verdict([]) == [
         "On BLEU: one seed per schedule: no difference can be tested against the variation between seeds."
     ]
+
+
+def add_schedule(root, refs, name, valid_bleu, quality, noise_seed):
+    """Seeds 1-3 of one more schedule in the synthetic benchmark: these validation BLEUs, and test
+    hypotheses degraded by ``quality`` with noise of their own."""
+    runs = []
+    for seed in (1, 2, 3):
+        job = Job(name, seed)
+        hyps = degrade(refs, quality, noise_seed + seed)
+        scores = {"valid": (valid_bleu[seed - 1], 50.0), "test_a": (corpus_bleu(hyps, refs), 60.0)}
+        fake_run(root, job, scores, {"test_a": hyps}, 4.0 + seed / 10)
+        runs.append(collect.collect_run(job, root / "runs" / job.name))
+    return runs
+
+
+def test_the_validation_leader_is_tested_against_every_other_schedule(benchmark):
+    """wsd leads on validation and its test hypotheses are as good as noam's: it is ahead of cosine
+    and not separated from noam, each comparison in the leader's own Holm family."""
+    root, runs, refs = benchmark
+    runs = [*runs, *add_schedule(root, refs["test_a"], "wsd", [40.0, 41.0, 42.0], 0.1, 100)]
+    settings = collect.summarize_settings(runs)
+    leader = significance.compare_to_leader(settings, "noam", "bleu", ["test_a"], refs, 300)
+    assert leader.setting == "wsd" and [(c.reference, c.other) for c in leader.comparisons] == [
+        ("wsd", "noam"),
+        ("wsd", "cosine"),
+    ]
+    to_noam, to_cosine = leader.comparisons
+    assert to_cosine.test.delta > 10 and to_cosine.test_p_holm < 0.05
+    assert to_noam.test_p_holm > 0.05
+    assert to_noam.test_p_holm == stats.holm_adjusted([to_noam.test.p_value, to_cosine.test.p_value])[0]
+    lines = sentences.leader_verdict(leader)
+    assert lines == [
+        "The validation leader is wsd (the highest mean validation BLEU; the test sets play no part in picking "
+        "it), tested against every other schedule:",
+        "On BLEU, with seeds and test sentences random (2 comparisons, Holm-adjusted together): wsd is ahead of "
+        "cosine on 1 of 1 test sets; behind none; not separated on any test set from noam.",
+    ]
+    meta = {
+        "profile": "synthetic",
+        "reference": "noam",
+        "test_splits": ["test_a"],
+        "bootstrap_samples": 300,
+        "description": {},
+    }
+    comparisons = significance.compare_to_reference(settings, "noam", ["test_a"], refs, 300)
+    report.write_report(root, meta, settings, settings, comparisons, [], None, leader)
+    text = (root / "report.md").read_text()
+    assert all(f"- {line}" in text for line in lines)
+    assert "## Against the validation leader, wsd" in text
+    row = next(line for line in text.splitlines() if line.startswith("| cosine | +"))
+    assert f"{to_cosine.test.delta:+.2f} [{to_cosine.test.ci_low:+.2f}, {to_cosine.test.ci_high:+.2f}]" in row
+    saved = json.loads((root / "results.json").read_text())["leader"]
+    assert (saved["setting"], saved["criterion"], saved["verdict"]) == ("wsd", "bleu", lines)
+    assert [c["other"] for c in saved["comparisons"]] == ["noam", "cosine"]
+    assert saved["comparisons"][1]["test_p_holm"] == to_cosine.test_p_holm
+
+
+def test_a_leader_that_is_the_reference_repeats_no_comparison(benchmark):
+    root, runs, refs = benchmark
+    two = collect.summarize_settings(runs)  # noam leads on validation; with two schedules, one pair
+    leader = significance.compare_to_leader(two, "cosine", "bleu", ["test_a"], refs, 50)
+    assert (leader.setting, leader.comparisons) == ("noam", [])
+    runs = [*runs, *add_schedule(root, refs["test_a"], "wsd", [1.0, 2.0, 3.0], 0.2, 100)]
+    three = collect.summarize_settings(runs)
+    leader = significance.compare_to_leader(three, "noam", "bleu", ["test_a"], refs, 50)
+    assert (leader.setting, leader.comparisons) == ("noam", [])
+    assert sentences.leader_verdict(leader) == [
+        "The validation leader is noam (the highest mean validation BLEU; the test sets play no part in picking "
+        "it): the comparisons above are all those it takes part in."
+    ]
+    by_loss = significance.compare_to_leader(three, "noam", "loss", ["test_a"], refs, 50)
+    assert by_loss.setting == "noam" and by_loss.criterion == "loss"  # noam's losses 4.1-4.3, cosine's 5.1-5.3

@@ -177,6 +177,9 @@ def test_the_tuned_protocol_end_to_end(toy_data_dir, tmp_path):
         (name, chosen[name], [1, 2]) for name in ("noam", "constant")
     )
     assert {c["metric"] for c in saved["comparisons"]} == {"bleu", "nll"}
+    leader = min(selected, key=lambda s: s["final_valid_loss"]["mean"])  # picked as the peaks were: on loss
+    assert (saved["leader"]["setting"], saved["leader"]["criterion"]) == (leader["setting"], "loss")
+    assert saved["leader"]["comparisons"] == []  # two schedules: their one pair is already compared
     report = (out / "report.md").read_text()
     assert "tuned peaks: per schedule a grid of × 1, 2 its default peak" in report
     assert "## Peak learning-rate sweep (validation set, last checkpoints, tuning seed 1)" in report

@@ -42,9 +42,10 @@ from noamt_study.report.sentences import (
     describe,
     divergence_warnings,
     format_duration,
+    leader_verdict,
     verdict,
 )
-from noamt_study.significance import METRICS, compare_to_reference
+from noamt_study.significance import METRICS, compare_to_leader, compare_to_reference
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: the deadline stopped the study; run it again
@@ -319,8 +320,9 @@ def write_outputs(
     study: Study, jobs: Sequence[Job], configs: dict[str, dict], chosen: dict[str, float] | None = None
 ) -> tuple[list[Path], list[str]]:
     """Collect the runs, summarize, test, plot and write the report; returns the files written
-    and the report's conclusions (each comparison's two lines, then the verdict). ``chosen``:
-    with --tune, each schedule's chosen peak scale (the grid is the tuning seeds' runs)."""
+    and the report's conclusions (each comparison's two lines, the verdict, then the validation
+    leader's lines). ``chosen``: with --tune, each schedule's chosen peak scale (the grid is the
+    tuning seeds' runs)."""
     results = [collect.collect_run(job, study.out / "runs" / job.name) for job in jobs]
     settings = collect.summarize_settings(results)
     grid = settings
@@ -340,6 +342,8 @@ def write_outputs(
     splits = ", ".join(tests)
     print(f"[compare] seed-and-sentence tests ({BOOTSTRAP_SAMPLES} sentence resamples) on {splits}", file=sys.stderr)
     comparisons = compare_to_reference(selected, study.reference, tests, refs, BOOTSTRAP_SAMPLES, METRICS)
+    criterion = study.tuning.criterion if study.tuning else "bleu"
+    leader = compare_to_leader(selected, study.reference, criterion, tests, refs, BOOTSTRAP_SAMPLES, METRICS)
     curves = [(schedule_of(s.schedule), s.runs[0].schedule_params) for s in selected]
     names = [s.setting for s in selected]
     steps = cfg["trainer"]["max_steps"]
@@ -367,9 +371,9 @@ def write_outputs(
         bootstrap_samples=BOOTSTRAP_SAMPLES,
         description=describe(study, cfg, settings, selected),
     )
-    paths = write_report(study.out, meta, settings, selected, comparisons, extra, grid)
+    paths = write_report(study.out, meta, settings, selected, comparisons, extra, grid, leader)
     conclusions = [line for pair in comparison_conclusions(comparisons, selected) for line in pair]
-    return paths, conclusions + verdict(comparisons)
+    return paths, conclusions + verdict(comparisons) + leader_verdict(leader)
 
 
 def train_pending(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from noamt.run_dir import RunDir
-from noamt_study.collect import RunResult, SettingSummary
+from noamt_study.collect import RunResult, SettingSummary, tuning_score
 from noamt_study.seed_sentence_test import Power, SeedSentenceTest, power_analysis, seed_sentence_test_from
 from noamt_study.stats import (
     PairedBootstrap,
@@ -147,6 +147,37 @@ def compare_to_reference(
         pairs = [(split, other) for split in scored for other in settings if other is not ref]
         comparisons += _family(ref, pairs, references, n_samples, metric)
     return comparisons
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The compared setting with the best validation score (``collect.tuning_score`` of
+    ``criterion``), and its comparisons with every other setting on the test sets. Picked on
+    validation only, it can be tested on the test sets without the pick biasing the test."""
+
+    setting: str
+    criterion: str  # "bleu": highest mean validation BLEU; "loss": lowest mean validation loss at the budget
+    comparisons: list[Comparison]  # empty where they would repeat the reference's (see compare_to_leader)
+
+
+def compare_to_leader(
+    settings: Sequence[SettingSummary],
+    reference: str,
+    criterion: str,
+    splits: Sequence[str],
+    references: dict[str, Sequence[str]],
+    n_samples: int = 1000,
+    metrics: Sequence[str] = ("bleu",),
+) -> Leader:
+    """The validation leader (the first on ties) against every other setting, as
+    :func:`compare_to_reference`, in families of their own (one per metric). No comparisons where
+    the leader is the schedule ``reference`` or only two settings are compared: the reference's
+    comparisons are then the same ones."""
+    leader = max(settings, key=lambda s: tuning_score(s, criterion))
+    if leader.schedule == reference or len(settings) < 3:
+        return Leader(leader.setting, criterion, [])
+    comparisons = compare_to_reference(settings, leader.schedule, splits, references, n_samples, metrics)
+    return Leader(leader.setting, criterion, comparisons)
 
 
 def _family(

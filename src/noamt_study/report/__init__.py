@@ -14,7 +14,7 @@ from noamt_study.collect import SettingSummary
 from noamt_study.plots import plot_test_bleu, plot_validation
 from noamt_study.report.markdown import markdown
 from noamt_study.report.results import BenchmarkMeta, write_csv, write_json
-from noamt_study.significance import Comparison
+from noamt_study.significance import Comparison, Leader
 
 VALIDATION_PLOT = "validation_curves.png"
 TEST_PLOT = "test_bleu.png"
@@ -28,16 +28,17 @@ def write_report(
     comparisons: Sequence[Comparison],
     extra_plots: Sequence[str] = (),
     grid: Sequence[SettingSummary] | None = None,
+    leader: Leader | None = None,
 ) -> list[Path]:
     """Write the plots, results.json, results.csv and report.md to ``out_dir``; returns their paths.
     ``grid``: the peak sweep's settings when they are not all of ``settings`` (--tune: the tuning
-    seeds' runs only)."""
+    seeds' runs only); ``leader``: the validation leader and its comparisons."""
     plot_validation(selected, out_dir / VALIDATION_PLOT)
     plot_test_bleu(selected, meta["test_splits"], out_dir / TEST_PLOT)
-    write_json(out_dir / "results.json", meta, settings, selected, comparisons)
+    write_json(out_dir / "results.json", meta, settings, selected, comparisons, leader)
     write_csv(out_dir / "results.csv", settings, selected)
     plots = [*extra_plots, VALIDATION_PLOT, TEST_PLOT]
     (out_dir / "report.md").write_text(
-        markdown(out_dir, meta, settings, selected, comparisons, plots, grid), encoding="utf-8"
+        markdown(out_dir, meta, settings, selected, comparisons, plots, grid, leader), encoding="utf-8"
     )
     return [out_dir / name for name in ("report.md", "results.csv", "results.json", *plots)]

@@ -17,11 +17,12 @@ from noamt_study.report.sentences import (
     divergence_warnings,
     format_duration,
     format_summary,
+    leader_verdict,
     power_line,
     verdict,
 )
 from noamt_study.retrain import report_note
-from noamt_study.significance import BLEU_METRIC, NLL_METRIC, Comparison, Metric
+from noamt_study.significance import BLEU_METRIC, NLL_METRIC, Comparison, Leader, Metric
 from noamt_study.stats import Summary
 
 
@@ -135,6 +136,40 @@ def _metric_table(
     return _table(header, rows)
 
 
+def _leader_section(leader: Leader, splits: Sequence[str]) -> list[str]:
+    """Per metric, one row per other schedule and one column per test split: the leader's
+    difference with its 95% interval, p and Holm-adjusted p (seeds and sentences random)."""
+    lines = [f"## Against the validation leader, {leader.setting}"]
+    for metric in (BLEU_METRIC, NLL_METRIC):
+        here = {(c.other, c.split): c for c in leader.comparisons if c.metric == metric.name}
+        if not here:
+            continue
+        k = metric.digits
+        rows = []
+        for other in dict.fromkeys(other for other, _ in here):
+            row = [other]
+            for split in splits:
+                c = here.get((other, split))
+                t = c.test if c else None
+                if c is None:
+                    row.append("")
+                elif t is None:
+                    row.append(f"{c.bootstrap.delta:+.{k}f} (1 seed)")
+                else:
+                    interval = f"[{t.ci_low:+.{k}f}, {t.ci_high:+.{k}f}]"
+                    row.append(f"{t.delta:+.{k}f} {interval}, p {t.p_value:.3f} [{_holm(c.test_p_holm)}]")
+            rows.append(row)
+        lines += [
+            "",
+            f"Δ {metric.label} = {leader.setting} − schedule ({'> 0' if metric.higher_is_better else '< 0'}: the "
+            f"leader is better), its 95% interval and p [Holm-adjusted over the {len(here)} cells], seeds and "
+            "test sentences random:",
+            "",
+            *_table(["schedule", *splits], rows),
+        ]
+    return lines
+
+
 def _holm(p: float | None) -> str:
     return "–" if p is None else f"{p:.3f}"
 
@@ -197,9 +232,10 @@ def markdown(
     comparisons: Sequence[Comparison],
     plots: Sequence[str],
     grid: Sequence[SettingSummary] | None = None,
+    leader: Leader | None = None,
 ) -> str:
-    """report.md: header, summary, convergence, verdict, one section per test split, the sweep (if
-    any), plots, runs."""
+    """report.md: header, summary, convergence, verdict, one section per test split, the
+    validation leader's comparisons (if any), the sweep (if any), plots, runs."""
     lines = [f"# Schedule comparison: {meta['profile']} profile", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta["description"].items()]
     lines += ["", f"Statistics: {METHOD.format(n_samples=meta['bootstrap_samples'])}", ""]
@@ -214,9 +250,13 @@ def markdown(
         *(f"- {line}" for line in verdict(comparisons)),
     ]
     reference = next(s.setting for s in selected if s.schedule == meta["reference"])
+    if leader is not None:
+        lines += [f"- {line}" for line in leader_verdict(leader)]
     conclusions = comparison_conclusions(comparisons, selected)
     for split in meta["test_splits"]:
         lines += ["", *_split_section(split, reference, selected, comparisons, conclusions)]
+    if leader is not None and leader.comparisons:
+        lines += ["", *_leader_section(leader, meta["test_splits"])]
     grid = settings if grid is None else grid
     if len(grid) > len(selected):
         lines += ["", *_sweep_section(grid, selected, meta)]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from noamt_study.collect import SettingSummary, evaluation_results_file
-from noamt_study.report.sentences import comparison_conclusions, divergence_warnings, verdict
-from noamt_study.significance import Comparison
+from noamt_study.report.sentences import comparison_conclusions, divergence_warnings, leader_verdict, verdict
+from noamt_study.significance import Comparison, Leader
 from noamt_study.stats import Summary
 
 
@@ -105,6 +105,15 @@ class ComparisonEntry(TypedDict):
     seeds: dict
 
 
+class LeaderEntry(TypedDict):
+    """The validation leader (``significance.Leader``) and its comparisons with every other setting."""
+
+    setting: str
+    criterion: str  # "bleu": highest mean validation BLEU; "loss": lowest mean validation loss at the budget
+    comparisons: list[ComparisonEntry]  # empty where they would repeat the reference's
+    verdict: list[str]  # where the leader stands (sentences.leader_verdict)
+
+
 class BenchmarkResults(TypedDict):
     """The benchmark's results.json."""
 
@@ -112,6 +121,7 @@ class BenchmarkResults(TypedDict):
     settings: list[SettingEntry]
     comparisons: list[ComparisonEntry]
     verdict: list[str]  # what the comparisons establish and what they do not (significance.verdict)
+    leader: LeaderEntry | None
     diverged: list[str]  # one warning per diverged run
 
 
@@ -186,16 +196,27 @@ def write_json(
     settings: Sequence[SettingSummary],
     selected: Sequence[SettingSummary],
     comparisons: Sequence[Comparison],
+    leader: Leader | None = None,
 ) -> None:
     chosen = {s.setting for s in selected}
+
+    def entries(family: Sequence[Comparison]) -> list[ComparisonEntry]:
+        worded = comparison_conclusions(family, selected)
+        return [comparison_entry(c, lines) for c, lines in zip(family, worded, strict=True)]
+
     data = BenchmarkResults(
         meta=meta,
         settings=[setting_entry(s, s.setting in chosen, path.parent) for s in settings],
-        comparisons=[
-            comparison_entry(c, worded)
-            for c, worded in zip(comparisons, comparison_conclusions(comparisons, selected), strict=True)
-        ],
+        comparisons=entries(comparisons),
         verdict=verdict(comparisons),
+        leader=None
+        if leader is None
+        else LeaderEntry(
+            setting=leader.setting,
+            criterion=leader.criterion,
+            comparisons=entries(leader.comparisons),
+            verdict=leader_verdict(leader),
+        ),
         diverged=divergence_warnings(settings),
     )
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
