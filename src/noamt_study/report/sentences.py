@@ -379,7 +379,12 @@ def describe(study: Study, cfg: dict, settings: Sequence[SettingSummary], select
         f"initialisation and batch order{overrides}",
         "evaluated": f"{CHECKPOINTS}/{LAST} of every run (the model after exactly {steps} updates, no selection), "
         f"{decoding}, valid and test sets{limit}; sacreBLEU BLEU and chrF on detokenized, cased text",
-        "compared": f"{study.reference} against each other schedule on each test set",
+        "compared": f"{study.reference} against each other schedule on each test set"
+        + (
+            f"; the validation leader, where it is not {study.reference}, against each other schedule"
+            if len(selected) > 2
+            else ""
+        ),
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
         "machine": f"trained on {devices}; report written on {platform.node()} ({platform.machine()}, "
         f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}, torch {torch.__version__})",
