@@ -1,3 +1,4 @@
+import platform
 import random
 
 import pytest
@@ -8,6 +9,7 @@ from noamt.device import (
     DeviceManager,
     DistributedEnv,
     expand_hostlist,
+    host_description,
     read_distributed_env,
     resolve_device,
     rng_state,
@@ -148,3 +150,13 @@ def test_slurm_node_lists_expand_to_host_names(hostlist, hosts):
 def test_malformed_node_lists_are_errors(hostlist):
     with pytest.raises(ValueError, match="SLURM node list"):
         expand_hostlist(hostlist)
+
+
+def test_the_host_is_named_by_its_cpu_model_architecture_and_torch_build(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n")
+    assert host_description(cpuinfo) == f"AMD EPYC 7B13 ({platform.machine()}), torch {torch.__version__}"
+    fallback = platform.processor() or "unknown CPU"  # no /proc/cpuinfo (macOS), or no model name (some ARM)
+    assert host_description(tmp_path / "absent") == f"{fallback} ({platform.machine()}), torch {torch.__version__}"
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert host_description(cpuinfo).startswith(f"{fallback} (")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers.study_runs import fake_run, sentence_nll
 
+from noamt.device import host_description
 from noamt.run_dir import LAST
 from noamt_study import collect, significance, stats
 from noamt_study.cli import parse_args
@@ -183,6 +184,8 @@ def test_the_tuned_protocol_end_to_end(toy_data_dir, tmp_path):
     report = (out / "report.md").read_text()
     assert "tuned peaks: per schedule a grid of × 1, 2 its default peak" in report
     assert "## Peak learning-rate sweep (validation set, last checkpoints, tuning seed 1)" in report
+    trained = sum(len(s["runs"]) for s in saved["settings"])
+    assert f"(hosts: {host_description()}: {trained} runs)" in report
     assert (out / "peak_sensitivity.png").read_bytes().startswith(b"\x89PNG")
     rerun = subprocess.run([*command, "device.num_threads=1"], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "to train" in rerun.stderr and "evaluating" not in rerun.stderr

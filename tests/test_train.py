@@ -17,6 +17,7 @@ from helpers.runs import train_run as run
 
 from noamt import pipeline, schedules
 from noamt.checkpoint import TRAIN_WEIGHTS, CheckpointState, check_new_run, load_checkpoint, save_checkpoint
+from noamt.device import host_description
 from noamt.metrics import read_metrics
 from noamt.optim import SCHEDULE_FREE, OptimConfig
 from noamt.progress import BestTracker, Pace, StopRequest, duration_text
@@ -38,6 +39,8 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(small_run,
     bleu = [r.get("bleu") for r in records if r["kind"] == "valid"]
     assert bleu[0] is None  # not scored before training
     assert all(0.0 <= b <= 100.0 for b in bleu[1:])
+    (started,) = [r for r in records if r["kind"] == "run"]
+    assert started["host"] == host_description() and started["device"].startswith("cpu (cpu), fp32")
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
     assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import cast
 
 import torch
@@ -207,6 +209,17 @@ def _expand_ranges(ranges: str, hostlist: str) -> list[str]:
             raise ValueError(f"SLURM node list {hostlist!r}: {part!r} is not a number or a range a-b")
         numbers += [str(n).zfill(len(first)) for n in range(int(first), int(last or first) + 1)]
     return numbers
+
+
+def host_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU model, architecture and torch build a run trains on, e.g. ``AMD EPYC 7B13 (x86_64),
+    torch 2.13.0+cpu``. fp32 results repeat bit for bit only on one kind of host: another CPU
+    family or torch build may run other kernels, whose sums round differently."""
+    model = ""
+    with contextlib.suppress(OSError):
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return f"{model or platform.processor() or 'unknown CPU'} ({platform.machine()}), torch {torch.__version__}"
 
 
 def seed_everything(seed: int) -> None:

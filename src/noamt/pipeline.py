@@ -28,7 +28,7 @@ from noamt.data import (
     load_corpus,
     load_or_train_tokenizer,
 )
-from noamt.device import DeviceConfig, DeviceManager, device_manager, read_distributed_env
+from noamt.device import DeviceConfig, DeviceManager, device_manager, host_description, read_distributed_env
 from noamt.io import write_atomic
 from noamt.model import ModelConfig, Transformer, build_model, count_parameters
 from noamt.optim import OptimConfig, build_optimizer
@@ -237,10 +237,11 @@ def _train_locked(
     optimizer = build_optimizer(model, cfg.optim)
     info = {
         "device": dm.describe(),
+        "host": host_description(),
         "parameters": count_parameters(model),
         **schedule_summary(schedule),
     }
-    log.info("device: %s", info["device"])
+    log.info("device: %s on %s", info["device"], info["host"])
     log.info("model: %s, %s parameters", cfg.model.name, f"{info['parameters']:,}")
     log.info(
         "schedule: %s %s, peak lr %.3e at update %d",

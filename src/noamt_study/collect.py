@@ -183,6 +183,7 @@ class RunResult:
     scores: dict[str, SplitResults]  # split -> scores, from the run's eval/results.json
     tgt_lang: str
     device: str  # as the trainer described it, e.g. "cpu (cpu), fp32, 2 threads"
+    host: str  # CPU model, architecture and torch build (noamt.device.host_description), or "not recorded"
 
     def hypotheses(self, split: str) -> list[str]:
         return read_lines(RunDir.at(self.run_dir).eval_dir / f"{split}.hyp.{self.tgt_lang}")
@@ -285,6 +286,7 @@ def collect_run(job: Job, run_dir: Path) -> RunResult:
         scores={split: split_scores(entry) for split, entry in evaluation["splits"].items()},
         tgt_lang=evaluation["tgt_lang"],
         device=training.info.get("device", "unknown"),
+        host=training.info.get("host", "not recorded"),
     )
 
 

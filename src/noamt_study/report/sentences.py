@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -372,6 +373,8 @@ def describe(study: Study, cfg: dict, settings: Sequence[SettingSummary], select
     overrides = f"; overrides: `{' '.join(study.overrides)}`" if study.overrides else ""
     trained = [r for s in settings for r in s.runs]
     devices = "; ".join(sorted({r.device for r in trained}))
+    hosts = Counter(r.host for r in trained)
+    on = "; ".join(f"{host}: {n} run{'s' if n > 1 else ''}" for host, n in sorted(hosts.items()))
     return {
         "mode": _mode(study, selected),
         "training": f"experiment={study.experiment} ({cfg['model']['name']} model, {data['name']}), "
@@ -386,7 +389,7 @@ def describe(study: Study, cfg: dict, settings: Sequence[SettingSummary], select
             else ""
         ),
         "runs": f"{len(trained)}, {format_duration(sum(r.wall_time_s for r in trained))} of training in all",
-        "machine": f"trained on {devices}; report written on {platform.node()} ({platform.machine()}, "
+        "machine": f"trained on {devices} (hosts: {on}); report written on {platform.node()} ({platform.machine()}, "
         f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}, torch {torch.__version__})",
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": f"`{shlex.join(['noamt-compare', *sys.argv[1:]])}`",
