@@ -252,33 +252,30 @@ def leader_verdict(leader: Leader) -> list[str]:
     first) the settings it is ahead of and behind on some test split with seeds and sentences
     random (Holm-adjusted over the leader's comparisons of that metric), and those it is separated
     from on none. The leader is picked on validation only, so its test-set comparisons are fair."""
-    picked = f"The validation leader is {leader.setting} ({LEADER_CRITERIA[leader.criterion]}; the test sets play"
-    picked += " no part"
+    picked = (
+        f"The validation leader is {leader.setting} ({LEADER_CRITERIA[leader.criterion]}; "
+        "the test sets play no part in picking it)"
+    )
     if not leader.comparisons:  # it is the reference, or one of only two schedules
-        return [f"{picked} in picking it): the comparisons above are all those it takes part in."]
-    lines = [f"{picked} in picking it), tested against every other schedule:"]
-    names = [m for m in METRICS if any(c.metric == m for c in leader.comparisons)]
-    for name in names:
+        return [f"{picked}: the comparisons above are all those it takes part in."]
+    lines = [f"{picked}, tested against every other schedule:"]
+    for name in [m for m in METRICS if any(c.metric == m for c in leader.comparisons)]:
         metric = METRICS[name]
-        here = [c for c in leader.comparisons if c.metric == name]
-        tested = [c for c in here if c.test is not None]
+        tested = [c for c in leader.comparisons if c.metric == name and c.test is not None]
         if not tested:
             lines.append(f"On {_metric_name(metric)}: one seed per schedule, so nothing can be tested.")
             continue
         splits = len({c.split for c in tested})
-        wins: dict[str, int] = {}
-        losses: dict[str, int] = {}
+        ahead: Counter[str] = Counter()
+        behind: Counter[str] = Counter()
         for c in tested:
             if significant(c.test.p_value, c.test_p_holm, len(tested)):
-                ahead = (c.test.delta > 0) == metric.higher_is_better
-                (wins if ahead else losses)[c.other] = (wins if ahead else losses).get(c.other, 0) + 1
-        others = list(dict.fromkeys(c.other for c in tested))
-        level = [o for o in others if o not in wins and o not in losses]
-
+                (ahead if (c.test.delta > 0) == metric.higher_is_better else behind)[c.other] += 1
+        level = [o for o in dict.fromkeys(c.other for c in tested) if o not in ahead and o not in behind]
         lines.append(
             f"On {_metric_name(metric)}, with seeds and test sentences random ({len(tested)} comparisons, "
-            f"Holm-adjusted together): {leader.setting} is ahead of {_on_splits(wins, splits)}; "
-            f"behind {_on_splits(losses, splits)}; "
+            f"Holm-adjusted together): {leader.setting} is ahead of {_on_splits(ahead, splits)}; "
+            f"behind {_on_splits(behind, splits)}; "
             + (
                 f"not separated on any test set from {', '.join(level)}."
                 if level
@@ -288,7 +285,7 @@ def leader_verdict(leader: Leader) -> list[str]:
     return lines
 
 
-def _on_splits(counts: dict[str, int], splits: int) -> str:
+def _on_splits(counts: Counter[str], splits: int) -> str:
     """``a on 2 of 4 test sets, b on 4 of 4 test sets``, or ``none``."""
     return ", ".join(f"{name} on {k} of {splits} test sets" for name, k in counts.items()) or "none"
 
