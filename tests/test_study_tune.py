@@ -187,8 +187,27 @@ def test_the_tuned_protocol_end_to_end(toy_data_dir, tmp_path):
     trained = sum(len(s["runs"]) for s in saved["settings"])
     assert f"(hosts: {host_description()}: {trained} runs)" in report
     assert (out / "peak_sensitivity.png").read_bytes().startswith(b"\x89PNG")
+    kept = json.loads((out / "tuning.json").read_text())
+    assert kept["chosen"] == chosen and kept["criterion"] == "loss" and kept["lr_scales"] == [1.0, 2.0]
+    assert kept["validation"] == meta["chosen_on"]
     rerun = subprocess.run([*command, "device.num_threads=1"], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "to train" in rerun.stderr and "evaluating" not in rerun.stderr
+    assert "peaks kept from tuning.json: noam, constant" in rerun.stderr
+
+    # The choice stays what tuning.json says, whatever the grid's scores say now: give constant
+    # another peak of its grid there, as if the grid had chosen it, and its seeds train at that peak.
+    other = next(scale for scale in kept["grids"]["constant"] if scale != chosen["constant"])
+    kept["chosen"]["constant"] = other
+    moved = f"constant-x{chosen['constant']:g}"
+    kept["validation"][moved] += 0.5  # and a score that has moved since the choice
+    (out / "tuning.json").write_text(json.dumps(kept))
+    again = subprocess.run([*command, "device.num_threads=1"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"chosen peaks: noam x{chosen['noam']:g}, constant x{other:g}" in again.stderr
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["meta"]["chosen_lr_scales"]["constant"] == other
+    report = (out / "report.md").read_text()
+    assert f"the validation loss at the budget of 1 setting moved (trained or evaluated again): {moved} (" in report
 
 
 def test_schedulefree_is_a_study_entry_with_its_own_optimizer(tmp_path):

@@ -46,6 +46,7 @@ from noamt_study.report.sentences import (
     verdict,
 )
 from noamt_study.significance import METRICS, compare_to_leader, compare_to_reference
+from noamt_study.tuning_choice import CHOICE_FILE, TuningChoice, read_choice, validation_score, write_choice
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 EXIT_UNFINISHED = 75  # sysexits' EX_TEMPFAIL: the deadline stopped the study; run it again
@@ -317,17 +318,17 @@ class EvaluationsBeside:
 
 
 def write_outputs(
-    study: Study, jobs: Sequence[Job], configs: dict[str, dict], chosen: dict[str, float] | None = None
+    study: Study, jobs: Sequence[Job], configs: dict[str, dict], choice: TuningChoice | None = None
 ) -> tuple[list[Path], list[str]]:
     """Collect the runs, summarize, test, plot and write the report; returns the files written
     and the report's conclusions (each comparison's two lines, the verdict, then the validation
-    leader's lines). ``chosen``: with --tune, each schedule's chosen peak scale (the grid is the
-    tuning seeds' runs)."""
+    leader's lines). ``choice``: with --tune, the peaks chosen and the scores they were chosen on
+    (the grid is the tuning seeds' runs)."""
     results = [collect.collect_run(job, study.out / "runs" / job.name) for job in jobs]
     settings = collect.summarize_settings(results)
     grid = settings
-    if chosen is not None:
-        selected = [s for s in settings if chosen.get(s.schedule) == s.lr_scale]
+    if choice is not None:
+        selected = [s for s in settings if choice.chosen.get(s.schedule) == s.lr_scale]
         grid = collect.summarize_settings([r for r in results if r.job.seed in study.tuning.seeds])
     elif study.lr_sweep:
         selected = collect.select_best_peaks(settings)
@@ -362,6 +363,9 @@ def write_outputs(
         lr_scales=study.lr_scales,
         tune_seeds=study.tuning.seeds if study.tuning else None,
         tune_criterion=study.tuning.criterion if study.tuning else None,
+        chosen_on={s.setting: choice.validation[s.setting] for s in grid if s.setting in choice.validation}
+        if choice
+        else None,
         chosen_lr_scales={s.schedule: s.lr_scale for s in selected} if study.lr_sweep else None,
         max_steps=cfg["trainer"]["max_steps"],
         beam_size=study.beam_size,
@@ -477,13 +481,16 @@ def set_aside_lost(
 
 def tune_peaks(
     study: Study, prepare: Callable[[list[Job]], dict[str, dict]], config_dir: Path, how: Execution
-) -> tuple[int, list[Job], dict[str, float]]:
+) -> tuple[int, list[Job], TuningChoice | None]:
     """Train and evaluate (validation only) each schedule's grid of peaks with the tuning seeds,
     growing a grid past an edge that holds its best peak (``plan.grid_extension``) until every
-    best is interior or the extensions are spent. Returns the exit status (0: done), the grid's
-    jobs and each schedule's chosen scale (validation only: ``collect.select_best_peaks``)."""
-    tuning, runs_dir = study.tuning, study.out / "runs"
-    grids = {name: sorted(study.lr_scales) for name in study.schedules}
+    best is interior or the extensions are spent, then keep the choice in tuning.json. A schedule
+    whose peak tuning.json already holds keeps that grid and choice (:mod:`noamt_study.tuning_choice`).
+    Returns the exit status (0: done), the grid's jobs and the choice (None unless done)."""
+    tuning, runs_dir, first_grid = study.tuning, study.out / "runs", study.lr_scales
+    kept = read_choice(study.out, tuning.criterion, tuning.seeds, first_grid)
+    frozen = {name: kept.chosen[name] for name in study.schedules if kept and name in kept.chosen}
+    grids = {name: sorted(kept.grids[name] if name in frozen else first_grid) for name in study.schedules}
     extensions = dict.fromkeys(study.schedules, 0)
     while True:
         jobs = [Job(name, seed, scale) for seed in tuning.seeds for name in study.schedules for scale in grids[name]]
@@ -491,13 +498,13 @@ def tune_peaks(
         print(f"[compare] tuning: {len(jobs)} runs on the peak grids ({grid_text(grids)})", file=sys.stderr)
         code = train_pending(study, jobs, configs, config_dir, how, test_sets=False)
         if code or how.dry_run:
-            return code, jobs, {}
+            return code, jobs, None
         if not evaluate_runs(jobs, configs, runs_dir, study.beam_size, how.deadline, how.processes, test_sets=False):
-            return EXIT_UNFINISHED, jobs, {}
+            return EXIT_UNFINISHED, jobs, None
         settings = collect.summarize_settings([collect.collect_run(job, runs_dir / job.name) for job in jobs])
-        best = {s.schedule: s.lr_scale for s in collect.select_best_peaks(settings, tuning.criterion)}
+        best = {s.schedule: s.lr_scale for s in collect.select_best_peaks(settings, tuning.criterion)} | frozen
         grown = False
-        for name in study.schedules:
+        for name in [name for name in study.schedules if name not in frozen]:
             scale = grid_extension(grids[name], best[name], extensions[name], tuning.max_extensions)
             if scale is not None:
                 print(f"[compare] {name}: best peak at the edge (x{best[name]:g}), adding x{scale:g}", file=sys.stderr)
@@ -505,7 +512,14 @@ def tune_peaks(
                 extensions[name] += 1
                 grown = True
         if not grown:
-            return 0, jobs, best
+            scores = {s.setting: validation_score(s, tuning.criterion) for s in settings}
+            made = TuningChoice(tuning.criterion, tuning.seeds, first_grid, grids, best, scores)
+            choice = kept.merged(made) if kept else made  # what was chosen before stays chosen
+            if choice != kept:
+                write_choice(study.out, choice)
+            if frozen:
+                print(f"[compare] peaks kept from {CHOICE_FILE}: {', '.join(frozen)}", file=sys.stderr)
+            return 0, jobs, choice
 
 
 def grid_text(grids: dict[str, list[float]]) -> str:
@@ -515,18 +529,19 @@ def grid_text(grids: dict[str, list[float]]) -> str:
 def run_tuned(study: Study, prepare: Callable[[list[Job]], dict[str, dict]], config_dir: Path, how: Execution) -> int:
     """--tune: choose each schedule's peak on validation (``tune_peaks``), then train and evaluate
     every seed at the chosen peaks (the grid's runs there reused) and write the report."""
-    code, grid_jobs, chosen = tune_peaks(study, prepare, config_dir, how)
-    if code or how.dry_run:
+    code, grid_jobs, choice = tune_peaks(study, prepare, config_dir, how)
+    if code or how.dry_run or choice is None:
         if how.dry_run:
             print("[compare] (dry run) the seeds train at the peaks the grid's validation scores choose")
         elif code == EXIT_UNFINISHED:
             print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return code
+    chosen = {name: choice.chosen[name] for name in study.schedules}
     print("[compare] chosen peaks: " + ", ".join(f"{n} x{s:g}" for n, s in chosen.items()), file=sys.stderr)
     seed_jobs = [Job(name, seed, chosen[name]) for seed in study.seeds for name in study.schedules]
     jobs = list({job.name: job for job in [*grid_jobs, *seed_jobs]}.values())
     configs = prepare(jobs)
-    return finish(study, seed_jobs, jobs, configs, config_dir, how, chosen)
+    return finish(study, seed_jobs, jobs, configs, config_dir, how, choice)
 
 
 def finish(
@@ -536,17 +551,17 @@ def finish(
     configs: dict[str, dict],
     config_dir: Path,
     how: Execution,
-    chosen: dict[str, float] | None = None,
+    choice: TuningChoice | None = None,
 ) -> int:
     """Train ``to_test`` where unfinished, evaluate them on every split, write the report over
-    ``jobs`` and print its conclusions."""
+    ``jobs`` and print its conclusions (``choice``: with --tune, the peaks chosen)."""
     code = train_pending(study, to_test, configs, config_dir, how)
     if code or how.dry_run:
         return code
     if not evaluate_runs(to_test, configs, study.out / "runs", study.beam_size, how.deadline, how.processes):
         print(f"[compare] stopped at --time-limit {how.time_limit:g} min: run the same command again to go on")
         return EXIT_UNFINISHED
-    paths, conclusions = write_outputs(study, jobs, configs, chosen)
+    paths, conclusions = write_outputs(study, jobs, configs, choice)
     print("\n".join(conclusions))
     print("\n".join(map(str, paths)))
     return 0

@@ -200,7 +200,31 @@ def _sweep_section(
         else "highest mean validation BLEU"
     )
     lines = [f"## Peak learning-rate sweep (validation set, last checkpoints{whose})", "", *_table(header, rows)]
-    return lines + ["", f"Chosen per schedule: the {by}; the test sets play no part in the choice."]
+    lines += ["", f"Chosen per schedule: the {by}; the test sets play no part in the choice."]
+    return lines + _moved_since_chosen(ordered, meta)
+
+
+def _moved_since_chosen(grid: Sequence[SettingSummary], meta: BenchmarkMeta) -> list[str]:
+    """The grid settings whose validation score is not the one their schedule's peak was chosen on
+    (tuning.json): runs trained again since, or evaluated again."""
+    chosen_on = meta.get("chosen_on") or {}
+    loss = meta.get("tune_criterion") == "loss"
+    moved = []
+    for s in grid:
+        now = s.final_valid_loss.mean if loss else s.scores["valid"]["bleu"].mean
+        then = chosen_on.get(s.setting)
+        if then is not None and abs(now - then) > 1e-9:
+            digits = 3 if loss else 2
+            moved.append(f"{s.setting} ({then:.{digits}f} when chosen, {now:.{digits}f} now)")
+    if not moved:
+        return []
+    what = "validation loss at the budget" if loss else "validation BLEU"
+    return [
+        "",
+        f"The peaks were chosen once, when the grid was done (`tuning.json`), and stay chosen. Since then "
+        f"the {what} of {len(moved)} setting{'s' if len(moved) > 1 else ''} moved (trained or evaluated "
+        f"again): {'; '.join(moved)}.",
+    ]
 
 
 def _runs_section(out_dir: Path, splits: Sequence[str], selected: Sequence[SettingSummary]) -> list[str]:

@@ -77,6 +77,7 @@ class BenchmarkMeta(TypedDict):
     lr_scales: list[float] | None  # the sweep's peak scales; with --tune, the first grid
     tune_seeds: list[int] | None  # --tune: the seeds that trained the grid
     tune_criterion: str | None  # --tune: "bleu" or "loss", on the validation set
+    chosen_on: dict[str, float] | None  # --tune: per grid setting, the score its peak was chosen on (tuning.json)
     chosen_lr_scales: dict[str, float] | None  # each schedule's chosen peak scale (sweep, tune)
     max_steps: int
     beam_size: int
