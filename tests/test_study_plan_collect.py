@@ -138,3 +138,17 @@ def test_best_peak_is_chosen_per_schedule_on_validation_bleu(tmp_path):
 def test_a_run_whose_validation_loss_rises_over_its_last_half_is_diverged(losses, flagged):
     records = [valid_record(step, 0.0, loss) for step, loss in zip(range(0, 1000, 200), losses, strict=True)]
     assert collect.diverged(records) is flagged
+
+
+def test_a_run_names_each_host_it_trained_on_in_order(tmp_path):
+    """An older trainer's session records no host; a session resumed elsewhere records its own."""
+    run_dir = tmp_path / "noam-seed1"
+    xeon = "Intel(R) Xeon(R) Processor (x86_64), torch 2.13.0+cpu"
+    write_records(run_dir, [run_record(0, 100.0), valid_record(0, 101.0, 9.0), end_record(3, 110.0, interrupted=True)])
+    assert collect.read_training(run_dir).hosts == ["not recorded"]
+    resumed = {**run_record(3, 120.0, resumed=True), "host": xeon}
+    write_records(run_dir, [resumed, valid_record(6, 130.0, 6.0), end_record(6, 131.0)])
+    assert collect.read_training(run_dir).hosts == ["not recorded", xeon]
+    again = {**run_record(6, 140.0, resumed=True), "host": xeon}
+    write_records(run_dir, [again, end_record(6, 141.0)])
+    assert collect.read_training(run_dir).hosts == ["not recorded", xeon]  # once each

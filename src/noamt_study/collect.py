@@ -52,6 +52,7 @@ class TrainingLog:
     step: int  # the last update recorded
     end: dict | None  # the final "end" record, when the last session ended
     wall_time_s: float  # sum over sessions of (last record time - "run" record time)
+    hosts: list[str]  # each session's host, in order, once each ("not recorded" by older trainers)
 
 
 def read_training(run_dir: Path) -> TrainingLog | None:
@@ -71,6 +72,7 @@ def read_training(run_dir: Path) -> TrainingLog | None:
         step=max(r["step"] for r in records),
         end=records[-1] if records[-1]["kind"] == "end" else None,
         wall_time_s=wall,
+        hosts=list(dict.fromkeys(records[i].get("host", "not recorded") for i in sessions[:-1])),
     )
 
 
@@ -183,7 +185,7 @@ class RunResult:
     scores: dict[str, SplitResults]  # split -> scores, from the run's eval/results.json
     tgt_lang: str
     device: str  # as the trainer described it, e.g. "cpu (cpu), fp32, 2 threads"
-    host: str  # CPU model, architecture and torch build (noamt.device.host_description), or "not recorded"
+    host: str  # CPU model, architecture and torch build (noamt.device.host_description); several: "a, then b"
 
     def hypotheses(self, split: str) -> list[str]:
         return read_lines(RunDir.at(self.run_dir).eval_dir / f"{split}.hyp.{self.tgt_lang}")
@@ -286,7 +288,7 @@ def collect_run(job: Job, run_dir: Path) -> RunResult:
         scores={split: split_scores(entry) for split, entry in evaluation["splits"].items()},
         tgt_lang=evaluation["tgt_lang"],
         device=training.info.get("device", "unknown"),
-        host=training.info.get("host", "not recorded"),
+        host=", then ".join(training.hosts),
     )
 
 
