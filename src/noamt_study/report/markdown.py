@@ -10,6 +10,7 @@ from pathlib import Path
 from noamt_study.collect import SettingSummary, evaluation_results_file
 from noamt_study.report.results import BenchmarkMeta
 from noamt_study.report.sentences import (
+    CRITERIA,
     METHOD,
     budget_scope,
     comparison_conclusions,
@@ -194,13 +195,9 @@ def _sweep_section(
     ]
     seeds = meta.get("tune_seeds")
     whose = f", tuning seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else ""
-    by = (
-        "lowest mean validation loss at the budget"
-        if meta.get("tune_criterion") == "loss"
-        else "highest mean validation BLEU"
-    )
+    by = CRITERIA[meta.get("tune_criterion") or "bleu"]
     lines = [f"## Peak learning-rate sweep (validation set, last checkpoints{whose})", "", *_table(header, rows)]
-    lines += ["", f"Chosen per schedule: the {by}; the test sets play no part in the choice."]
+    lines += ["", f"Chosen per schedule: {by}; the test sets play no part in the choice."]
     return lines + _moved_since_chosen(ordered, meta)
 
 

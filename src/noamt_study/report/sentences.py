@@ -241,7 +241,7 @@ def verdict(comparisons: Sequence[Comparison]) -> list[str]:
     ]
 
 
-LEADER_CRITERIA = {
+CRITERIA = {  # what a peak or the validation leader is chosen on (collect.tuning_score)
     "bleu": "the highest mean validation BLEU",
     "loss": "the lowest mean validation loss at the budget",
 }
@@ -253,7 +253,7 @@ def leader_verdict(leader: Leader) -> list[str]:
     random (Holm-adjusted over the leader's comparisons of that metric), and those it is separated
     from on none. The leader is picked on validation only, so its test-set comparisons are fair."""
     picked = (
-        f"The validation leader is {leader.setting} ({LEADER_CRITERIA[leader.criterion]}; "
+        f"The validation leader is {leader.setting} ({CRITERIA[leader.criterion]}; "
         "the test sets play no part in picking it)"
     )
     if not leader.comparisons:  # it is the reference, or one of only two schedules
